@@ -18,6 +18,8 @@ export const ErrorType = {
   RecipeFailed: 'RecipeFailed',
   /** An evaluation gate failed: the release is rejected. */
   GateFailed: 'GateFailed',
+  /** The stack check could not reach a worker of the pool, or its probe failed. */
+  StackCheckFailed: 'StackCheckFailed',
   /** An operator rejected or aborted the lifecycle. */
   Rejected: 'Rejected',
 } as const;

@@ -1,0 +1,119 @@
+import { z } from 'zod';
+
+/** Accepts true/false/1/0/yes/no (any case) from env strings, or real booleans from a file. */
+const bool = z.preprocess((v) => {
+  if (typeof v !== 'string') return v;
+  const s = v.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
+  return v;
+}, z.boolean({ error: 'expected true or false' }));
+
+const port = z.coerce
+  .number({ error: 'expected a TCP port number' })
+  .int('expected a whole number')
+  .min(1, 'expected a port in 1..65535')
+  .max(65535, 'expected a port in 1..65535');
+
+const hostPort = z
+  .string()
+  .regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, 'expected host:port, e.g. localhost:7233 or my-ns.tmprl.cloud:7233');
+
+const artifactUri = z
+  .string()
+  .regex(/^(file:\/\/\/|s3:\/\/[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](\/.*)?$)/, 'expected file:///absolute/dir or s3://bucket[/prefix]');
+
+const poolName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a lowercase pool name like cpu, h200 or a100-80g (letters, digits, dashes)');
+
+/**
+ * Everything Forgeline can be configured with, from a JSON file (FORGELINE_CONFIG) and the
+ * environment (which wins). Only workers, scripts and the CLI load it; activities and workflows
+ * receive what they need as arguments.
+ */
+export const ConfigSchema = z.object({
+  home: z.string().min(1),
+  venv: z.string().min(1),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error']),
+  temporal: z.object({
+    /** Unset: Forgeline runs its own dev server (`forgeline dev`) and connects to it. */
+    address: hostPort.optional(),
+    namespace: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/, 'expected a namespace name such as default'),
+    devPort: port,
+    uiPort: port,
+    tls: z.object({
+      enabled: bool,
+      certPath: z.string().optional(),
+      keyPath: z.string().optional(),
+      caPath: z.string().optional(),
+      serverName: z.string().optional(),
+    }),
+    apiKey: z.string().min(1).optional(),
+  }),
+  taskQueues: z.object({
+    control: z.string().regex(/^[A-Za-z0-9._-]+$/, 'expected letters, digits, dots, dashes or underscores'),
+  }),
+  artifacts: z.object({
+    uri: artifactUri,
+    s3: z.object({
+      endpoint: z.url({ error: 'expected a URL such as http://localhost:9000' }).optional(),
+      region: z.string().min(1),
+      forcePathStyle: bool,
+    }),
+  }),
+  tracker: z.object({
+    kind: z.enum(['local', 'wandb'], { error: 'expected local or wandb' }),
+    wandb: z.object({
+      apiKey: z.string().min(1).optional(),
+      baseUrl: z.url({ error: 'expected a URL such as https://api.wandb.ai' }),
+      entity: z.string().min(1).optional(),
+      project: z.string().regex(/^[A-Za-z0-9._-]+$/, 'expected letters, digits, dots, dashes or underscores'),
+    }),
+  }),
+  gpu: z.object({
+    pool: poolName,
+    count: z.coerce.number({ error: 'expected a whole number' }).int('expected a whole number').min(1, 'expected at least 1').max(64, 'expected at most 64'),
+  }),
+});
+
+export type ForgelineConfig = z.infer<typeof ConfigSchema>;
+
+/** One environment variable and where it lands in the config. Drives loading, errors and docs. */
+export interface EnvBinding {
+  env: string;
+  path: readonly string[];
+  /** Default as a string, or a function of the partially built config (for derived defaults). */
+  default?: string | ((cfg: { home: string; repoRoot: string }) => string);
+  doc: string;
+  secret?: boolean;
+}
+
+export const ENV_BINDINGS: readonly EnvBinding[] = [
+  { env: 'FORGELINE_HOME', path: ['home'], default: '.forgeline', doc: 'State directory: dev-server SQLite database, local artifacts, local tracker runs, logs. Relative paths resolve against the working directory.' },
+  { env: 'FORGELINE_CONFIG', path: [], doc: 'Optional JSON config file with the same structure as the resolved config (`forgeline config` prints it). Environment variables win over the file. Default: `forgeline.config.json` in the working directory, when present.' },
+  { env: 'FORGELINE_VENV', path: ['venv'], default: ({ repoRoot }) => `${repoRoot}/.venv`, doc: 'Python virtual environment with the Temporal CLI and the recipes\' dependencies (made by scripts/bootstrap).' },
+  { env: 'FORGELINE_LOG_LEVEL', path: ['logLevel'], default: 'info', doc: 'debug, info, warn or error.' },
+  { env: 'TEMPORAL_ADDRESS', path: ['temporal', 'address'], doc: 'host:port of an existing Temporal frontend. Unset: `forgeline dev` starts a local dev server and everything connects to it.' },
+  { env: 'TEMPORAL_NAMESPACE', path: ['temporal', 'namespace'], default: 'default', doc: 'Temporal namespace.' },
+  { env: 'FORGELINE_DEV_PORT', path: ['temporal', 'devPort'], default: '7233', doc: 'gRPC port of the local dev server (when TEMPORAL_ADDRESS is unset).' },
+  { env: 'FORGELINE_UI_PORT', path: ['temporal', 'uiPort'], default: '8233', doc: 'Web UI port of the local dev server.' },
+  { env: 'TEMPORAL_TLS', path: ['temporal', 'tls', 'enabled'], default: 'false', doc: 'Connect with TLS. Implied by TEMPORAL_API_KEY or a client certificate.' },
+  { env: 'TEMPORAL_TLS_CERT', path: ['temporal', 'tls', 'certPath'], doc: 'Client certificate (PEM file) for mTLS, e.g. Temporal Cloud.' },
+  { env: 'TEMPORAL_TLS_KEY', path: ['temporal', 'tls', 'keyPath'], doc: 'Client private key (PEM file) for mTLS.' },
+  { env: 'TEMPORAL_TLS_CA', path: ['temporal', 'tls', 'caPath'], doc: 'CA bundle (PEM file) to verify the server, when not publicly trusted.' },
+  { env: 'TEMPORAL_TLS_SERVER_NAME', path: ['temporal', 'tls', 'serverName'], doc: 'Override the TLS server name (SNI).' },
+  { env: 'TEMPORAL_API_KEY', path: ['temporal', 'apiKey'], secret: true, doc: 'API key for Temporal Cloud (implies TLS).' },
+  { env: 'FORGELINE_CONTROL_QUEUE', path: ['taskQueues', 'control'], default: 'forgeline-control', doc: 'Task queue of the control worker (workflows and light activities). GPU queues are `gpu-<pool>`.' },
+  { env: 'FORGELINE_ARTIFACT_URI', path: ['artifacts', 'uri'], default: ({ home }) => `file://${home}/artifacts`, doc: 'Artifact store root: `file:///abs/dir` or `s3://bucket/prefix`.' },
+  { env: 'FORGELINE_S3_ENDPOINT', path: ['artifacts', 's3', 'endpoint'], doc: 'Custom S3 endpoint for S3-compatible stores (MinIO, Ceph, R2...). Credentials come from the AWS default chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, profiles, IAM roles).' },
+  { env: 'AWS_REGION', path: ['artifacts', 's3', 'region'], default: 'us-east-1', doc: 'S3 region.' },
+  { env: 'FORGELINE_S3_FORCE_PATH_STYLE', path: ['artifacts', 's3', 'forcePathStyle'], default: 'false', doc: 'Use path-style S3 URLs (needed by most S3-compatible servers).' },
+  { env: 'FORGELINE_TRACKER', path: ['tracker', 'kind'], default: 'local', doc: '`local` (JSONL under FORGELINE_HOME/runs) or `wandb`.' },
+  { env: 'WANDB_API_KEY', path: ['tracker', 'wandb', 'apiKey'], secret: true, doc: 'Weights & Biases API key (required when FORGELINE_TRACKER=wandb).' },
+  { env: 'WANDB_BASE_URL', path: ['tracker', 'wandb', 'baseUrl'], default: 'https://api.wandb.ai', doc: 'W&B API URL (set it for a dedicated or self-hosted W&B server).' },
+  { env: 'WANDB_ENTITY', path: ['tracker', 'wandb', 'entity'], doc: 'W&B entity (team or user). Default: the API key\'s default entity.' },
+  { env: 'WANDB_PROJECT', path: ['tracker', 'wandb', 'project'], default: 'forgeline', doc: 'W&B project for lifecycle runs.' },
+  { env: 'FORGELINE_GPU_POOL', path: ['gpu', 'pool'], default: 'cpu', doc: 'Pool served by this GPU worker; it polls task queue `gpu-<pool>`.' },
+  { env: 'FORGELINE_GPU_COUNT', path: ['gpu', 'count'], default: '1', doc: 'GPUs this GPU worker owns; it runs that many heavy activities at once.' },
+];

@@ -1,0 +1,91 @@
+import os from 'node:os';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import { createArtifactStore } from '../src/adapters/artifact-store';
+import { createTracker } from '../src/adapters/tracker';
+import type { ForgelineConfig } from '../src/config/schema';
+import { gpuTaskQueue } from '../src/contracts/task-queues';
+
+export type WorkerKind = 'control' | 'gpu';
+
+const LOG_LEVELS: Record<ForgelineConfig['logLevel'], LogLevel> = { debug: 'DEBUG', info: 'INFO', warn: 'WARN', error: 'ERROR' };
+
+let runtimeInstalled = false;
+/** Install the Temporal runtime once per process with our log level. */
+export function installRuntime(cfg: ForgelineConfig): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger(LOG_LEVELS[cfg.logLevel]) });
+  runtimeInstalled = true;
+}
+
+export function workerIdentity(kind: WorkerKind, cfg: ForgelineConfig): string {
+  const what = kind === 'control' ? 'control' : gpuTaskQueue(cfg.gpu.pool);
+  return `${process.pid}@${os.hostname()}/${what}`;
+}
+
+export function taskQueueFor(kind: WorkerKind, cfg: ForgelineConfig): string {
+  return kind === 'control' ? cfg.taskQueues.control : gpuTaskQueue(cfg.gpu.pool);
+}
+
+/** Adapters from config, then the activity set over them. */
+export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig) {
+  const artifacts = createArtifactStore({
+    uri: cfg.artifacts.uri,
+    s3: { endpoint: cfg.artifacts.s3.endpoint, region: cfg.artifacts.s3.region, forcePathStyle: cfg.artifacts.s3.forcePathStyle },
+  });
+  const tracker = createTracker({
+    kind: cfg.tracker.kind,
+    home: cfg.home,
+    wandb: { apiKey: cfg.tracker.wandb.apiKey, baseUrl: cfg.tracker.wandb.baseUrl, entity: cfg.tracker.wandb.entity },
+  });
+  return createActivities({
+    artifacts,
+    tracker,
+    trackerProject: cfg.tracker.wandb.project,
+    workerIdentity: workerIdentity(kind, cfg),
+    pool: cfg.gpu.pool,
+  });
+}
+
+export interface CreateWorkerOptions {
+  connection: NativeConnection;
+  /** Prebuilt workflow bundle (tests, production images); default: bundle `workflows/` at start. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  taskQueue?: string;
+}
+
+/**
+ * A control worker polls the control queue and runs workflows plus light activities; a GPU
+ * worker polls `gpu-<pool>` and runs heavy activities, as many at once as it owns GPUs.
+ */
+export function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts: CreateWorkerOptions): Promise<Worker> {
+  const common = {
+    connection: opts.connection,
+    namespace: cfg.temporal.namespace,
+    taskQueue: opts.taskQueue ?? taskQueueFor(kind, cfg),
+    identity: workerIdentity(kind, cfg),
+    activities: buildActivities(kind, cfg),
+  };
+  if (kind === 'control') {
+    const workflows = opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
+    return Worker.create({ ...common, ...workflows });
+  }
+  return Worker.create({ ...common, maxConcurrentActivityTaskExecutions: cfg.gpu.count });
+}
+
+/**
+ * Stop the worker when the process that started us (`forgeline dev`) goes away, so a killed
+ * parent never leaves orphan workers behind.
+ */
+export function shutdownWithParent(worker: Worker, parentPid: number | undefined): void {
+  if (!parentPid) return;
+  const timer = setInterval(() => {
+    try {
+      process.kill(parentPid, 0);
+    } catch {
+      clearInterval(timer);
+      worker.shutdown();
+    }
+  }, 1000);
+  timer.unref();
+}

@@ -1,0 +1,1 @@
+export { stackCheckWorkflow, stackCheckStatusQuery, type StackCheckStatus } from './stack-check';
