@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { Client, Connection } from '@temporalio/client';
+import { REPO_ROOT } from '../config/load';
+import type { ForgelineConfig } from '../config/schema';
+import { gpuTaskQueue } from '../contracts/task-queues';
+import { connectClient, temporalAddress } from '../temporal/connection';
+import { isListening, pipeLines, startDevServer, stopProcessGroup, type DevServer } from '../temporal/dev-server';
+import { ensureSearchAttributes } from '../temporal/search-attributes';
+
+export type Log = (line: string) => void;
+
+/** Web UI link for a workflow (local dev server only; a remote cluster has its own UI). */
+export function uiUrl(cfg: ForgelineConfig, workflowId?: string): string | undefined {
+  if (cfg.temporal.address) return undefined;
+  const base = `http://localhost:${cfg.temporal.uiPort}/namespaces/${encodeURIComponent(cfg.temporal.namespace)}/workflows`;
+  return workflowId ? `${base}/${encodeURIComponent(workflowId)}` : base;
+}
+
+interface WorkerProc {
+  name: string;
+  child: ChildProcess;
+}
+
+/**
+ * The local stack behind `forgeline dev` and `forgeline demo`: a Temporal dev server (unless
+ * TEMPORAL_ADDRESS is set, or one already listens on the port, which is reused), our search
+ * attributes, a control worker and one GPU worker for the configured pool, each a child process
+ * in its own process group. `down()` stops only what `up()` started.
+ */
+export class LocalStack {
+  private server?: DevServer;
+  private workers: WorkerProc[] = [];
+  private stopping = false;
+  connection!: Connection;
+  client!: Client;
+  /** 'started' when this stack started the dev server, 'reused' or 'remote' otherwise. */
+  serverMode: 'started' | 'reused' | 'remote' = 'remote';
+
+  constructor(private readonly cfg: ForgelineConfig, private readonly log: Log) {}
+
+  async up(opts: { workers: boolean; workerLogLevel?: string; onWorkerExit?: (name: string, code: number | null) => void }): Promise<void> {
+    const { cfg, log } = this;
+    if (cfg.temporal.address) {
+      this.serverMode = 'remote';
+      log(`using Temporal at ${cfg.temporal.address} (namespace ${cfg.temporal.namespace}); starting no server`);
+    } else if (await isListening(cfg.temporal.devPort)) {
+      this.serverMode = 'reused';
+      log(`Temporal already listening on 127.0.0.1:${cfg.temporal.devPort}: reusing it`);
+    } else {
+      this.serverMode = 'started';
+      const t0 = Date.now();
+      // Once we stop it, the server's goodbyes (dial errors from its own system workers) are noise.
+      this.server = await startDevServer(cfg, (l) => this.stopping || log(`[temporal] ${l}`));
+      log(`Temporal dev server up in ${((Date.now() - t0) / 1000).toFixed(1)}s (SQLite under ${cfg.home}/temporal)`);
+    }
+    ({ connection: this.connection, client: this.client } = await connectClient(cfg));
+    try {
+      const created = await ensureSearchAttributes(this.connection, cfg.temporal.namespace);
+      if (created.length) log(`created search attributes: ${created.join(', ')}`);
+    } catch (err) {
+      // Temporal Cloud manages search attributes through its own control plane.
+      log(`warning: could not register search attributes on ${temporalAddress(cfg)}: ${(err as Error).message}`);
+    }
+    const ui = uiUrl(cfg);
+    if (ui) log(`Temporal Web UI: http://localhost:${cfg.temporal.uiPort}`);
+    if (opts.workers) {
+      const env = { ...process.env, FORGELINE_PARENT_PID: String(process.pid) };
+      if (opts.workerLogLevel && !process.env.FORGELINE_LOG_LEVEL) env.FORGELINE_LOG_LEVEL = opts.workerLogLevel;
+      this.spawnWorker('control', path.join(REPO_ROOT, 'workers', 'control-worker.ts'), env, opts.onWorkerExit);
+      this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), env, opts.onWorkerExit);
+    }
+  }
+
+  private spawnWorker(name: string, entry: string, env: NodeJS.ProcessEnv, onExit?: (name: string, code: number | null) => void): void {
+    const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), entry], {
+      cwd: process.cwd(),
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    pipeLines(child, (l) => this.stopping || this.log(`[${name}] ${l}`));
+    child.once('exit', (code) => {
+      if (!this.stopping) onExit?.(name, code);
+    });
+    this.workers.push({ name, child });
+  }
+
+  /** Resolves when every worker process has printed that it polls its queue. */
+  async workersReady(timeoutMs = 120_000): Promise<void> {
+    await Promise.all(
+      this.workers.map(
+        ({ name, child }) =>
+          new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`worker ${name} did not start within ${timeoutMs / 1000}s`)), timeoutMs);
+            const onData = (chunk: Buffer | string) => {
+              if (String(chunk).includes('worker polling')) {
+                clearTimeout(timer);
+                child.stdout?.off('data', onData);
+                resolve();
+              }
+            };
+            child.stdout?.on('data', onData);
+            child.once('exit', (code) => {
+              clearTimeout(timer);
+              reject(new Error(`worker ${name} exited with code ${code} during start-up (see its output above)`));
+            });
+          }),
+      ),
+    );
+  }
+
+  async down(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.workers.map(({ child }) => stopProcessGroup(child, 20_000)));
+    this.workers = [];
+    await this.connection?.close().catch(() => undefined);
+    if (this.server) {
+      await this.server.stop();
+      this.server = undefined;
+    }
+  }
+}
