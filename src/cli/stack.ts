@@ -65,7 +65,7 @@ export class LocalStack {
     const ui = uiUrl(cfg);
     if (ui) log(`Temporal Web UI: http://localhost:${cfg.temporal.uiPort}`);
     if (opts.workers) {
-      const env = { ...process.env, FORGELINE_PARENT_PID: String(process.pid) };
+      const env: NodeJS.ProcessEnv = { ...process.env, FORGELINE_PARENT_PID: String(process.pid) };
       if (opts.workerLogLevel && !process.env.FORGELINE_LOG_LEVEL) env.FORGELINE_LOG_LEVEL = opts.workerLogLevel;
       this.spawnWorker('control', path.join(REPO_ROOT, 'workers', 'control-worker.ts'), env, opts.onWorkerExit);
       this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), env, opts.onWorkerExit);

@@ -21,7 +21,7 @@ const hostPort = z
 
 const artifactUri = z
   .string()
-  .regex(/^(file:\/\/\/|s3:\/\/[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](\/.*)?$)/, 'expected file:///absolute/dir or s3://bucket[/prefix]');
+  .regex(/^(file:\/\/\/|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$)/, 'expected file:///absolute/dir or s3://bucket[/prefix]');
 
 const poolName = z
   .string()

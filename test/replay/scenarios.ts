@@ -1,0 +1,86 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import type { Activities } from '../../activities';
+import { createStackCheckActivities } from '../../activities/stack-check';
+import { ErrorType } from '../../src/contracts/errors';
+import type { StackProbeInput, StackProbeResult } from '../../src/contracts/stack-check';
+
+/**
+ * Lifecycles recorded into test/replay/histories by scripts/record-history.ts. Each runs the real
+ * workflow with deterministic activity stand-ins, so re-recording gives the same command order.
+ * Add a scenario for every branch a workflow change could break.
+ */
+export interface ReplayScenario {
+  name: string;
+  workflowType: string;
+  /** Activities by task queue suffix: `control` for the workflow's queue, or a GPU pool name. */
+  control: Partial<Activities>;
+  gpu?: { pool: string; activities: Partial<Activities> };
+  start(client: Client, opts: { taskQueue: string; workflowId: string }): Promise<unknown>;
+}
+
+const { validateStackCheckSpec } = createStackCheckActivities({} as never);
+
+function probe(input: StackProbeInput): StackProbeResult {
+  return {
+    workerIdentity: 'replay-recorder',
+    pool: input.pool,
+    payloadUri: 'file:///replay/payload',
+    payloadSha256: '0'.repeat(64),
+    reportUri: 'file:///replay/report.json',
+    trackerRunUrl: 'file:///replay/run.jsonl',
+    metrics: { writeMs: 1, readMs: 1, payloadBytes: input.payloadBytes, throughputMiBps: 1 },
+  };
+}
+
+export const SCENARIOS: ReplayScenario[] = [
+  {
+    name: 'stack-check-succeeded',
+    workflowType: 'stackCheckWorkflow',
+    control: { validateStackCheckSpec },
+    gpu: { pool: 'replay', activities: { runStackProbe: async (i) => probe(i) } },
+    start: (client, { taskQueue, workflowId }) =>
+      client.workflow.execute('stackCheckWorkflow', { taskQueue, workflowId, args: [{ pool: 'replay', payloadBytes: 1024 }] }),
+  },
+  {
+    name: 'stack-check-retried-then-succeeded',
+    workflowType: 'stackCheckWorkflow',
+    control: { validateStackCheckSpec },
+    gpu: {
+      pool: 'replay-retry',
+      activities: (() => {
+        let calls = 0;
+        return {
+          async runStackProbe(i: StackProbeInput) {
+            if (++calls === 1) throw new Error('transient: connection reset');
+            return probe(i);
+          },
+        };
+      })(),
+    },
+    start: (client, { taskQueue, workflowId }) =>
+      client.workflow.execute('stackCheckWorkflow', { taskQueue, workflowId, args: [{ pool: 'replay-retry' }] }),
+  },
+  {
+    name: 'stack-check-invalid-spec',
+    workflowType: 'stackCheckWorkflow',
+    control: { validateStackCheckSpec },
+    start: (client, { taskQueue, workflowId }) =>
+      client.workflow.execute('stackCheckWorkflow', { taskQueue, workflowId, args: [{ pool: 'Not A Pool' }] }).catch(() => undefined),
+  },
+  {
+    name: 'stack-check-probe-failed',
+    workflowType: 'stackCheckWorkflow',
+    control: { validateStackCheckSpec },
+    gpu: {
+      pool: 'replay-fail',
+      activities: {
+        async runStackProbe() {
+          throw ApplicationFailure.nonRetryable('bucket missing', ErrorType.InvalidConfig);
+        },
+      },
+    },
+    start: (client, { taskQueue, workflowId }) =>
+      client.workflow.execute('stackCheckWorkflow', { taskQueue, workflowId, args: [{ pool: 'replay-fail' }] }).catch(() => undefined),
+  },
+];
