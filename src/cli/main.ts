@@ -36,8 +36,8 @@ async function dev(cfg: ForgelineConfig): Promise<number> {
   try {
     await stack.up({
       workers: true,
-      onWorkerExit: (name, code) => {
-        log(`worker ${name} exited unexpectedly (code ${code}); stopping the stack`);
+      onUnexpectedExit: (name, code) => {
+        log(`${name} exited unexpectedly (code ${code}); stopping the stack`);
         resolveExit(1);
       },
     });
@@ -63,7 +63,7 @@ async function demo(cfg: ForgelineConfig): Promise<number> {
     await stack.up({
       workers: true,
       workerLogLevel: 'warn',
-      onWorkerExit: (name, code) => workerDied?.(new Error(`worker ${name} exited with code ${code}`)),
+      onUnexpectedExit: (name, code) => workerDied?.(new Error(`${name} exited with code ${code}`)),
     });
     await Promise.race([stack.workersReady(), died]);
     log(`stack ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; running the stack check (control → gpu-${cfg.gpu.pool} → artifacts → tracker)`);

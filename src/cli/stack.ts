@@ -39,7 +39,7 @@ export class LocalStack {
 
   constructor(private readonly cfg: ForgelineConfig, private readonly log: Log) {}
 
-  async up(opts: { workers: boolean; workerLogLevel?: string; onWorkerExit?: (name: string, code: number | null) => void }): Promise<void> {
+  async up(opts: { workers: boolean; workerLogLevel?: string; onUnexpectedExit?: (name: string, code: number | null) => void }): Promise<void> {
     const { cfg, log } = this;
     if (cfg.temporal.address) {
       this.serverMode = 'remote';
@@ -52,6 +52,9 @@ export class LocalStack {
       const t0 = Date.now();
       // Once we stop it, the server's goodbyes (dial errors from its own system workers) are noise.
       this.server = await startDevServer(cfg, (l) => this.stopping || log(`[temporal] ${l}`));
+      this.server.process.once('exit', (code) => {
+        if (!this.stopping) opts.onUnexpectedExit?.('temporal dev server', code);
+      });
       log(`Temporal dev server up in ${((Date.now() - t0) / 1000).toFixed(1)}s (SQLite under ${cfg.home}/temporal)`);
     }
     ({ connection: this.connection, client: this.client } = await connectClient(cfg));
@@ -67,8 +70,8 @@ export class LocalStack {
     if (opts.workers) {
       const env: NodeJS.ProcessEnv = { ...process.env, FORGELINE_PARENT_PID: String(process.pid) };
       if (opts.workerLogLevel && !process.env.FORGELINE_LOG_LEVEL) env.FORGELINE_LOG_LEVEL = opts.workerLogLevel;
-      this.spawnWorker('control', path.join(REPO_ROOT, 'workers', 'control-worker.ts'), env, opts.onWorkerExit);
-      this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), env, opts.onWorkerExit);
+      this.spawnWorker('control', path.join(REPO_ROOT, 'workers', 'control-worker.ts'), env, opts.onUnexpectedExit);
+      this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), env, opts.onUnexpectedExit);
     }
   }
 
