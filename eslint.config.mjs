@@ -18,7 +18,7 @@ const contractImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', '.venv/', '.forgeline/', 'bench/results/', '**/*.mjs', 'test/.tmp/'] },
+  { ignores: ['node_modules/', 'dist/', '.venv/', '.forgeline/', 'bench/results/', '**/*.mjs', '**/*.cjs', 'test/.tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

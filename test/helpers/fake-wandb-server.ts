@@ -22,7 +22,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { buildSchema, graphql, GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
+import { buildSchema, graphql, type GraphQLError, type GraphQLScalarType, Kind, type ValueNode } from 'graphql';
 import { registerTeardown } from '../setup';
 
 const SCHEMA_SDL = /* GraphQL */ `

@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { LocalTracker, localRunPath, readLocalRun } from '../../src/adapters/local-tracker';
 import { createTracker } from '../../src/adapters/tracker';
-import { wandbAppUrl, WandbRun, WandbTracker, type WandbTrackerOptions } from '../../src/adapters/wandb-tracker';
+import { wandbAppUrl, type WandbRun, WandbTracker, type WandbTrackerOptions } from '../../src/adapters/wandb-tracker';
 import { ErrorType } from '../../src/contracts/errors';
 import { ConfigError, ForgelineError } from '../../src/ports/errors';
 import type { Tracker } from '../../src/ports/tracker';

@@ -9,6 +9,7 @@ import { createStackCheckActivities, runIdFor } from '../../activities/stack-che
 import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
 import { LocalTracker, readLocalRun } from '../../src/adapters/local-tracker';
 import { ErrorType } from '../../src/contracts/errors';
+import type { StackProbeResult } from '../../src/contracts/stack-check';
 
 describe('stack-check activities (MockActivityEnvironment, local adapters)', function () {
   let dir: string;
@@ -28,8 +29,8 @@ describe('stack-check activities (MockActivityEnvironment, local adapters)', fun
   it('writes a content-addressed payload, a report and a tracker run; a retry writes the same payload', async function () {
     const env = new MockActivityEnvironment();
     const input = { checkId: 'stack-check/cpu/1', pool: 'cpu', payloadBytes: 100_000 };
-    const first = await env.run(acts.runStackProbe, input);
-    const second = await env.run(acts.runStackProbe, input);
+    const first: StackProbeResult = await env.run(acts.runStackProbe, input);
+    const second: StackProbeResult = await env.run(acts.runStackProbe, input);
     assert.equal(first.payloadSha256, second.payloadSha256, 'deterministic payload: retries are idempotent');
     assert.equal(readFileSync(fileURLToPath(first.payloadUri)).length, 100_000);
     const report = JSON.parse(readFileSync(fileURLToPath(first.reportUri), 'utf8')) as { worker: string };
