@@ -20,8 +20,10 @@ export const ErrorType = {
   GateFailed: 'GateFailed',
   /** The stack check could not reach a worker of the pool, or its probe failed. */
   StackCheckFailed: 'StackCheckFailed',
-  /** An operator rejected or aborted the lifecycle. */
+  /** An operator rejected the release, or nobody decided before the approval timeout. */
   Rejected: 'Rejected',
+  /** An operator aborted the lifecycle; running activities were cancelled. */
+  Aborted: 'Aborted',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -39,8 +39,11 @@ function newRunId(): string {
   return `run-${randomUUID().slice(0, 12)}`;
 }
 
+/** A temp FORGELINE_HOME, removed when the run ends. */
 async function tmpHome(): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), 'forgeline-tracker-'));
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'forgeline-tracker-'));
+  registerTeardown(`temp dir ${dir}`, () => rm(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 async function startFake(): Promise<FakeWandbServer> {
