@@ -1,0 +1,122 @@
+/**
+ * Benchmarks (npm run bench). Results go to bench/results/*.json with the peer measured in the
+ * same run, so a number is always read against its baseline on the same machine.
+ *
+ *   orchestration: what Temporal adds around each stage. Lifecycles whose activities are no-ops
+ *   run on a real local dev server (control queue + gpu-<pool> queue, as in production); for each
+ *   activity we take dispatch → start (ActivityTaskScheduled → ActivityTaskStarted, from the
+ *   history) and for each lifecycle start → completion. Peer: the same no-op activities called
+ *   directly in-process, in the same order, with the same validation.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import type { temporal } from '@temporalio/proto';
+import { createStackCheckActivities } from '../activities/stack-check';
+import { loadConfig, REPO_ROOT } from '../src/config/load';
+import { FORGELINE_SEARCH_ATTRIBUTES } from '../src/contracts/search-attributes';
+import type { StackProbeInput, StackProbeResult } from '../src/contracts/stack-check';
+import { gpuTaskQueue } from '../src/contracts/task-queues';
+import { runMain } from '../src/cli/run-main';
+
+const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+function stats(xs: number[]) {
+  const s = [...xs].sort((a, b) => a - b);
+  const mean = s.reduce((a, b) => a + b, 0) / (s.length || 1);
+  return { n: s.length, p50: round(percentile(s, 50)), p95: round(percentile(s, 95)), max: round(s[s.length - 1] ?? NaN), mean: round(mean) };
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+function ms(t: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
+  return Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+}
+
+const noopProbe = async (i: StackProbeInput): Promise<StackProbeResult> => ({
+  workerIdentity: 'bench',
+  pool: i.pool,
+  payloadUri: 'noop://',
+  payloadSha256: '0'.repeat(64),
+  reportUri: 'noop://',
+  trackerRunUrl: 'noop://',
+  metrics: { writeMs: 0, readMs: 0, payloadBytes: i.payloadBytes, throughputMiBps: 0 },
+});
+
+async function orchestration(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const cfg = loadConfig();
+  const { validateStackCheckSpec } = createStackCheckActivities({} as never);
+
+  // Peer: the same stage sequence without an orchestrator.
+  const peer: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    const spec = await validateStackCheckSpec({ pool: 'bench' });
+    await noopProbe({ checkId: `peer-${i}`, pool: spec.pool, payloadBytes: 1 });
+    peer.push(performance.now() - t0);
+  }
+
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: path.join(cfg.venv, 'bin', 'temporal') }, searchAttributes: [...FORGELINE_SEARCH_ATTRIBUTES] },
+  });
+  const dispatchToStart: number[] = [];
+  const lifecycle: number[] = [];
+  try {
+    const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: new DefaultLogger('ERROR') });
+    const control = await Worker.create({ connection: env.nativeConnection, taskQueue: 'bench-control', workflowBundle, activities: { validateStackCheckSpec } });
+    const gpu = await Worker.create({ connection: env.nativeConnection, taskQueue: gpuTaskQueue('bench'), activities: { runStackProbe: noopProbe } });
+    await gpu.runUntil(
+      control.runUntil(async () => {
+        for (let i = 0; i < RUNS + 3; i++) {
+          const handle = await env.client.workflow.start('stackCheckWorkflow', { taskQueue: 'bench-control', workflowId: `bench/${Date.now()}-${i}`, args: [{ pool: 'bench' }] });
+          await handle.result();
+          if (i < 3) continue; // warm-up: first bundle load, first polls
+          const { events = [] } = await handle.fetchHistory();
+          const scheduled = new Map<string, number>();
+          for (const e of events) {
+            if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e.eventTime));
+            if (e.activityTaskStartedEventAttributes) {
+              const at = scheduled.get(String(e.activityTaskStartedEventAttributes.scheduledEventId));
+              if (at !== undefined) dispatchToStart.push(ms(e.eventTime) - at);
+            }
+          }
+          lifecycle.push(ms(events[events.length - 1]?.eventTime) - ms(events[0]?.eventTime));
+        }
+      }),
+    );
+  } finally {
+    await env.teardown();
+  }
+
+  const peerStats = stats(peer);
+  const lifecycleStats = stats(lifecycle);
+  const result = {
+    benchmark: 'orchestration',
+    workflow: 'stackCheckWorkflow (validate on control queue → probe on gpu-<pool>), no-op activities',
+    server: 'temporal server start-dev (Temporal CLI 1.9.1, SQLite in memory), same machine',
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    runs: RUNS,
+    activityDispatchToStartMs: stats(dispatchToStart),
+    lifecycleMs: lifecycleStats,
+    peer: { what: 'same no-op activities called directly in-process (no orchestrator)', lifecycleMs: peerStats },
+    overheadPerLifecycleMs: { p50: round(lifecycleStats.p50 - peerStats.p50), p95: round(lifecycleStats.p95 - peerStats.p95) },
+    measuredAt: new Date().toISOString(),
+  };
+  const out = path.join(REPO_ROOT, 'bench', 'results', 'orchestration.json');
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  console.log(JSON.stringify(result, null, 2));
+  console.log(`wrote ${path.relative(process.cwd(), out)}`);
+}
+
+runMain(orchestration);
