@@ -81,7 +81,7 @@ async function orchestration(): Promise<void> {
           const handle = await env.client.workflow.start('stackCheckWorkflow', { taskQueue: 'bench-control', workflowId: `bench/${Date.now()}-${i}`, args: [{ pool: 'bench' }] });
           await handle.result();
           if (i < 3) continue; // warm-up: first bundle load, first polls
-          const { events = [] } = await handle.fetchHistory();
+          const events = (await handle.fetchHistory()).events ?? [];
           const scheduled = new Map<string, number>();
           for (const e of events) {
             if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e.eventTime));
