@@ -21,6 +21,7 @@ import { FORGELINE_SEARCH_ATTRIBUTES } from '../src/contracts/search-attributes'
 import type { StackProbeInput, StackProbeResult } from '../src/contracts/stack-check';
 import { gpuTaskQueue } from '../src/contracts/task-queues';
 import { runMain } from '../src/cli/run-main';
+import { fakeProbe } from '../test/fixtures/stack-probe';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
 
@@ -42,15 +43,7 @@ function ms(t: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
   return Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
 }
 
-const noopProbe = async (i: StackProbeInput): Promise<StackProbeResult> => ({
-  workerIdentity: 'bench',
-  pool: i.pool,
-  payloadUri: 'noop://',
-  payloadSha256: '0'.repeat(64),
-  reportUri: 'noop://',
-  trackerRunUrl: 'noop://',
-  metrics: { writeMs: 0, readMs: 0, payloadBytes: i.payloadBytes, throughputMiBps: 0 },
-});
+const noopProbe = async (i: StackProbeInput): Promise<StackProbeResult> => fakeProbe(i, 'bench');
 
 async function orchestration(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });

@@ -3,7 +3,8 @@ import type { Client } from '@temporalio/client';
 import type { Activities } from '../../activities';
 import { createStackCheckActivities } from '../../activities/stack-check';
 import { ErrorType } from '../../src/contracts/errors';
-import type { StackProbeInput, StackProbeResult } from '../../src/contracts/stack-check';
+import type { StackProbeInput } from '../../src/contracts/stack-check';
+import { fakeProbe } from '../fixtures/stack-probe';
 
 /**
  * Lifecycles recorded into test/replay/histories by scripts/record-history.ts. Each runs the real
@@ -21,17 +22,7 @@ export interface ReplayScenario {
 
 const { validateStackCheckSpec } = createStackCheckActivities({} as never);
 
-function probe(input: StackProbeInput): StackProbeResult {
-  return {
-    workerIdentity: 'replay-recorder',
-    pool: input.pool,
-    payloadUri: 'file:///replay/payload',
-    payloadSha256: '0'.repeat(64),
-    reportUri: 'file:///replay/report.json',
-    trackerRunUrl: 'file:///replay/run.jsonl',
-    metrics: { writeMs: 1, readMs: 1, payloadBytes: input.payloadBytes, throughputMiBps: 1 },
-  };
-}
+const probe = (input: StackProbeInput) => fakeProbe(input, 'replay-recorder');
 
 export const SCENARIOS: ReplayScenario[] = [
   {

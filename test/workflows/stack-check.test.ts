@@ -6,7 +6,8 @@ import type { Activities } from '../../activities';
 import { createStackCheckActivities } from '../../activities/stack-check';
 import { ErrorType } from '../../src/contracts/errors';
 import { ForgelineOutcome, ForgelineStage, Outcome } from '../../src/contracts/search-attributes';
-import type { StackProbeInput, StackProbeResult } from '../../src/contracts/stack-check';
+import type { StackProbeInput } from '../../src/contracts/stack-check';
+import { fakeProbe } from '../fixtures/stack-probe';
 import { stackCheckStatusQuery, stackCheckWorkflow } from '../../workflows';
 import { getLocalEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
@@ -14,17 +15,6 @@ import { uniquePool, withWorkers } from '../helpers/workers';
 /** The real validation activity; it needs no ports. */
 const { validateStackCheckSpec } = createStackCheckActivities({} as never);
 
-function fakeProbe(input: StackProbeInput): StackProbeResult {
-  return {
-    workerIdentity: 'test-gpu-worker',
-    pool: input.pool,
-    payloadUri: 'file:///tmp/x',
-    payloadSha256: 'ab'.repeat(32),
-    reportUri: 'file:///tmp/r',
-    trackerRunUrl: 'file:///tmp/run',
-    metrics: { writeMs: 1, readMs: 1, payloadBytes: input.payloadBytes, throughputMiBps: 1 },
-  };
-}
 
 /** The ApplicationFailure of `type` in the workflow failure's cause chain. */
 function failureOfType(err: unknown, type: string): ApplicationFailure {
