@@ -1,0 +1,92 @@
+import { z } from 'zod';
+
+/**
+ * The input of `modelReleaseWorkflow`: one JSON object, validated at the edge (CLI, webhook,
+ * schedule) and again as the workflow's first activity. JSON Schema: docs/schemas/release-spec.schema.json.
+ */
+const duration = z.string().regex(/^[1-9]\d{0,5}(s|m|h|d)$/, 'expected a duration such as 90s, 30m, 24h or 7d');
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters (sha256 of the file)');
+const positiveInt = (what: string) => z.number().int(`expected a whole number of ${what}`).positive(`expected a positive number of ${what}`);
+
+export const GateSchema = z.strictObject({
+  metric: z.string().min(1, 'expected a metric name such as exact_match or perplexity'),
+  op: z.enum(['>=', '>', '<=', '<'], { error: 'expected one of >=, >, <=, <' }),
+  threshold: z.number({ error: 'expected a number' }),
+  /** `value`: the candidate's metric; `delta`: candidate minus comparator. */
+  on: z.enum(['value', 'delta'], { error: 'expected value or delta' }).default('value'),
+});
+
+export const ReleaseSpecSchema = z.strictObject({
+  model: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a model alias like support-bot (lowercase letters, digits, dashes)'),
+  base: z.union(
+    [
+      z.strictObject({ path: z.string().min(1, 'expected a local directory with a Hugging Face model') }),
+      z.strictObject({ ref: z.string().regex(/^registry:\/\/[a-z0-9-]+\/[a-z0-9-]+@[0-9a-f]{12}$/, 'expected registry://<model>/<kind>@<version>') }),
+    ],
+    { error: 'expected { "path": "/dir/of/model" } or { "ref": "registry://<model>/<kind>@<version>" }' },
+  ),
+  dataset: z.strictObject({
+    uri: z.string().regex(/^(file:\/\/\/|s3:\/\/|artifact:\/\/)/, 'expected file:///..., s3://... or artifact://<key> (a key in the artifact store)'),
+    sha256,
+  }),
+  trainer: z
+    .strictObject({
+      recipe: z.enum(['trl-sft-lora'], { error: 'expected trl-sft-lora' }).default('trl-sft-lora'),
+      lora: z
+        .strictObject({
+          r: positiveInt('ranks').max(1024, 'expected r <= 1024').default(8),
+          alpha: z.number().positive('expected a positive alpha').default(16),
+          dropout: z.number().min(0, 'expected 0 <= dropout < 1').lt(1, 'expected 0 <= dropout < 1').default(0.05),
+          targetModules: z.array(z.string().min(1)).min(1, 'expected at least one module name, e.g. q_proj').default(['q_proj', 'k_proj', 'v_proj', 'o_proj']),
+        })
+        .prefault({}),
+      qlora: z.boolean().default(false),
+      steps: positiveInt('steps').max(1_000_000).optional(),
+      epochs: z.number().positive('expected a positive number of epochs').max(1000).optional(),
+      learningRate: z.number().positive('expected a positive learning rate').max(1, 'expected a learning rate <= 1').default(2e-4),
+      batchSize: positiveInt('examples').max(4096).default(8),
+      seqLength: positiveInt('tokens').max(131072).default(128),
+      seed: z.number().int('expected a whole-number seed').min(0).default(0),
+      checkpointEvery: positiveInt('steps').default(20),
+    })
+    .prefault({})
+    .refine((t) => !(t.steps !== undefined && t.epochs !== undefined), { message: 'set either steps or epochs, not both', path: ['steps'] }),
+  gpu: z
+    .strictObject({
+      pool: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a pool name like cpu or h200').default('cpu'),
+      count: positiveInt('GPUs').max(64).default(1),
+      /** How long a silent GPU worker is trusted before its stage moves to another worker. */
+      heartbeatTimeout: duration.default('2m'),
+    })
+    .prefault({}),
+  quantization: z
+    .strictObject({
+      method: z.enum(['gptq', 'awq', 'none'], { error: 'expected gptq, awq or none' }).default('gptq'),
+      bits: z.union([z.literal(4), z.literal(8)], { error: 'expected 4 or 8' }).default(4),
+      groupSize: positiveInt('columns').default(32),
+      calibrationSamples: positiveInt('samples').max(100_000).default(32),
+    })
+    .prefault({}),
+  evaluation: z
+    .strictObject({
+      suite: z.string().min(1).default('heldout'),
+      gates: z.array(GateSchema).default([]),
+      compareTo: z.enum(['production', 'base'], { error: 'expected production or base' }).default('base'),
+    })
+    .prefault({}),
+  approval: z
+    .strictObject({
+      required: z.boolean().default(false),
+      timeout: duration.default('24h'),
+    })
+    .prefault({}),
+  git: z
+    .strictObject({
+      repo: z.string().optional(),
+      ref: z.string().optional(),
+      sha: z.string().regex(/^[0-9a-f]{7,40}$/, 'expected a git commit sha (7-40 hex)').optional(),
+    })
+    .prefault({}),
+});
+
+export type ReleaseSpecInput = z.input<typeof ReleaseSpecSchema>;
