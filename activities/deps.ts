@@ -1,10 +1,20 @@
+import type { GpuAllocator } from '../src/adapters/gpu-allocator';
 import type { ArtifactStore } from '../src/ports/artifact-store';
+import type { JobRunner } from '../src/ports/job-runner';
 import type { Tracker } from '../src/ports/tracker';
+import type { ModelRegistry } from '../src/registry/model-registry';
 
 /** What activities may touch: ports and a few facts about the worker. Built by worker entries. */
 export interface ActivityDeps {
   artifacts: ArtifactStore;
   tracker: Tracker;
+  registry: ModelRegistry;
+  /** Runs recipes (GPU workers; the control worker never sends it a job). */
+  jobs: JobRunner;
+  /** The GPUs this worker owns (none on pool cpu and on the control worker). */
+  gpus: GpuAllocator;
+  /** Local scratch space for inputs and recipe outputs (survives retries on the same host). */
+  workDir: string;
   /** Tracker project for lifecycle runs. */
   trackerProject: string;
   /** Identity of the worker running the activity (for audit and the stack check). */

@@ -1,4 +1,5 @@
 import type { ActivityDeps } from './deps';
+import { createReleaseActivities } from './release';
 import { createStackCheckActivities } from './stack-check';
 
 export type { ActivityDeps } from './deps';
@@ -11,6 +12,7 @@ export type { ActivityDeps } from './deps';
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createStackCheckActivities(deps),
+    ...createReleaseActivities(deps),
   };
 }
 

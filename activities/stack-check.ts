@@ -21,7 +21,7 @@ export function runIdFor(workflowId: string): string {
   return workflowId.replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 120);
 }
 
-export function createStackCheckActivities(deps: ActivityDeps) {
+export function createStackCheckActivities(deps: Pick<ActivityDeps, 'artifacts' | 'tracker' | 'trackerProject' | 'workerIdentity'>) {
   return {
     /** Control queue: the same validation the CLI applies, for runs started by hand in the UI. */
     async validateStackCheckSpec(spec: unknown): Promise<StackCheckSpec> {

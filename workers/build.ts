@@ -1,8 +1,13 @@
 import os from 'node:os';
+import path from 'node:path';
 import { DefaultLogger, type NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createArtifactStore } from '../src/adapters/artifact-store';
 import { createTracker } from '../src/adapters/tracker';
+import { GpuAllocator } from '../src/adapters/gpu-allocator';
+import { SubprocessJobRunner } from '../src/adapters/subprocess-job-runner';
+import { REPO_ROOT } from '../src/config/load';
+import { ModelRegistry } from '../src/registry/model-registry';
 import type { ForgelineConfig } from '../src/config/schema';
 import { gpuTaskQueue } from '../src/contracts/task-queues';
 
@@ -41,6 +46,10 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig) {
   return createActivities({
     artifacts,
     tracker,
+    registry: new ModelRegistry(artifacts),
+    jobs: new SubprocessJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') }),
+    gpus: kind === 'gpu' ? GpuAllocator.forPool(cfg.gpu.pool, cfg.gpu.count, process.env.CUDA_VISIBLE_DEVICES) : GpuAllocator.forPool('cpu', 1),
+    workDir: path.join(cfg.home, 'work', kind === 'gpu' ? gpuTaskQueue(cfg.gpu.pool) : 'control'),
     trackerProject: cfg.tracker.wandb.project,
     workerIdentity: workerIdentity(kind, cfg),
     pool: cfg.gpu.pool,

@@ -21,7 +21,6 @@ describe('stack-check activities (MockActivityEnvironment, local adapters)', fun
       tracker: new LocalTracker({ home: dir }),
       trackerProject: 'forgeline',
       workerIdentity: 'unit-test',
-      pool: 'cpu',
     });
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
