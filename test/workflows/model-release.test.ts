@@ -46,7 +46,7 @@ describe('modelReleaseWorkflow (real Temporal dev server, typed mock activities)
       assert.equal(desc.typedSearchAttributes.get(ForgelineGitSha), 'abc1234');
       assert.equal(desc.typedSearchAttributes.get(ForgelineStage), ReleaseStage.Done);
       assert.equal(desc.typedSearchAttributes.get(ForgelineOutcome), ReleaseOutcome.Candidate);
-      assert.match(String((await desc.memo)?.summary), /demo: trl-sft-lora on t/);
+      assert.match(String(desc.memo?.summary), /demo: trl-sft-lora on t/);
       const status = await handle.query(statusQuery);
       assert.deepEqual(status.gates, [{ gate: 'exact_match >= 0.5', passed: true, reason: 'exact_match 0.7 >= 0.5' }]);
       // Each stage's UI summary is a sentence.
