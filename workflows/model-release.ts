@@ -47,11 +47,13 @@ const control = proxyActivities<Activities>({
 });
 
 /** Heavy stages: long-running, heartbeating, retried after a worker dies (spot preemption). */
-function gpuOptions(pool: string, summary: string): ActivityOptions {
+function gpuOptions(gpu: ReleaseSpec['gpu'], summary: string): ActivityOptions {
   return {
-    taskQueue: gpuTaskQueue(pool),
+    taskQueue: gpuTaskQueue(gpu.pool),
     startToCloseTimeout: '12 hours',
-    heartbeatTimeout: '2 minutes',
+    // A worker silent this long is presumed gone (spot preemption): the stage moves to another
+    // worker and resumes from the checkpoint named in its last heartbeat.
+    heartbeatTimeout: gpu.heartbeatTimeout,
     retry: { initialInterval: '5 seconds', maximumAttempts: 5, nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.RecipeFailed] },
     summary,
   };
@@ -142,25 +144,25 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
         trackerRun: run.url,
       });
       // executeWithOptions carries each stage's summary sentence for the Temporal UI.
-      const gpu = proxyActivities<Activities>(gpuOptions(spec.gpu.pool, ''));
+      const gpu = proxyActivities<Activities>(gpuOptions(spec.gpu, ''));
       const stageInput = { releaseId: workflowId, runId: run.runId, spec };
 
       setStage(ReleaseStage.Train);
       const trained = await gpu.trainAdapter.executeWithOptions(
-        gpuOptions(spec.gpu.pool, `Fine-tune a LoRA adapter (r=${spec.trainer.lora.r}) for ${spec.model} on gpu-${spec.gpu.pool}, checkpointing every ${spec.trainer.checkpointEvery} steps`),
+        gpuOptions(spec.gpu, `Fine-tune a LoRA adapter (r=${spec.trainer.lora.r}) for ${spec.model} on gpu-${spec.gpu.pool}, checkpointing every ${spec.trainer.checkpointEvery} steps`),
         [stageInput],
       );
       status.training = { step: trained.totalSteps, totalSteps: trained.totalSteps, loss: trained.finalLoss, checkpointStep: trained.totalSteps };
 
       setStage(ReleaseStage.Quantize);
       const quantized = await gpu.quantizeModel.executeWithOptions(
-        gpuOptions(spec.gpu.pool, `Merge the adapter into the base model and quantize it (${spec.quantization.method}, ${spec.quantization.bits}-bit)`),
+        gpuOptions(spec.gpu, `Merge the adapter into the base model and quantize it (${spec.quantization.method}, ${spec.quantization.bits}-bit)`),
         [{ ...stageInput, adapter: trained.adapter }],
       );
 
       setStage(ReleaseStage.Evaluate);
       const report = await gpu.runEvalSuite.executeWithOptions(
-        gpuOptions(spec.gpu.pool, `Score the candidate against ${spec.evaluation.compareTo} on eval suite ${spec.evaluation.suite}`),
+        gpuOptions(spec.gpu, `Score the candidate against ${spec.evaluation.compareTo} on eval suite ${spec.evaluation.suite}`),
         [{ ...stageInput, merged: quantized.merged, quantized: quantized.quantized }],
       );
       const verdict = evaluateGates(report, spec.evaluation.gates);
