@@ -1,5 +1,8 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { ReleaseStatus } from '../../src/contracts/release-lifecycle';
+import type { ReleaseSpec } from '../../src/contracts/release-spec';
+import { releaseMocks, releaseSpec, split } from '../fixtures/release';
 import type { Activities } from '../../activities';
 import { createStackCheckActivities } from '../../activities/stack-check';
 import { ErrorType } from '../../src/contracts/errors';
@@ -24,7 +27,36 @@ const { validateStackCheckSpec } = createStackCheckActivities({} as never);
 
 const probe = (input: StackProbeInput) => fakeProbe(input, 'replay-recorder');
 
+const waitFor = async (handle: WorkflowHandle, pred: (s: ReleaseStatus) => boolean) => {
+  while (!pred((await handle.query('status').catch(() => ({}))) as ReleaseStatus)) await new Promise((r) => setTimeout(r, 50));
+};
+
+function releaseScenario(name: string, pool: string, spec: ReleaseSpec, drive?: (h: WorkflowHandle) => Promise<void>, mocks = releaseMocks().mocks): ReplayScenario {
+  const { control, gpu } = split(mocks);
+  return {
+    name,
+    workflowType: 'modelReleaseWorkflow',
+    control,
+    gpu: { pool, activities: gpu },
+    async start(client, { taskQueue, workflowId }) {
+      const handle = await client.workflow.start('modelReleaseWorkflow', { taskQueue, workflowId, args: [spec] });
+      await drive?.(handle);
+      return handle.result().catch(() => undefined);
+    },
+  };
+}
+
 export const SCENARIOS: ReplayScenario[] = [
+  releaseScenario('release-candidate', 'replay-rel', releaseSpec({ gpu: { pool: 'replay-rel' } })),
+  releaseScenario('release-gate-failed', 'replay-rel-gate', releaseSpec({ gpu: { pool: 'replay-rel-gate' } }), undefined, releaseMocks({ exactMatch: 0.1 }).mocks),
+  releaseScenario('release-approved', 'replay-rel-appr', releaseSpec({ gpu: { pool: 'replay-rel-appr' }, approval: { required: true, timeout: '1h' } }), async (h) => {
+    await waitFor(h, (s) => s.awaitingApproval);
+    await h.executeUpdate('approve', { args: [{ by: 'recorder', reason: 'replay fixture' }] });
+  }),
+  releaseScenario('release-aborted', 'replay-rel-abort', releaseSpec({ gpu: { pool: 'replay-rel-abort' }, approval: { required: true, timeout: '1h' } }), async (h) => {
+    await waitFor(h, (s) => s.awaitingApproval);
+    await h.executeUpdate('abort', { args: [{ by: 'recorder', reason: 'replay fixture' }] });
+  }),
   {
     name: 'stack-check-succeeded',
     workflowType: 'stackCheckWorkflow',
