@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { RecipeCrashedError } from '../src/adapters/subprocess-job-runner';
+import { RecipeCrashedError } from '../src/adapters/local-job-runner';
 import type { GateInput, MetricEstimate } from '../src/contracts/release-gates';
 import type { ReleaseOutcome } from '../src/contracts/release-lifecycle';
 import type { ReleaseSpec } from '../src/contracts/release-spec';

@@ -5,7 +5,7 @@ import { createActivities } from '../activities';
 import { createArtifactStore } from '../src/adapters/artifact-store';
 import { createTracker } from '../src/adapters/tracker';
 import { GpuAllocator } from '../src/adapters/gpu-allocator';
-import { SubprocessJobRunner } from '../src/adapters/subprocess-job-runner';
+import { LocalJobRunner } from '../src/adapters/local-job-runner';
 import { REPO_ROOT } from '../src/config/load';
 import { ModelRegistry } from '../src/registry/model-registry';
 import type { ForgelineConfig } from '../src/config/schema';
@@ -47,7 +47,7 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig) {
     artifacts,
     tracker,
     registry: new ModelRegistry(artifacts),
-    jobs: new SubprocessJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') }),
+    jobs: new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') }),
     gpus: kind === 'gpu' ? GpuAllocator.forPool(cfg.gpu.pool, cfg.gpu.count, process.env.CUDA_VISIBLE_DEVICES) : GpuAllocator.forPool('cpu', 1),
     workDir: path.join(cfg.home, 'work', kind === 'gpu' ? gpuTaskQueue(cfg.gpu.pool) : 'control'),
     trackerProject: cfg.tracker.wandb.project,

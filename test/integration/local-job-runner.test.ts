@@ -1,0 +1,235 @@
+/**
+ * LocalJobRunner against real Python subprocesses: small fake recipes under
+ * test/fixtures/recipes/ that speak (and break) the recipe protocol.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ErrorType } from '../../src/contracts/errors';
+import { LocalJobRunner, parseEventLine, processGroupAlive, RecipeCrashedError, RecipeFailedError } from '../../src/adapters/local-job-runner';
+import type { JobSpec, RecipeEvent } from '../../src/ports/job-runner';
+import { pidAlive, venvPython } from '../helpers/python';
+
+const RECIPES = path.join(__dirname, '..', 'fixtures', 'recipes');
+const GRACE_MS = 600;
+
+interface Captured {
+  events: RecipeEvent[];
+  logs: Array<[string, 'stdout' | 'stderr']>;
+}
+
+describe('LocalJobRunner (integration, runs Python)', function () {
+  this.timeout(30_000);
+  let scratch: string;
+  let tempDir: string;
+  let runner: LocalJobRunner;
+
+  beforeEach(async function () {
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'forgeline-jobs-'));
+    tempDir = path.join(scratch, 'tmp');
+    await mkdir(tempDir);
+    runner = new LocalJobRunner({ python: venvPython(), recipesDir: RECIPES, killGraceMs: GRACE_MS, tempDir });
+  });
+  afterEach(async function () {
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  function job(recipe: string, input: Record<string, unknown> = {}, extra: Partial<JobSpec> = {}): JobSpec & Captured {
+    const captured: Captured = { events: [], logs: [] };
+    return {
+      recipe,
+      input: { seed: 1, ...input },
+      outDir: path.join(scratch, 'out'),
+      gpuIndices: [],
+      onEvent: (e) => void captured.events.push(e),
+      onLog: (line, stream) => void captured.logs.push([line, stream]),
+      ...extra,
+      ...captured,
+    };
+  }
+
+  it('resolves with the result, passing events in order and everything else as log lines', async function () {
+    const j = job('runner_events', { lr: 0.1 });
+    const result = (await runner.run(j)) as any;
+
+    assert.deepEqual(
+      j.events.map((e) => e.event),
+      ['start', 'progress', 'metric', 'checkpoint', 'table', 'result', 'metric'],
+    );
+    assert.deepEqual(j.events[1], { event: 'progress', step: 1, total_steps: 2, loss: 1.5, lr: 0.0002 });
+    assert.deepEqual(j.events[4], { event: 'table', name: 'samples', columns: ['prompt', 'score'], rows: [['hi', 0.5], ['yo', null]] });
+    assert.deepEqual(j.events[6], { event: 'metric', name: 'tail', value: 1 }, 'a last line without a newline still counts');
+
+    const stdout = j.logs.filter(([, s]) => s === 'stdout').map(([l]) => l);
+    assert.deepEqual(stdout, ['plain log line on stdout', '{"event": "progress", "step": ', '{"not_an_event": true}', '{"event": "progress", "step": "one"}']);
+    assert.deepEqual(j.logs.filter(([, s]) => s === 'stderr').map(([l]) => l), ['warming up', 'done']);
+
+    // The invocation: spec (device filled in), offline environment, a private working directory.
+    assert.deepEqual(result.spec, { device: 'cpu', seed: 1, lr: 0.1 });
+    assert.deepEqual(result.env, { HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', PYTHONUNBUFFERED: '1', CUDA_VISIBLE_DEVICES: '' });
+    assert.equal(result.out, j.outDir);
+    assert.equal(path.dirname(result.spec_file), result.cwd);
+    assert.ok(result.cwd.startsWith(tempDir + path.sep), `${result.cwd} should be under ${tempDir}`);
+    // Only the recipe's output is in outDir, and the private directory is gone.
+    assert.deepEqual(await readdir(j.outDir), ['checkpoint-2']);
+    assert.deepEqual(await readdir(tempDir), []);
+  });
+
+  it('gives the job its GPUs through CUDA_VISIBLE_DEVICES and tells the recipe device cuda', async function () {
+    const result = (await runner.run(job('runner_events', {}, { gpuIndices: [2, 3] }))) as any;
+    assert.equal(result.env.CUDA_VISIBLE_DEVICES, '2,3');
+    assert.equal(result.spec.device, 'cuda');
+    const explicit = (await runner.run(job('runner_events', { device: 'cuda:0' }, { gpuIndices: [0] }))) as any;
+    assert.equal(explicit.spec.device, 'cuda:0', "the caller's device wins");
+  });
+
+  it('awaits async event handlers one at a time, in event order', async function () {
+    const seen: string[] = [];
+    let active = 0;
+    await runner.run(
+      job('runner_events', {}, {
+        onEvent: async (e) => {
+          active++;
+          assert.equal(active, 1, 'handlers must not overlap');
+          await new Promise((r) => setTimeout(r, 20));
+          seen.push(e.event);
+          active--;
+        },
+      }),
+    );
+    assert.deepEqual(seen, ['start', 'progress', 'metric', 'checkpoint', 'table', 'result', 'metric']);
+  });
+
+  it('exit 2: a terminal error with the type and message of the error event', async function () {
+    await assert.rejects(runner.run(job('runner_fail', { message: 'dataset has no "text" column' })), (err: unknown) => {
+      assert.ok(err instanceof RecipeFailedError, String(err));
+      assert.equal(err.terminal, true);
+      assert.equal(err.type, ErrorType.InvalidSpec);
+      assert.equal(err.message, 'recipe runner_fail failed: dataset has no "text" column');
+      assert.equal(err.details.exitCode, 2);
+      assert.deepEqual(err.details.stderrTail, ['stderr line 0', 'stderr line 1', 'stderr line 2']);
+      return true;
+    });
+  });
+
+  it('exit 2: an unknown error type becomes RecipeFailed (naming it); no error event: the stderr tail', async function () {
+    await assert.rejects(runner.run(job('runner_fail', { message: 'CUDA kernel mismatch', error_type: 'WeirdError' })), (err: unknown) => {
+      assert.ok(err instanceof RecipeFailedError);
+      assert.equal(err.type, ErrorType.RecipeFailed);
+      assert.equal(err.message, 'recipe runner_fail failed [WeirdError]: CUDA kernel mismatch');
+      return true;
+    });
+    await assert.rejects(runner.run(job('runner_fail', {})), (err: unknown) => {
+      assert.ok(err instanceof RecipeFailedError);
+      assert.equal(err.type, ErrorType.RecipeFailed);
+      assert.match(err.message, /^recipe runner_fail failed: no error event was printed\n--- last 3 line\(s\) of stderr ---\nstderr line 0\n/);
+      return true;
+    });
+  });
+
+  it('exit 1: a retryable error carrying the last 50 stderr lines', async function () {
+    await assert.rejects(runner.run(job('runner_fail', { exit_code: 1, stderr_lines: 60, message: 'worker died' })), (err: unknown) => {
+      assert.ok(err instanceof RecipeCrashedError, String(err));
+      assert.equal(err.terminal, false);
+      assert.equal(err.name, 'RecipeCrashedError', 'not an ErrorType name, so nonRetryableErrorTypes never match it');
+      assert.equal(err.details.exitCode, 1);
+      assert.equal(err.details.stderrTail.length, 50);
+      assert.equal(err.details.stderrTail[0], 'stderr line 10');
+      assert.match(err.message, /^recipe runner_fail exited with code 1: worker died\n--- last 50 line\(s\) of stderr ---\nstderr line 10\n/);
+      assert.ok(err.message.endsWith('stderr line 59'));
+      assert.ok(!err.message.includes('stderr line 9\n'));
+      return true;
+    });
+  });
+
+  it('exit 0 without a result event: a terminal protocol violation', async function () {
+    await assert.rejects(runner.run(job('runner_fail', { exit_code: 0, stderr_lines: 0 })), (err: unknown) => {
+      assert.ok(err instanceof RecipeFailedError);
+      assert.equal(err.terminal, true);
+      assert.match(err.message, /exited 0 without a result event \(protocol violation/);
+      return true;
+    });
+  });
+
+  it('abort kills the whole process group, grandchild included, and settles only once all are gone', async function () {
+    const controller = new AbortController();
+    let pids: number[] = [];
+    const j = job('runner_tree', {}, {
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.event === 'start') pids = (e as unknown as { pids: number[] }).pids;
+      },
+      // The grandchild says so once it ignores SIGTERM: only SIGKILL can end it now.
+      onLog: (line) => {
+        if (line === 'grandchild up') controller.abort(new Error('operator aborted the release'));
+      },
+    });
+    const started = Date.now();
+    await assert.rejects(runner.run(j), /operator aborted the release/);
+    const took = Date.now() - started;
+
+    assert.equal(pids.length, 2, 'the recipe reported its pid and its grandchild\'s');
+    const [leader, grandchild] = pids as [number, number];
+    assert.equal(pidAlive(leader), false, 'the recipe is gone');
+    assert.equal(pidAlive(grandchild), false, 'the grandchild is gone');
+    assert.equal(processGroupAlive(leader), false, 'nothing is left in the group');
+    assert.ok(took >= GRACE_MS, `the grandchild ignores SIGTERM, so SIGKILL came after the ${GRACE_MS} ms grace (took ${took} ms)`);
+    assert.deepEqual(await readdir(tempDir), [], 'the private directory is removed');
+  });
+
+  it('ends processes a recipe leaves behind before resolving', async function () {
+    const result = (await runner.run(job('runner_tree', { then: 'exit' }))) as { left_behind: number };
+    assert.equal(pidAlive(result.left_behind), false);
+  });
+
+  it('stops the job when an event handler fails, and rejects with that failure', async function () {
+    let pids: number[] = [];
+    const j = job('runner_tree', {}, {
+      onEvent: (e) => {
+        pids = (e as unknown as { pids: number[] }).pids;
+        throw new Error('could not publish checkpoint');
+      },
+    });
+    await assert.rejects(runner.run(j), /could not publish checkpoint/);
+    assert.equal(pids.length, 2);
+    assert.ok(pids.every((pid) => !pidAlive(pid)), 'the recipe and its grandchild are gone');
+  });
+
+  it('does not start a job whose signal is already aborted', async function () {
+    const controller = new AbortController();
+    controller.abort();
+    const j = job('runner_events', {}, { signal: controller.signal });
+    await assert.rejects(runner.run(j), (err: Error) => err.name === 'AbortError');
+    assert.deepEqual(j.events, []);
+    assert.equal(existsSync(j.outDir), false);
+  });
+
+  it('refuses unknown or unsafe recipe names (terminal), and reports a missing interpreter (retryable)', async function () {
+    for (const recipe of ['no_such_recipe', '../runner_events', 'runner_events.py']) {
+      await assert.rejects(runner.run(job(recipe)), (err: unknown) => {
+        assert.ok(err instanceof RecipeFailedError, String(err));
+        assert.equal(err.type, ErrorType.InvalidSpec);
+        return true;
+      });
+    }
+    const broken = new LocalJobRunner({ python: path.join(scratch, 'no-python'), recipesDir: RECIPES, tempDir });
+    await assert.rejects(broken.run(job('runner_events')), (err: unknown) => {
+      assert.ok(err instanceof RecipeCrashedError, String(err));
+      assert.match(err.message, /could not start: .*no-python: spawn .* ENOENT/);
+      return true;
+    });
+    assert.deepEqual(await readdir(tempDir), []);
+  });
+});
+
+describe('parseEventLine', function () {
+  it('accepts protocol events only', function () {
+    assert.deepEqual(parseEventLine('  {"event":"metric","name":"x","value":1}  '), { event: 'metric', name: 'x', value: 1 });
+    assert.deepEqual(parseEventLine('{"event":"result","result":{"a":1},"extra":true}'), { event: 'result', result: { a: 1 }, extra: true });
+    for (const line of ['', 'text', '{', '[1]', '{"event":"nope"}', '{"event":"result","result":[]}', '{"event":"metric","name":"x"}', 'null']) {
+      assert.equal(parseEventLine(line), undefined, line);
+    }
+  });
+});
