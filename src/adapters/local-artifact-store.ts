@@ -4,7 +4,7 @@
  *
  * Layout under the root directory:
  *   <key>                             the object's bytes, at the path the key names
- *   .forgeline/sha256/<key>.json      checksum record: {sha256, size, mtimeNs} of the object
+ *   .forgeline/sha256/<key>.json      checksum record: {sha256, size, mtimeNs, ino} of the object
  *   **\/.forgeline-tmp-*              writes in progress (renamed into place when complete)
  *
  * Keys may not contain segments starting with ".forgeline" (see validateKey), so bookkeeping
@@ -46,6 +46,11 @@ interface ChecksumRecord {
   size: number;
   /** Modification time in nanoseconds, as a decimal string (exact, unlike a float of ms). */
   mtimeNs: string;
+  /**
+   * Inode of the object. Every put renames a fresh temp file into place, so the inode names one
+   * write: two same-size puts racing within one mtime tick cannot share a record.
+   */
+  ino: string;
 }
 
 function errnoCode(err: unknown): string | undefined {
@@ -125,7 +130,7 @@ export class LocalArtifactStore extends BaseArtifactStore {
       // remember the result if the file did not change meanwhile.
       sha256 = (await hashFile(file)).sha256;
       const after = await stat(file, { bigint: true }).catch(() => undefined);
-      if (after && after.size === stats.size && after.mtimeNs === stats.mtimeNs) {
+      if (after && after.size === stats.size && after.mtimeNs === stats.mtimeNs && after.ino === stats.ino) {
         // Best effort: a read-only store still answers head(), it just re-hashes next time.
         await this.writeChecksum(key, sha256, stats).catch(() => undefined);
       }
@@ -265,7 +270,7 @@ export class LocalArtifactStore extends BaseArtifactStore {
     return this.infoOf(key, stats, staged.sha256);
   }
 
-  /** The recorded sha256, if the record still matches the object's size and mtime. */
+  /** The recorded sha256, if the record still matches the object's size, mtime and inode. */
   private async readChecksum(key: string, stats: BigIntStats): Promise<string | undefined> {
     let record: Partial<ChecksumRecord>;
     try {
@@ -274,12 +279,15 @@ export class LocalArtifactStore extends BaseArtifactStore {
       return undefined; // absent or unreadable: treated as unknown, head() recomputes
     }
     const valid =
-      typeof record.sha256 === 'string' && record.size === Number(stats.size) && record.mtimeNs === stats.mtimeNs.toString();
+      typeof record.sha256 === 'string' &&
+      record.size === Number(stats.size) &&
+      record.mtimeNs === stats.mtimeNs.toString() &&
+      record.ino === stats.ino.toString();
     return valid ? record.sha256 : undefined;
   }
 
   private async writeChecksum(key: string, sha256: string, stats: BigIntStats): Promise<void> {
-    const record: ChecksumRecord = { sha256, size: Number(stats.size), mtimeNs: stats.mtimeNs.toString() };
+    const record: ChecksumRecord = { sha256, size: Number(stats.size), mtimeNs: stats.mtimeNs.toString(), ino: stats.ino.toString() };
     const staged = await stageFile(Buffer.from(JSON.stringify(record)), this.checksumPathOf(key));
     await staged.commit();
   }

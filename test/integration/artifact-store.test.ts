@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -351,5 +351,23 @@ describe('createArtifactStore', function () {
     }
     assert.throws(() => createArtifactStore({ uri: 's3://forgeline-bucket', s3: { accessKeyId: 'only-half' } }), isConfigError(/AWS_SECRET_ACCESS_KEY/));
     assert.throws(() => createArtifactStore({ uri: 's3://forgeline-bucket', s3: { endpoint: 'not a url' } }), isConfigError(/FORGELINE_S3_ENDPOINT/));
+  });
+});
+
+describe('LocalArtifactStore under concurrent puts to one key', function () {
+  it('never pairs one write\'s bytes with another write\'s checksum (same size, same mtime tick)', async function () {
+    this.timeout(60_000);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-race-'));
+    try {
+      const store = new LocalArtifactStore(pathToFileURL(dir).href);
+      for (let round = 0; round < 100; round++) {
+        const key = `race/${round}.json`;
+        await Promise.all(['A', 'B', 'C'].map((c) => store.put(key, c.repeat(64))));
+        const bytes = await store.getBytes(key); // verifies the stored sha256 against the bytes
+        assert.match(bytes.toString(), /^(A{64}|B{64}|C{64})$/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
