@@ -2,8 +2,9 @@
  * Benchmarks (npm run bench). Results go to bench/results/*.json with the peer measured in the
  * same run, so a number is always read against its baseline on the same machine.
  *
- *   orchestration: what Temporal adds around each stage. Lifecycles whose activities are no-ops
- *   run on a real local dev server (control queue + gpu-<pool> queue, as in production); for each
+ *   orchestration: what Temporal adds around each stage. The release and the stack check, with
+ *   no-op activities, run on a real local dev server (control queue + gpu-<pool> queue, as in
+ *   production) `FORGELINE_BENCH_RUNS` times (default 50) after 3 warm-ups; for each
  *   activity we take dispatch → start (ActivityTaskScheduled → ActivityTaskStarted, from the
  *   history) and for each lifecycle start → completion. Peer: the same no-op activities called
  *   directly in-process, in the same order, with the same validation.
@@ -22,6 +23,7 @@ import type { StackProbeInput, StackProbeResult } from '../src/contracts/stack-c
 import { gpuTaskQueue } from '../src/contracts/task-queues';
 import { runMain } from '../src/cli/run-main';
 import { fakeProbe } from '../test/fixtures/stack-probe';
+import { releaseMocks, releaseSpec, split } from '../test/fixtures/release';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
 
@@ -45,64 +47,106 @@ function ms(t: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
 
 const noopProbe = async (i: StackProbeInput): Promise<StackProbeResult> => fakeProbe(i, 'bench');
 
+interface Lifecycle {
+  name: string;
+  workflowType: string;
+  args: () => unknown[];
+  control: Record<string, (...a: never[]) => Promise<unknown>>;
+  gpu: Record<string, (...a: never[]) => Promise<unknown>>;
+  peer: () => Promise<unknown>;
+}
+
+/** Run `RUNS` lifecycles (after 3 warm-ups) on the server and the same calls in-process. */
+async function measure(env: TestWorkflowEnvironment, workflowBundle: Awaited<ReturnType<typeof bundleWorkflowCode>>, lc: Lifecycle) {
+  const peer: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await lc.peer();
+    peer.push(performance.now() - t0);
+  }
+  const dispatchToStart: number[] = [];
+  const lifecycle: number[] = [];
+  const taskQueue = `bench-${lc.name}`;
+  const control = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle, activities: lc.control });
+  const gpu = await Worker.create({ connection: env.nativeConnection, taskQueue: gpuTaskQueue('bench'), activities: lc.gpu });
+  await gpu.runUntil(
+    control.runUntil(async () => {
+      for (let i = 0; i < RUNS + 3; i++) {
+        const handle = await env.client.workflow.start(lc.workflowType, { taskQueue, workflowId: `bench/${lc.name}/${Date.now()}-${i}`, args: lc.args() });
+        await handle.result();
+        if (i < 3) continue; // warm-up: first bundle load, first polls
+        const events = (await handle.fetchHistory()).events ?? [];
+        const scheduled = new Map<string, number>();
+        for (const e of events) {
+          if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e.eventTime));
+          if (e.activityTaskStartedEventAttributes) {
+            const at = scheduled.get(String(e.activityTaskStartedEventAttributes.scheduledEventId));
+            if (at !== undefined) dispatchToStart.push(ms(e.eventTime) - at);
+          }
+        }
+        lifecycle.push(ms(events[events.length - 1]?.eventTime) - ms(events[0]?.eventTime));
+      }
+    }),
+  );
+  const peerStats = stats(peer);
+  const lifecycleStats = stats(lifecycle);
+  return {
+    activityDispatchToStartMs: stats(dispatchToStart),
+    lifecycleMs: lifecycleStats,
+    peer: { what: 'the same no-op activities called directly in-process, in order (no orchestrator)', lifecycleMs: peerStats },
+    overheadPerLifecycleMs: { p50: round(lifecycleStats.p50 - peerStats.p50), p95: round(lifecycleStats.p95 - peerStats.p95) },
+  };
+}
+
 async function orchestration(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const cfg = loadConfig();
   const { validateStackCheckSpec } = createStackCheckActivities({} as never);
 
-  // Peer: the same stage sequence without an orchestrator.
-  const peer: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
-    const spec = await validateStackCheckSpec({ pool: 'bench' });
-    await noopProbe({ checkId: `peer-${i}`, pool: spec.pool, payloadBytes: 1 });
-    peer.push(performance.now() - t0);
-  }
+  const { mocks } = releaseMocks();
+  const { control: releaseControl, gpu: releaseGpu } = split(mocks);
+  const spec = releaseSpec({ gpu: { pool: 'bench' } });
+  const lifecycles: Lifecycle[] = [
+    {
+      name: 'release',
+      workflowType: 'modelReleaseWorkflow',
+      args: () => [spec],
+      control: releaseControl as Lifecycle['control'],
+      gpu: releaseGpu as Lifecycle['gpu'],
+      peer: async () => {
+        for (const name of ['validateReleaseSpec', 'openReleaseRun', 'trainAdapter', 'quantizeModel', 'runEvalSuite', 'logGateResults', 'registerRelease', 'promoteCandidate', 'closeReleaseRun'] as const) {
+          await (mocks[name] as (x: unknown) => Promise<unknown>)(spec);
+        }
+      },
+    },
+    {
+      name: 'stack-check',
+      workflowType: 'stackCheckWorkflow',
+      args: () => [{ pool: 'bench' }],
+      control: { validateStackCheckSpec },
+      gpu: { runStackProbe: noopProbe },
+      peer: async () => noopProbe({ checkId: 'peer', pool: (await validateStackCheckSpec({ pool: 'bench' })).pool, payloadBytes: 1 }),
+    },
+  ];
 
   const env = await TestWorkflowEnvironment.createLocal({
     server: { executable: { type: 'existing-path', path: path.join(cfg.venv, 'bin', 'temporal') }, searchAttributes: [...FORGELINE_SEARCH_ATTRIBUTES] },
   });
-  const dispatchToStart: number[] = [];
-  const lifecycle: number[] = [];
+  const results: Record<string, unknown> = {};
   try {
     const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: new DefaultLogger('ERROR') });
-    const control = await Worker.create({ connection: env.nativeConnection, taskQueue: 'bench-control', workflowBundle, activities: { validateStackCheckSpec } });
-    const gpu = await Worker.create({ connection: env.nativeConnection, taskQueue: gpuTaskQueue('bench'), activities: { runStackProbe: noopProbe } });
-    await gpu.runUntil(
-      control.runUntil(async () => {
-        for (let i = 0; i < RUNS + 3; i++) {
-          const handle = await env.client.workflow.start('stackCheckWorkflow', { taskQueue: 'bench-control', workflowId: `bench/${Date.now()}-${i}`, args: [{ pool: 'bench' }] });
-          await handle.result();
-          if (i < 3) continue; // warm-up: first bundle load, first polls
-          const events = (await handle.fetchHistory()).events ?? [];
-          const scheduled = new Map<string, number>();
-          for (const e of events) {
-            if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e.eventTime));
-            if (e.activityTaskStartedEventAttributes) {
-              const at = scheduled.get(String(e.activityTaskStartedEventAttributes.scheduledEventId));
-              if (at !== undefined) dispatchToStart.push(ms(e.eventTime) - at);
-            }
-          }
-          lifecycle.push(ms(events[events.length - 1]?.eventTime) - ms(events[0]?.eventTime));
-        }
-      }),
-    );
+    for (const lc of lifecycles) results[lc.name] = await measure(env, workflowBundle, lc);
   } finally {
     await env.teardown();
   }
 
-  const peerStats = stats(peer);
-  const lifecycleStats = stats(lifecycle);
   const result = {
     benchmark: 'orchestration',
-    workflow: 'stackCheckWorkflow (validate on control queue → probe on gpu-<pool>), no-op activities',
+    what: 'Temporal overhead per lifecycle with no-op activities: release = 9 activities (6 on the control queue, 3 on gpu-<pool>), stack-check = 2',
     server: 'temporal server start-dev (Temporal CLI 1.9.1, SQLite in memory), same machine',
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
     runs: RUNS,
-    activityDispatchToStartMs: stats(dispatchToStart),
-    lifecycleMs: lifecycleStats,
-    peer: { what: 'same no-op activities called directly in-process (no orchestrator)', lifecycleMs: peerStats },
-    overheadPerLifecycleMs: { p50: round(lifecycleStats.p50 - peerStats.p50), p95: round(lifecycleStats.p95 - peerStats.p95) },
+    lifecycles: results,
     measuredAt: new Date().toISOString(),
   };
   const out = path.join(REPO_ROOT, 'bench', 'results', 'orchestration.json');
