@@ -1,9 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import type { Client } from '@temporalio/client';
 import { loadConfig, redactConfig } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
 import { connectClient } from '../temporal/connection';
 import { ensureSearchAttributes } from '../temporal/search-attributes';
+import { ConfigError } from '../ports/errors';
+import { ModelRegistry } from '../registry/model-registry';
 import { runStackCheck } from './check';
+import { artifactStoreFor, decide, prepareDemoRelease, printRegistry, runRelease, startRelease } from './release';
 import { runMain } from './run-main';
 import { LocalStack, type Log } from './stack';
 
@@ -16,6 +21,12 @@ commands:
            attributes, control worker, GPU worker for FORGELINE_GPU_POOL) until Ctrl-C
   demo     bring the stack up (reusing a running server), run the main job, print what it made
   check    run a stack check against a running stack (--pool, --timeout)
+  release start --spec FILE [--no-wait]
+           validate a release spec (JSON) and start it; follows progress until it ends
+  release status|approve|reject|abort ID [--by WHO --reason WHY]
+           show a release, or decide on it (decisions are Updates, recorded in its history)
+  registry [MODEL]
+           list registered models, or a model's versions and aliases
   setup    register Forgeline's search attributes on the configured namespace
   config   print the resolved configuration (secrets redacted)
 
@@ -66,11 +77,14 @@ async function demo(cfg: ForgelineConfig): Promise<number> {
       onUnexpectedExit: (name, code) => workerDied?.(new Error(`${name} exited with code ${code}`)),
     });
     await Promise.race([stack.workersReady(), died]);
-    log(`stack ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; running the stack check (control → gpu-${cfg.gpu.pool} → artifacts → tracker)`);
+    log(`stack ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; preflight stack check (control → gpu-${cfg.gpu.pool} → artifacts → tracker)`);
     await Promise.race([runStackCheck(stack.client, cfg, { pool: cfg.gpu.pool, note: 'forgeline demo' }, log), died]);
+    log('\npreparing the demo release: tiny Llama base model + tiny-instruct dataset');
+    const spec = await Promise.race([prepareDemoRelease(cfg, log), died]);
+    const code = await Promise.race([runRelease(stack.client, cfg, spec, log), died]);
     log(`demo finished in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
     if (stack.serverMode === 'started') log('the dev server stops with the demo; `npm run dev` keeps it up to browse the history in the Web UI');
-    return 0;
+    return code;
   } catch (err) {
     log(`demo failed: ${(err as Error).message}`);
     return 1;
@@ -88,6 +102,53 @@ async function check(cfg: ForgelineConfig, argv: string[]): Promise<number> {
   } finally {
     await connection.close();
   }
+}
+
+async function withClient(cfg: ForgelineConfig, fn: (client: Client) => Promise<number>): Promise<number> {
+  const { connection, client } = await connectClient(cfg);
+  try {
+    return await fn(client);
+  } finally {
+    await connection.close();
+  }
+}
+
+async function release(cfg: ForgelineConfig, argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { spec: { type: 'string' }, by: { type: 'string' }, reason: { type: 'string' }, 'no-wait': { type: 'boolean' } },
+  });
+  const [sub, id] = positionals;
+  return withClient(cfg, async (client) => {
+    if (sub === 'start') {
+      if (!values.spec) throw new ConfigError('release start needs --spec FILE (a JSON release spec; see docs/schemas/release-spec.schema.json)');
+      const input = JSON.parse(readFileSync(values.spec, 'utf8')) as unknown;
+      if (values['no-wait']) return (await startRelease(client, cfg, input, log), 0);
+      return runRelease(client, cfg, input, log);
+    }
+    if (!id) throw new ConfigError(`release ${sub ?? ''} needs a release workflow ID, e.g. release/my-model/3f2a1c9`);
+    if (sub === 'status') {
+      console.log(JSON.stringify(await client.workflow.getHandle(id).query('status'), null, 2));
+      return 0;
+    }
+    if (sub === 'approve' || sub === 'reject' || sub === 'abort') {
+      if (!values.by || !values.reason) throw new ConfigError(`release ${sub} needs --by WHO and --reason WHY: both go into the audit trail`);
+      return decide(client, id, sub, { by: values.by, reason: values.reason }, log);
+    }
+    throw new ConfigError(`unknown release command '${sub ?? ''}': use start, status, approve, reject or abort`);
+  });
+}
+
+async function registry(cfg: ForgelineConfig, argv: string[]): Promise<number> {
+  const [model] = argv;
+  if (model) {
+    await printRegistry(cfg, model, log);
+  } else {
+    const models = await new ModelRegistry(artifactStoreFor(cfg)).listModels();
+    log(models.length ? models.join('\n') : 'registry is empty');
+  }
+  return 0;
 }
 
 async function setup(cfg: ForgelineConfig): Promise<number> {
@@ -111,6 +172,8 @@ runMain(async () => {
     dev,
     demo,
     check: (cfg) => check(cfg, rest),
+    release: (cfg) => release(cfg, rest),
+    registry: (cfg) => registry(cfg, rest),
     setup,
     config: async (cfg) => {
       console.log(JSON.stringify(redactConfig(cfg), null, 2));
