@@ -79,7 +79,9 @@ export function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts: Creat
     const workflows = opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
     return Worker.create({ ...common, ...workflows });
   }
-  return Worker.create({ ...common, maxConcurrentActivityTaskExecutions: cfg.gpu.count });
+  // Heartbeats carry training progress (step, loss, latest checkpoint) to operators and to the
+  // next attempt: send them every few seconds rather than the SDK's default of up to 60 s.
+  return Worker.create({ ...common, maxConcurrentActivityTaskExecutions: cfg.gpu.count, maxHeartbeatThrottleInterval: '3s' });
 }
 
 /**
