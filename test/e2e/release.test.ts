@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import { prepareDemoRelease, startRelease } from '../../src/cli/release';
+import { currentHeartbeat } from '../../src/cli/watch';
+import { loadConfig, REPO_ROOT } from '../../src/config/load';
+import { ReleaseOutcome } from '../../src/contracts/release-lifecycle';
+import { ModelRegistry } from '../../src/registry/model-registry';
+import { artifactStoreFor } from '../../src/cli/release';
+import type { ReleaseResult } from '../../workflows';
+import { processesMentioning, tempHome } from '../helpers/processes';
+import { getLocalEnv } from '../helpers/temporal';
+import { pipeLines, stopProcessGroup } from '../../src/temporal/dev-server';
+
+/** A worker process (control or GPU) against the test server, with its own home. */
+function workerProcess(kind: 'control' | 'gpu', env: NodeJS.ProcessEnv, log: string[]): ChildProcess {
+  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(REPO_ROOT, 'workers', `${kind}-worker.ts`)], {
+    env: { ...process.env, ...env, FORGELINE_PARENT_PID: String(process.pid) },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  pipeLines(child, (l) => log.push(`[${kind}] ${l}`));
+  return child;
+}
+
+async function waitForCheckpoint(handle: WorkflowHandle, minStep: number, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const hb = await currentHeartbeat(handle).catch(() => undefined);
+    if (hb?.activity === 'trainAdapter' && (hb.beat?.checkpoint?.step ?? 0) >= minStep) return hb.beat!;
+    if (Date.now() > deadline) throw new Error(`no checkpoint >= ${minStep} within ${timeoutMs / 1000}s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('release on CPU (e2e: real workers, real recipes, real Temporal dev server)', function () {
+  this.timeout(600_000);
+  const home = tempHome('release');
+  const log: string[] = [];
+  const procs: ChildProcess[] = [];
+  after(async function () {
+    for (const p of procs) await stopProcessGroup(p, 5000);
+    for (const pid of processesMentioning(home.dir)) process.kill(pid, 'SIGKILL');
+    home.cleanup();
+  });
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') console.log(log.slice(-80).join('\n'));
+  });
+
+  it('survives kill -9 of the GPU worker mid-training: another worker resumes from the last checkpoint', async function () {
+    const env = await getLocalEnv();
+    const address = env.connection.options.address;
+    const workerEnv = { FORGELINE_HOME: home.dir, TEMPORAL_ADDRESS: address, FORGELINE_LOG_LEVEL: 'warn', FORGELINE_CONTROL_QUEUE: 'e2e-release-control', FORGELINE_GPU_POOL: 'cpu', FORGELINE_CONFIG: '' };
+    const cfg = loadConfig({ env: { ...process.env, ...workerEnv } });
+    procs.push(workerProcess('control', workerEnv, log));
+    const firstGpu = workerProcess('gpu', workerEnv, log);
+    procs.push(firstGpu);
+
+    const spec = await prepareDemoRelease(cfg, (l) => log.push(l));
+    const steps = 60;
+    const every = 10;
+    const handle = await startRelease(env.client, cfg, { ...spec, model: 'tiny-resume', trainer: { ...spec.trainer, steps, checkpointEvery: every }, gpu: { pool: 'cpu', heartbeatTimeout: '8s' } }, (l) => log.push(l));
+
+    const beat = await waitForCheckpoint(handle, every, 300_000);
+    // Spot preemption: the worker and everything it ran vanish at once.
+    const victims = processesMentioning(home.dir).filter((pid) => pid !== procs[0]!.pid && pid !== process.pid);
+    const stepAtKill = (await currentHeartbeat(handle))?.beat?.step ?? beat.step ?? 0;
+    for (const pid of [firstGpu.pid!, ...victims.filter((p) => p !== firstGpu.pid)]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    // A replacement GPU worker joins the pool.
+    procs.push(workerProcess('gpu', workerEnv, log));
+
+    const result = (await handle.result()) as ReleaseResult;
+    assert.equal(result.outcome, ReleaseOutcome.Candidate);
+    const desc = await handle.fetchHistory();
+    const trainDone = desc.events?.find((e) => e.activityTaskCompletedEventAttributes && e.activityTaskCompletedEventAttributes.result?.payloads?.[0]?.data && Buffer.from(e.activityTaskCompletedEventAttributes.result.payloads[0].data).toString().includes('resumedFromStep'));
+    assert.ok(trainDone, 'trainAdapter completed');
+    const train = JSON.parse(Buffer.from(trainDone.activityTaskCompletedEventAttributes!.result!.payloads![0]!.data!).toString()) as { resumedFromStep: number; stepsThisRun: number; totalSteps: number };
+    assert.equal(train.totalSteps, steps);
+    assert.ok(train.resumedFromStep >= every, `resumed from a checkpoint (step ${train.resumedFromStep})`);
+    assert.equal(train.resumedFromStep + train.stepsThisRun, steps);
+    const stepsDone = Math.max(stepAtKill, train.resumedFromStep) + train.stepsThisRun;
+    assert.ok(stepsDone <= steps + every, `steps done ${stepsDone} <= total ${steps} + one checkpoint interval ${every}`);
+
+    const registry = new ModelRegistry(artifactStoreFor(cfg));
+    const versions = await registry.listVersions('tiny-resume');
+    assert.deepEqual(versions.map((v) => v.kind).sort(), ['adapter', 'eval-report', 'merged', 'quantized']);
+    assert.equal(versions[0]!.lineage.releaseWorkflowId, handle.workflowId);
+    assert.equal((await registry.getAlias('tiny-resume', 'candidate'))?.releaseWorkflowId, handle.workflowId);
+  });
+});
