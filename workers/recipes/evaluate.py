@@ -109,8 +109,9 @@ def summarize(scored: dict[str, Any], seed: int) -> dict[str, dict[str, Any]]:
     from forgeline_recipes.metrics import bootstrap_ci
 
     out: dict[str, dict[str, Any]] = {}
+    # Mean over examples of each example's mean token loss: the statistic the bootstrap resamples.
     per_example_loss = [n / max(c, 1) for n, c in zip(scored["nll"], scored["tokens"])]
-    loss = sum(scored["nll"]) / max(sum(scored["tokens"]), 1)
+    loss = sum(per_example_loss) / len(per_example_loss)
     lo, hi = bootstrap_ci(per_example_loss, seed)
     out["loss"] = {"value": loss, "ci": [lo, hi]}
     out["perplexity"] = {"value": math.exp(loss), "ci": [math.exp(lo), math.exp(hi)]}
