@@ -109,6 +109,8 @@ describe('forgeline dev and demo (e2e: Temporal CLI dev server, control and GPU 
   });
 
   it('`forgeline demo` brings up its own stack, runs the main job, prints what it made and exits 0', async function () {
+    // The main job is a real release (train, quantize, evaluate): about a minute on two idle cores.
+    this.timeout(600_000);
     const { home, env } = await stackEnv('demo');
     homes.push(home);
     const demo = track(forgeline(['demo'], env));
