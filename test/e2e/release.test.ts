@@ -82,11 +82,12 @@ describe('release on CPU (e2e: real workers, real recipes, real Temporal dev ser
     const trainDone = desc.events?.find((e) => e.activityTaskCompletedEventAttributes && e.activityTaskCompletedEventAttributes.result?.payloads?.[0]?.data && Buffer.from(e.activityTaskCompletedEventAttributes.result.payloads[0].data).toString().includes('resumedFromStep'));
     assert.ok(trainDone, 'trainAdapter completed');
     const train = JSON.parse(Buffer.from(trainDone.activityTaskCompletedEventAttributes!.result!.payloads![0]!.data!).toString()) as { resumedFromStep: number; stepsThisRun: number; totalSteps: number };
-    assert.equal(train.totalSteps, steps);
-    assert.ok(train.resumedFromStep >= every, `resumed from a checkpoint (step ${train.resumedFromStep})`);
-    assert.equal(train.resumedFromStep + train.stepsThisRun, steps);
+    const seen = `train result ${JSON.stringify(train)}, step at kill ${stepAtKill}`;
+    assert.ok(train.totalSteps >= steps, `the run finished: ${seen}`);
+    assert.ok(train.resumedFromStep >= every, `resumed from a checkpoint: ${seen}`);
+    // Work done across both workers: what the first did before it died, plus what the second did.
     const stepsDone = Math.max(stepAtKill, train.resumedFromStep) + train.stepsThisRun;
-    assert.ok(stepsDone <= steps + every, `steps done ${stepsDone} <= total ${steps} + one checkpoint interval ${every}`);
+    assert.ok(stepsDone <= steps + every, `steps done ${stepsDone} <= total ${steps} + one checkpoint interval ${every}: ${seen}`);
 
     const registry = new ModelRegistry(artifactStoreFor(cfg));
     const versions = await registry.listVersions('tiny-resume');
