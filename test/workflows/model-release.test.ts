@@ -1,22 +1,15 @@
 import assert from 'node:assert/strict';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { Activities } from '../../activities';
 import { ErrorType } from '../../src/contracts/errors';
 import { ReleaseOutcome, ReleaseStage, type ReleaseStatus } from '../../src/contracts/release-lifecycle';
 import { ForgelineGitSha, ForgelineModel, ForgelineOutcome, ForgelineStage } from '../../src/contracts/search-attributes';
 import { abortUpdate, approveUpdate, modelReleaseWorkflow, rejectUpdate, statusQuery } from '../../workflows';
 import { releaseMocks, releaseSpec, split } from '../fixtures/release';
+import { failureOfType } from '../helpers/failures';
 import { getLocalEnv, getTimeSkippingEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
-
-function failureOfType(err: unknown, type: string): ApplicationFailure {
-  assert.ok(err instanceof WorkflowFailedError, `expected WorkflowFailedError, got ${String(err)}`);
-  let cause: unknown = err.cause;
-  while (cause && !(cause instanceof ApplicationFailure && cause.type === type)) cause = (cause as Error).cause;
-  assert.ok(cause instanceof ApplicationFailure, `no ApplicationFailure of type ${type} in: ${err.cause?.message}`);
-  return cause;
-}
 
 async function until(handle: WorkflowHandle, pred: (s: ReleaseStatus) => boolean): Promise<ReleaseStatus> {
   for (;;) {

@@ -9,21 +9,12 @@ import { ForgelineOutcome, ForgelineStage, Outcome } from '../../src/contracts/s
 import type { StackProbeInput } from '../../src/contracts/stack-check';
 import { fakeProbe } from '../fixtures/stack-probe';
 import { stackCheckStatusQuery, stackCheckWorkflow } from '../../workflows';
+import { failureOfType } from '../helpers/failures';
 import { getLocalEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
 
 /** The real validation activity; it needs no ports. */
 const { validateStackCheckSpec } = createStackCheckActivities({} as never);
-
-
-/** The ApplicationFailure of `type` in the workflow failure's cause chain. */
-function failureOfType(err: unknown, type: string): ApplicationFailure {
-  assert.ok(err instanceof WorkflowFailedError, `expected WorkflowFailedError, got ${String(err)}`);
-  let cause: unknown = err.cause;
-  while (cause && !(cause instanceof ApplicationFailure && cause.type === type)) cause = (cause as Error).cause;
-  assert.ok(cause instanceof ApplicationFailure, `no ApplicationFailure of type ${type} in the cause chain`);
-  return cause;
-}
 
 describe('stackCheckWorkflow (real Temporal dev server, mocked activities)', function () {
   it('routes the probe to gpu-<pool>, returns its result and marks the outcome Succeeded', async function () {
