@@ -184,6 +184,8 @@ export function createReleaseActivities(deps: ActivityDeps) {
             batch_size: t.batchSize,
             seq_length: t.seqLength,
             checkpoint_every: t.checkpointEvery,
+            packing: t.packing,
+            gradient_checkpointing: t.gradientCheckpointing,
             ...(resumeFrom ? { resume_from: resumeFrom } : {}),
           },
           outDir,

@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowIdReusePolicy, type Client } from '@temporalio/client';
 import { createArtifactStore } from '../adapters/artifact-store';
@@ -56,6 +57,13 @@ export async function startRelease(client: Client, cfg: ForgelineConfig, input: 
   return handle;
 }
 
+/** A short digest of the code that builds the tiny model, so a changed recipe never reuses a stale cached model. */
+function tinyModelRecipeDigest(): string {
+  const hash = createHash('sha256');
+  for (const file of ['make_tiny_model.py', 'forgeline_recipes/tiny.py']) hash.update(readFileSync(path.join(REPO_ROOT, 'workers', 'recipes', file)));
+  return hash.digest('hex').slice(0, 12);
+}
+
 /** Publish the shipped tiny dataset and a config-built tiny base model; returns a release spec. */
 export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promise<ReleaseSpecInput> {
   const store = artifactStoreFor(cfg);
@@ -63,13 +71,14 @@ export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promis
   const dataset = await store.publishDirectory(path.join(REPO_ROOT, 'workers', 'recipes', 'data', 'tiny-instruct'), 'datasets/tiny-instruct/', { source: 'workers/recipes/data/tiny-instruct' });
   log(`dataset   artifact://${dataset.prefix} (sha256 ${dataset.digest.slice(0, 12)}…)`);
 
-  const baseDir = path.join(cfg.home, 'models', 'tiny-llama');
+  const recipe = tinyModelRecipeDigest();
+  const baseDir = path.join(cfg.home, 'models', `tiny-llama-${recipe}`);
   if (!existsSync(path.join(baseDir, 'config.json'))) {
     log('building the tiny Llama base model from its config (seeded, no download)…');
     const runner = new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') });
     await runner.run({ recipe: 'make_tiny_model', input: { size: 'tiny', seed: 0, device: 'cpu' }, outDir: baseDir, gpuIndices: [] });
   }
-  const published = await store.publishDirectory(baseDir, 'models/tiny-llama/base/');
+  const published = await store.publishDirectory(baseDir, `models/tiny-llama/base-${recipe}/`);
   const base = await registry.registerVersion({ model: 'tiny-llama', kind: 'base', prefix: published.prefix, lineage: { recipe: 'make_tiny_model', hyperparameters: { size: 'tiny', seed: 0 } }, createdAt: new Date().toISOString() });
   log(`base      ${base.ref}`);
   return {

@@ -26,6 +26,8 @@ export interface ReleaseSpec {
     seqLength: number;
     seed: number;
     checkpointEvery: number;
+    packing: boolean;
+    gradientCheckpointing: boolean;
   };
   gpu: { pool: string; count: number; heartbeatTimeout: string };
   quantization: { method: 'gptq' | 'awq' | 'none'; bits: 4 | 8; groupSize: number; calibrationSamples: number };

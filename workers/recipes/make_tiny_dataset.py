@@ -10,13 +10,13 @@ import argparse
 import json
 from pathlib import Path
 
-from forgeline_recipes.tiny import generate_tiny_instruct
+from forgeline_recipes.tiny import DATASET_DIR, generate_tiny_instruct
 
-DEFAULT_DIR = Path(__file__).parent / "data" / "tiny-instruct"
 SEED, TRAIN_PER_OP, EVAL_PER_OP = 0, 160, 20
 
 
 def write_dataset(out_dir: Path, seed: int = SEED, train_per_op: int = TRAIN_PER_OP, eval_per_op: int = EVAL_PER_OP) -> None:
+    """Write ``train.jsonl`` and ``eval.jsonl`` (one sorted-key JSON object per line) into ``out_dir``."""
     train, evaluation = generate_tiny_instruct(seed, train_per_op, eval_per_op)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", train), ("eval", evaluation)):
@@ -25,5 +25,5 @@ def write_dataset(out_dir: Path, seed: int = SEED, train_per_op: int = TRAIN_PER
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--out", type=Path, default=DATASET_DIR)
     write_dataset(parser.parse_args().out)

@@ -1,208 +1,369 @@
 """Recipe train_lora: supervised fine-tuning of a LoRA adapter with TRL's SFTTrainer and PEFT.
 
-Spec:
-  {"base_model": "/dir", "dataset_dir": "/dir with train.jsonl",
-   "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-   "qlora": false, "steps": 60 | "epochs": 1.0, "learning_rate": 3e-3, "batch_size": 16,
-   "seq_length": 64, "checkpoint_every": 20, "resume_from": "/checkpoint dir" (optional),
-   "device": "cpu" | "cuda", "seed": 0}
-Output: <out>/checkpoints/step-<n>/ (resumable Trainer checkpoints), <out>/adapter/ (PEFT).
-Events: progress every step (loss, lr, tokens/s), checkpoint after each save, metric train_loss.
-Result: total_steps, steps_done_this_run, resumed_from_step, final_loss, tokens_per_s,
-  train_runtime_s, trainable_parameters, and on CUDA peak_memory_bytes and mfu.
+Spec (see README.md for every field and its default)::
+
+    {"base_model": "/models/tiny-llama", "dataset_dir": "/data/tiny-instruct",
+     "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+     "qlora": false, "steps": 200, "learning_rate": 3e-3, "batch_size": 16, "seq_length": 64,
+     "checkpoint_every": 50, "resume_from": "/ckpt/step-100", "device": "cpu", "seed": 0,
+     "packing": false}
+
+``packing`` packs several examples into each ``seq_length`` row (best-fit decreasing, padding-free,
+each example still attends only to itself through position IDs), so short instruction data keeps
+a GPU busy; the loss still covers completions only.
+
+Writes ``<out>/checkpoints/step-<n>/`` (adapter + optimizer, scheduler, RNG and trainer state:
+resumable) and ``<out>/adapter/`` (PEFT format, with the tokenizer). With ``resume_from`` the run
+continues from that checkpoint's step and still ends at ``steps`` in total.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from forgeline_recipes.protocol import RecipeContext, RecipeError, SpecError, run_recipe
-from forgeline_recipes.spec import SpecReader, read_common
+from forgeline_recipes.protocol import EventWriter, InputNotFound, RecipeContext, SpecError, log, run_recipe
+from forgeline_recipes.spec import ATTENTION_IMPLEMENTATIONS, SpecReader, read_common
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import TrainerCallback
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup"]
+STAGING_DIR = ".trainer"  # where the Trainer writes checkpoint-<n> before it is moved into place
 
 
-@dataclass
-class Spec:
-    base_model: Path
-    dataset_dir: Path
+@dataclass(frozen=True)
+class LoraSpec:
     r: int
     alpha: float
     dropout: float
     target_modules: list[str]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    base_model: Path
+    dataset_dir: Path
+    lora: LoraSpec
     qlora: bool
     steps: int | None
     epochs: float | None
     learning_rate: float
+    lr_scheduler: str
+    warmup_steps: int
     batch_size: int
+    gradient_accumulation_steps: int
     seq_length: int
     checkpoint_every: int
+    log_every: int
+    gradient_checkpointing: bool
+    packing: bool
+    attn_implementation: str
     resume_from: Path | None
     device: str
     seed: int
 
 
-def parse_spec(raw: dict[str, Any]) -> Spec:
+def parse_spec(raw: dict[str, Any]) -> TrainSpec:
+    """Validate the spec without importing torch; errors name the field."""
     r = SpecReader(raw)
     device, seed = read_common(r)
     lora = r.section("lora")
-    spec = Spec(
+    spec = TrainSpec(
         base_model=r.path("base_model", kind="dir"),
         dataset_dir=r.path("dataset_dir", kind="dir"),
-        r=lora.integer("r", 16, minimum=1, maximum=1024),
-        alpha=lora.number("alpha", 32.0),
-        dropout=lora.number("dropout", 0.0),
-        target_modules=lora.string_list("target_modules", ["q_proj", "v_proj"]),
+        lora=LoraSpec(
+            r=lora.integer("r", 8, minimum=1, maximum=1024),
+            alpha=lora.number("alpha", 16.0, exclusive_minimum=0),
+            dropout=lora.number("dropout", 0.05, minimum=0, exclusive_maximum=1),
+            target_modules=lora.string_list("target_modules", DEFAULT_TARGET_MODULES),
+        ),
         qlora=r.boolean("qlora", False),
         steps=r.integer("steps", None, minimum=1),
-        epochs=r.number("epochs", None),
-        learning_rate=r.number("learning_rate", 2e-4),
+        epochs=r.number("epochs", None, exclusive_minimum=0),
+        learning_rate=r.number("learning_rate", 2e-4, exclusive_minimum=0, maximum=1),
+        lr_scheduler=r.string("lr_scheduler", "linear", choices=SCHEDULERS),
+        warmup_steps=r.integer("warmup_steps", 0, minimum=0),
         batch_size=r.integer("batch_size", 8, minimum=1),
+        gradient_accumulation_steps=r.integer("gradient_accumulation_steps", 1, minimum=1),
         seq_length=r.integer("seq_length", 128, minimum=8),
         checkpoint_every=r.integer("checkpoint_every", 20, minimum=1),
+        log_every=r.integer("log_every", 1, minimum=1),
+        gradient_checkpointing=r.boolean("gradient_checkpointing", False),
+        packing=r.boolean("packing", False),
+        attn_implementation=r.string("attn_implementation", "auto", choices=ATTENTION_IMPLEMENTATIONS),
         resume_from=r.path("resume_from", None, kind="dir"),
         device=device,
         seed=seed,
     )
     r.finish()
-    if spec.steps is None and spec.epochs is None:
-        spec.steps = 100
     if spec.steps is not None and spec.epochs is not None:
         raise SpecError("steps", "set either steps or epochs, not both")
-    if not 0 <= spec.dropout < 1:
-        raise SpecError("lora.dropout", "expected 0 <= dropout < 1")
-    if spec.qlora and not device.startswith("cuda"):
-        raise SpecError("qlora", "QLoRA (4-bit base weights) needs a CUDA device and bitsandbytes; use qlora: false on CPU pools")
+    if not (spec.dataset_dir / "train.jsonl").is_file():
+        raise InputNotFound("dataset_dir", spec.dataset_dir / "train.jsonl")
+    if spec.resume_from is not None:
+        for name in ("trainer_state.json", "adapter_model.safetensors"):
+            if not (spec.resume_from / name).is_file():
+                raise SpecError("resume_from", f"{spec.resume_from} is not a train_lora checkpoint (no {name})")
+    if spec.attn_implementation == "flex_attention" and not device.startswith("cuda"):
+        raise SpecError("attn_implementation", "flex_attention has no backward pass on CPU; use auto or sdpa")
+    if spec.qlora:
+        if not device.startswith("cuda"):
+            raise SpecError("qlora", "4-bit QLoRA needs a CUDA device; set qlora to false on CPU pools")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise SpecError("qlora", "4-bit QLoRA needs bitsandbytes, which this worker does not have; set qlora to false")
     return spec
 
 
-def run(ctx: RecipeContext[Spec]) -> dict[str, Any]:
+def training_flops_per_token(parameters: int, trainable: int) -> int:
+    """Model FLOPs per trained token for LoRA: forward 2·N, backward through the frozen base for
+    activation gradients 2·N, weight gradients only for the trainable 2·N_trainable. (Full
+    fine-tuning would be the usual 6·N; attention-score FLOPs are left out, which for short
+    packed examples is under 1%.)"""
+    return 4 * parameters + 2 * trainable
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The global step a Trainer checkpoint was saved at."""
+    return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+
+
+def make_protocol_callback(events: EventWriter, out_dir: Path, total_steps: int) -> TrainerCallback:
+    """A TrainerCallback that speaks the protocol: progress + loss metrics on every log, and a
+    ``checkpoint`` event once a checkpoint is complete on disk and moved to ``checkpoints/step-<n>``."""
+    from transformers import TrainerCallback
+
+    class ProtocolCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.tokens_at_start = 0
+            self.window_tokens = 0
+            self.window_time = 0.0
+            self.last_loss: float | None = None
+            self.after_first_step: tuple[float, int] | None = None  # (time, tokens) once step 1 of this run is done
+
+        def steady_tokens_per_s(self, state: Any) -> float | None:
+            """Tokens/s after the first step (which pays for CUDA context, kernel selection and
+            compilation); None when the run had fewer than two steps."""
+            if self.after_first_step is None or state.num_input_tokens_seen == self.after_first_step[1]:
+                return None
+            started, tokens = self.after_first_step
+            return (state.num_input_tokens_seen - tokens) / max(time.perf_counter() - started, 1e-9)
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.tokens_at_start = self.window_tokens = state.num_input_tokens_seen
+            self.window_time = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if self.after_first_step is None:
+                self.after_first_step = (time.perf_counter(), state.num_input_tokens_seen)
+            if state.global_step >= state.max_steps:
+                control.should_log = True  # the last step is always reported, whatever log_every is
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
+            logs = logs or {}
+            if "loss" not in logs:  # the end-of-training summary, reported in `result`
+                return
+            now = time.perf_counter()
+            tokens_per_s = (state.num_input_tokens_seen - self.window_tokens) / max(now - self.window_time, 1e-9)
+            self.window_tokens, self.window_time = state.num_input_tokens_seen, now
+            self.last_loss = float(logs["loss"])
+            events.progress(
+                state.global_step,
+                total_steps,
+                loss=self.last_loss,
+                lr=logs.get("learning_rate"),
+                tokens_per_s=tokens_per_s,
+                epoch=logs.get("epoch"),
+            )
+            events.metric("train_loss", self.last_loss, step=state.global_step)
+            if "mean_token_accuracy" in logs:
+                events.metric("train_token_accuracy", float(logs["mean_token_accuracy"]), step=state.global_step)
+
+        def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            # on_save runs after the Trainer has written weights, optimizer, scheduler, RNG and
+            # trainer state, so the rename publishes a complete checkpoint.
+            staged = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            final = out_dir / "checkpoints" / f"step-{state.global_step}"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # left by an earlier attempt that got further than the one we resumed
+                shutil.rmtree(final)
+            staged.rename(final)
+            events.checkpoint(state.global_step, final.relative_to(out_dir).as_posix())
+
+    return ProtocolCallback()
+
+
+def load_base_model(spec: TrainSpec, device: torch.device) -> Any:
+    """The base model: fp32 on CPU; bf16 + SDPA/flash-attention on CUDA; 4-bit NF4 for QLoRA."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from forgeline_recipes.runtime import best_attention_implementation
+
+    kwargs: dict[str, Any] = {
+        "dtype": torch.bfloat16 if device.type == "cuda" else torch.float32,
+        "attn_implementation": best_attention_implementation(device, spec.attn_implementation),
+    }
+    if spec.qlora:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": device.index or 0}
+    model = AutoModelForCausalLM.from_pretrained(spec.base_model, **kwargs)
+    # No KV cache in training: besides wasting memory, a cache makes transformers ignore the
+    # position-id restarts that keep packed examples apart.
+    model.config.use_cache = False
+    module_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in spec.lora.target_modules if m not in module_names]
+    if missing:
+        raise SpecError("lora.target_modules", f"no module named {', '.join(missing)} in {spec.base_model}")
+    return model
+
+
+def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from forgeline_recipes.data import load_split
-    from forgeline_recipes.runtime import PEAK_BF16_FLOPS, setup
+    from forgeline_recipes.data import PackedCollator, encode_for_training, load_split, pack_examples
+    from forgeline_recipes.runtime import peak_flops, peak_memory_bytes, reset_peak_memory, setup
 
-    spec = ctx.spec
+    spec, out_dir = ctx.spec, ctx.out_dir
     device = setup(spec.device, spec.seed)
     cuda = device.type == "cuda"
+
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
-    load_kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if cuda else torch.float32}
-    if cuda:
-        load_kwargs["attn_implementation"] = "sdpa"
-    if spec.qlora:
-        try:
-            from transformers import BitsAndBytesConfig
-        except ImportError as exc:  # pragma: no cover - CUDA only
-            raise RecipeError("qlora: bitsandbytes is not installed on this worker", error_type="InvalidSpec") from exc
-        load_kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4")
-    model = AutoModelForCausalLM.from_pretrained(spec.base_model, **load_kwargs)
-    missing = [m for m in spec.target_modules if not any(name.endswith(m) for name, _ in model.named_modules())]
-    if missing:
-        raise SpecError("lora.target_modules", f"{missing} match no module of {spec.base_model.name}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    encoded, dropped = encode_for_training(tokenizer, load_split(spec.dataset_dir, "train"), spec.seq_length)
+    if not encoded:
+        raise SpecError("seq_length", f"{spec.seq_length} tokens cut every completion off; raise it")
+    if dropped:
+        log(f"dropped {dropped} examples whose completion does not fit in seq_length={spec.seq_length}")
+    collator = None
+    if spec.packing:
+        packed = pack_examples(encoded, spec.seq_length, spec.seed)
+        fill = sum(len(row.input_ids) for row in packed) / (len(packed) * spec.seq_length)
+        log(f"packed {len(encoded)} examples into {len(packed)} rows of {spec.seq_length} tokens ({fill:.1%} full)")
+        train_dataset = Dataset.from_dict(
+            {"input_ids": [r.input_ids for r in packed], "labels": [r.labels for r in packed], "seq_lengths": [r.seq_lengths for r in packed]}
+        )
+        collator = PackedCollator(tokenizer.pad_token_id)
+    else:
+        train_dataset = Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
+    steps_per_epoch = math.ceil(len(train_dataset) / (spec.batch_size * spec.gradient_accumulation_steps))
+    total_steps = spec.steps if spec.steps is not None else math.ceil(steps_per_epoch * (spec.epochs or 1.0))
+    resumed_from = checkpoint_step(spec.resume_from) if spec.resume_from else 0
+    if resumed_from > total_steps:
+        raise SpecError("resume_from", f"checkpoint is at step {resumed_from}, past the run's {total_steps} steps")
 
-    train_rows = load_split(spec.dataset_dir, "train")
-    # TRL joins prompt and completion as plain strings: keep a word boundary between them, so a
-    # word-level tokenizer sees the same tokens here as evaluation does.
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"] if r["completion"][:1].isspace() else " " + r["completion"]} for r in train_rows])
-    ckpt_dir = ctx.out_dir / "checkpoints"
-    total_steps = spec.steps if spec.steps is not None else math.ceil(len(train_rows) / spec.batch_size * (spec.epochs or 1))
-    resumed_from = 0
-    if spec.resume_from is not None:
-        state = spec.resume_from / "trainer_state.json"
-        if not state.is_file():
-            raise SpecError("resume_from", f"{spec.resume_from} is not a Trainer checkpoint (no trainer_state.json)")
-        import json
-
-        resumed_from = int(json.loads(state.read_text())["global_step"])
-
-    config = SFTConfig(
-        output_dir=str(ckpt_dir),
+    model = load_base_model(spec, device)
+    args = SFTConfig(
+        output_dir=str(out_dir / STAGING_DIR),
         max_steps=total_steps,
         per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
         learning_rate=spec.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        logging_steps=1,
+        lr_scheduler_type=spec.lr_scheduler,
+        warmup_steps=spec.warmup_steps,
+        logging_steps=spec.log_every,
         save_strategy="steps",
         save_steps=spec.checkpoint_every,
-        save_total_limit=2,
         report_to="none",
         seed=spec.seed,
         data_seed=spec.seed,
         max_length=spec.seq_length,
-        completion_only_loss=True,
         bf16=cuda,
         use_cpu=not cuda,
+        gradient_checkpointing=spec.gradient_checkpointing,
+        include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         disable_tqdm=True,
-        dataset_num_proc=None,
     )
-    lora = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=spec.target_modules, task_type="CAUSAL_LM")
-
-    events = ctx.events
-    tokens_seen = {"n": 0.0, "t0": time.perf_counter(), "last_loss": float("nan"), "at_start": 0.0}
-
-    class Protocol(TrainerCallback):
-        """Progress on every log, a checkpoint event once a save is complete on disk."""
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
-            logs = logs or {}
-            if "loss" not in logs:
-                return
-            tokens_seen["last_loss"] = float(logs["loss"])
-            if "num_tokens" in logs:  # TRL counts the real (unpadded) tokens seen so far
-                tokens_seen["n"] = float(logs["num_tokens"]) - tokens_seen["at_start"]
-            elapsed = max(time.perf_counter() - tokens_seen["t0"], 1e-9)
-            events.progress(state.global_step, total_steps, loss=float(logs["loss"]), lr=logs.get("learning_rate"), tokens_per_s=tokens_seen["n"] / elapsed, epoch=logs.get("epoch"))
-
-        def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            src = ckpt_dir / f"checkpoint-{state.global_step}"
-            dst = ckpt_dir / f"step-{state.global_step}"
-            if dst.exists():
-                shutil.rmtree(dst)
-            shutil.copytree(src, dst)
-            events.checkpoint(state.global_step, str(dst.relative_to(ctx.out_dir)))
-
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora, callbacks=[Protocol()])
+    lora_config = LoraConfig(
+        r=spec.lora.r,
+        lora_alpha=spec.lora.alpha,
+        lora_dropout=spec.lora.dropout,
+        target_modules=spec.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    callback = make_protocol_callback(ctx.events, out_dir, total_steps)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config,
+        callbacks=[callback],
+        **({"data_collator": collator} if collator else {}),
+    )
+    parameters = sum(p.numel() for p in trainer.model.parameters())
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    events.start(ctx.recipe, device=str(device), total_steps=total_steps, resumed_from_step=resumed_from, trainable_parameters=trainable)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    t0 = tokens_seen["t0"] = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(spec.resume_from) if spec.resume_from else None)
-    runtime = time.perf_counter() - t0
-    steps_this_run = trainer.state.global_step - resumed_from
-    tokens_per_s = tokens_seen["n"] / max(runtime, 1e-9)
-    trainer.model.save_pretrained(ctx.out_dir / "adapter")
-    tokenizer.save_pretrained(ctx.out_dir / "adapter")
-    final_loss = tokens_seen["last_loss"]
-    events.metric("train_loss", out.training_loss, step=trainer.state.global_step)
+    ctx.events.start(
+        ctx.recipe,
+        device=str(device),
+        total_steps=total_steps,
+        resumed_from_step=resumed_from,
+        trainable_parameters=trainable,
+    )
+
+    reset_peak_memory(device)
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(spec.resume_from) if spec.resume_from else None)
+    runtime_s = time.perf_counter() - started
+    steady_tokens_per_s = callback.steady_tokens_per_s(trainer.state)
+
+    trainer.model.save_pretrained(out_dir / "adapter")
+    tokenizer.save_pretrained(out_dir / "adapter")
+    shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
+
+    tokens = trainer.state.num_input_tokens_seen - callback.tokens_at_start
+    tokens_per_s = tokens / max(runtime_s, 1e-9)
     result: dict[str, Any] = {
         "total_steps": trainer.state.global_step,
-        "steps_done_this_run": steps_this_run,
+        "steps_done_this_run": trainer.state.global_step - resumed_from,
         "resumed_from_step": resumed_from,
-        "final_loss": final_loss,
-        "mean_train_loss": out.training_loss,
+        "final_loss": callback.last_loss,
+        "mean_train_loss": output.training_loss if trainer.state.global_step > resumed_from else None,
+        "tokens_this_run": tokens,
         "tokens_per_s": tokens_per_s,
-        "train_runtime_s": runtime,
+        "steady_tokens_per_s": steady_tokens_per_s,
+        "train_runtime_s": runtime_s,
+        "parameters": parameters,
         "trainable_parameters": trainable,
+        "examples": len(encoded),
+        "packing": spec.packing,
+        "attn_implementation": trainer.model.config._attn_implementation,
+        "seq_length": spec.seq_length,
+        "batch_size": spec.batch_size,
+        "adapter": "adapter",
     }
     if cuda:
-        params = sum(p.numel() for p in trainer.model.parameters())
-        name = torch.cuda.get_device_name(device)
-        peak = next((f for k, f in PEAK_BF16_FLOPS if k in name), None)
-        result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
-        result["gpu"] = name
-        if peak:
-            result["mfu"] = 6 * params * tokens_per_s / peak
+        result["peak_memory_bytes"] = peak_memory_bytes(device)
+        result["gpu"] = torch.cuda.get_device_name(device)
+        peak = peak_flops(device)
+        result["flops_per_token"] = training_flops_per_token(parameters, trainable)
+        # MFU of the steady state, so a short benchmark run is not dominated by its first step.
+        result["mfu"] = result["flops_per_token"] * (steady_tokens_per_s or tokens_per_s) / peak if peak else None
+    for name in ("final_loss", "tokens_per_s", "train_runtime_s", "mfu", "peak_memory_bytes"):
+        if result.get(name) is not None:
+            ctx.events.metric(name, result[name], step=trainer.state.global_step)
     return result
 
 

@@ -48,6 +48,10 @@ export const ReleaseSpecSchema = z.strictObject({
       seqLength: positiveInt('tokens').max(131072).default(128),
       seed: z.number().int('expected a whole-number seed').min(0).default(0),
       checkpointEvery: positiveInt('steps').default(20),
+      /** Pack several short examples into each seqLength row (padding-free; examples do not attend to each other). */
+      packing: z.boolean().default(false),
+      /** Recompute activations in the backward pass: less GPU memory, about a third more compute. */
+      gradientCheckpointing: z.boolean().default(false),
     })
     .prefault({})
     .refine((t) => !(t.steps !== undefined && t.epochs !== undefined), { message: 'set either steps or epochs, not both', path: ['steps'] }),

@@ -9,5 +9,7 @@ so a bad spec fails in well under a second, before torch is loaded):
 - ``data``: JSONL prompt/completion datasets and the one tokenization shared by training and eval.
 - ``metrics``: the pluggable task-metric registry and bootstrap confidence intervals.
 - ``modeling``: loading models, adapters and tokenizers; artifact sizes; logit sanity checks.
-- ``tiny``: the tiny Llama configs, the word-level tokenizer and the synthetic tiny-instruct task.
+- ``tiny``: the tiny Llama configs, the word-level tokenizer, the synthetic tiny-instruct task
+  and the demo hyperparameters.
+- ``runner``: runs a recipe as a subprocess and parses its events (tests, the pipeline script).
 """

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from .protocol import SpecError, log
+from .protocol import SpecError, cpu_threads, log
+from .spec import ATTENTION_IMPLEMENTATIONS
 
 # Dense (no sparsity) bf16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name().
 # Order matters: more specific names first.
@@ -21,20 +20,15 @@ PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
 )
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on (respects affinity masks / container CPU sets)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def setup(device: str, seed: int) -> torch.device:
-    """Resolve ``device``, size torch's CPU thread pool and seed every RNG.
+    """Resolve ``device``, size torch's CPU thread pool (:func:`cpu_threads`) and seed every RNG.
 
     A CUDA device that is not there is a spec/placement problem a retry on the same worker cannot
     fix, so it is reported as an invalid ``device`` (exit 2).
     """
     from transformers import set_seed
 
-    torch.set_num_threads(cpu_cores())
+    torch.set_num_threads(cpu_threads())
     resolved = torch.device(device)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
@@ -62,12 +56,31 @@ def peak_flops(device: torch.device) -> float | None:
     return None
 
 
-def best_attention_implementation(device: torch.device) -> str:
-    """flash_attention_2 when it is installed and the device is CUDA, else PyTorch SDPA."""
-    if device.type != "cuda":
-        return "sdpa"
-    try:
-        import flash_attn  # noqa: F401
-    except ImportError:
-        return "sdpa"
-    return "flash_attention_2"
+def best_attention_implementation(device: torch.device, requested: str = "auto") -> str:
+    """The attention kernel for ``device``. ``auto``: flash_attention_2 when installed on CUDA,
+    else PyTorch SDPA. An explicit choice is honoured, or refused as a spec error (exit 2) where
+    it cannot run."""
+    if requested not in ATTENTION_IMPLEMENTATIONS:
+        raise SpecError("attn_implementation", f"expected one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
+    has_flash = device.type == "cuda" and _importable("flash_attn")
+    if requested == "flash_attention_2" and not has_flash:
+        raise SpecError("attn_implementation", "flash_attention_2 needs CUDA and the flash-attn package; use auto")
+    if requested != "auto":
+        return requested
+    return "flash_attention_2" if has_flash else "sdpa"
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """Peak bytes allocated by torch on ``device`` since the last reset; None on CPU."""
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None

@@ -25,6 +25,8 @@ from .protocol import InputNotFound, SpecError
 
 _REQUIRED: Any = object()
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
+# Accepted `attn_implementation` values (runtime.best_attention_implementation resolves `auto`).
+ATTENTION_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2")
 
 
 def _camel_to_snake(name: str) -> str:
@@ -41,6 +43,7 @@ class SpecReader:
         self._path = path
         self._read: set[str] = set()
         self._children: list[SpecReader] = []
+        self._sections: dict[str, SpecReader] = {}
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -50,6 +53,13 @@ class SpecReader:
 
     def has(self, key: str) -> bool:
         return key in self._data and self._data[key] is not None
+
+    def keys(self) -> list[str]:
+        """The keys of this object, in document order (for maps keyed by user-chosen names)."""
+        return list(self._data)
+
+    def is_object(self, key: str) -> bool:
+        return isinstance(self._data.get(key), Mapping)
 
     def _get(self, key: str, default: Any) -> tuple[bool, Any]:
         """(present, value); raises if required and absent. ``null`` counts as absent."""
@@ -72,8 +82,10 @@ class SpecReader:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
             raise self.error(key, _integer_expectation(minimum, maximum))
         value = int(value)
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise self.error(key, f"{_integer_expectation(minimum, maximum)}, got {value}")
+        if minimum is not None and value < minimum:
+            raise self.error(key, f"{_integer_expectation(minimum, None)}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"{_integer_expectation(None, maximum)}, got {value}")
         return value
 
     def number(
@@ -164,10 +176,14 @@ class SpecReader:
     # -- nesting ----------------------------------------------------------------------------------
 
     def section(self, key: str, *, required: bool = False) -> SpecReader:
-        """A nested object; absent (and not required) reads as an empty object, so defaults apply."""
+        """A nested object; absent (and not required) reads as an empty object, so defaults apply.
+        Asking twice for the same key gives the same reader."""
+        if key in self._sections:
+            return self._sections[key]
         present, value = self._get(key, _REQUIRED if required else {})
         child = SpecReader(value if present else {}, self.field(key))
         self._children.append(child)
+        self._sections[key] = child
         return child
 
     def sections(self, key: str, default: Any = _REQUIRED, *, min_items: int = 1) -> Any:
