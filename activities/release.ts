@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { RecipeCrashedError } from '../src/adapters/local-job-runner';
+import { ErrorType } from '../src/contracts/errors';
 import type { GateInput, MetricEstimate } from '../src/contracts/release-gates';
 import type { ReleaseOutcome } from '../src/contracts/release-lifecycle';
 import type { ReleaseSpec } from '../src/contracts/release-spec';
@@ -87,6 +88,10 @@ export function createReleaseActivities(deps: ActivityDeps) {
   /**
    * Run one recipe on this worker's GPU(s): heartbeat every event (and every 10 s while the
    * recipe is quiet), stream its metrics and tables to the tracker, and kill it on cancellation.
+   *
+   * A data-parallel stage (training) takes `spec.gpu.count` GPUs and runs one process per GPU
+   * (`processes` in the recipe's input); the other stages take one GPU each, so a worker with
+   * several GPUs runs several of them side by side.
    */
   async function runRecipe(
     stage: string,
@@ -94,10 +99,14 @@ export function createReleaseActivities(deps: ActivityDeps) {
     input: StageInput,
     recipeInput: Record<string, unknown>,
     outDir: string,
-    onEvent?: (e: RecipeEvent, beat: StageHeartbeat) => Promise<void> | void,
+    options: { dataParallel?: boolean; onEvent?: (e: RecipeEvent, beat: StageHeartbeat) => Promise<void> | void } = {},
   ): Promise<Record<string, unknown>> {
+    const { dataParallel = false, onEvent } = options;
     const ctx = Context.current();
-    const lease = await deps.gpus.acquire(input.spec.gpu.count);
+    const lease = await deps.gpus.acquire(dataParallel ? input.spec.gpu.count : 1).catch((err: Error) => {
+      // Every worker of a pool has the same GPUs: no retry can place this stage.
+      throw ApplicationFailure.nonRetryable(`${err.message} (pool ${deps.pool})`, ErrorType.InvalidSpec);
+    });
     const run = await openRun(input);
     const beat: StageHeartbeat = { stage, message: `${stage}: starting on ${lease.device}${lease.indices.length ? ` ${lease.indices.join(',')}` : ''}` };
     const prior = ctx.info.heartbeatDetails as StageHeartbeat | undefined;
@@ -107,7 +116,12 @@ export function createReleaseActivities(deps: ActivityDeps) {
     try {
       return await deps.jobs.run({
         recipe,
-        input: { ...recipeInput, device: lease.device, seed: input.spec.trainer.seed },
+        input: {
+          ...recipeInput,
+          device: lease.device,
+          seed: input.spec.trainer.seed,
+          ...(dataParallel ? { processes: Math.max(1, lease.indices.length) } : {}),
+        },
         outDir,
         gpuIndices: lease.indices,
         signal: ctx.cancellationSignal,
@@ -189,10 +203,13 @@ export function createReleaseActivities(deps: ActivityDeps) {
             ...(resumeFrom ? { resume_from: resumeFrom } : {}),
           },
           outDir,
-          async (e, beat) => {
-            if (e.event !== 'checkpoint') return;
-            const ckpt = await publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/step-${String(e.step).padStart(7, '0')}`));
-            beat.checkpoint = { step: e.step, prefix: ckpt.prefix };
+          {
+            dataParallel: true,
+            onEvent: async (e, beat) => {
+              if (e.event !== 'checkpoint') return;
+              const ckpt = await publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/step-${String(e.step).padStart(7, '0')}`));
+              beat.checkpoint = { step: e.step, prefix: ckpt.prefix };
+            },
           },
         );
         const adapter = await publish(path.join(outDir, 'adapter'), releasePrefix(releaseId, 'adapter'), { baseModel: base.ref, releaseId });

@@ -52,6 +52,7 @@ def pick(result: dict[str, Any], *keys: str) -> dict[str, Any]:
 TRAIN_KEYS = (
     "attn_implementation", "packing", "seq_length", "batch_size", "total_steps", "tokens_this_run", "tokens_per_s", "steady_tokens_per_s",
     "train_runtime_s", "flops_per_token", "mfu", "peak_memory_bytes", "final_loss", "parameters", "trainable_parameters",
+    "processes", "global_batch_size", "peak_memory_bytes_per_process",
 )
 
 
@@ -132,6 +133,20 @@ def optional(measure: Any) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
+def prepare(work: Path, size: str, device: str) -> tuple[Path, Path, dict[str, Any]]:
+    """Empty ``work``; write the data set and build the base model there. Returns (dataset
+    directory, model directory, make_tiny_model's result). The data set is the shipped task with
+    30,000 training examples of ~12 tokens (~0.36M tokens), so packed training runs many full
+    steps, and 200 held-out examples."""
+    from make_tiny_dataset import write_dataset
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    write_dataset(work / "data", train_per_op=6000, eval_per_op=40)
+    model = stage("make_tiny_model", {"device": device, "seed": 0, "size": size}, work / "base").result
+    return work / "data", work / "base", model
+
+
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -161,17 +176,8 @@ def main() -> None:
     device = args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("gpu_recipes.py needs a CUDA device (or --device cpu --size tiny for a smoke test)")
-    from make_tiny_dataset import write_dataset
-
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
     began = time.perf_counter()
-    # The shipped task, 30,000 training examples of ~12 tokens (~0.36M tokens) so packed training
-    # runs many full steps; 200 held-out examples for evaluation.
-    dataset = args.work / "data"
-    write_dataset(dataset, train_per_op=6000, eval_per_op=40)
-    base = args.work / "base"
-    model = stage("make_tiny_model", {"device": device, "seed": 0, "size": args.size}, base).result
+    dataset, base, model = prepare(args.work, args.size, device)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
 

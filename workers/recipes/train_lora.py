@@ -68,6 +68,7 @@ class TrainSpec:
     gradient_checkpointing: bool
     packing: bool
     attn_implementation: str
+    processes: int
     resume_from: Path | None
     device: str
     seed: int
@@ -101,6 +102,7 @@ def parse_spec(raw: dict[str, Any]) -> TrainSpec:
         gradient_checkpointing=r.boolean("gradient_checkpointing", False),
         packing=r.boolean("packing", False),
         attn_implementation=r.string("attn_implementation", "auto", choices=ATTENTION_IMPLEMENTATIONS),
+        processes=r.integer("processes", 1, minimum=1, maximum=64),
         resume_from=r.path("resume_from", None, kind="dir"),
         device=device,
         seed=seed,
@@ -122,6 +124,34 @@ def parse_spec(raw: dict[str, Any]) -> TrainSpec:
         if importlib.util.find_spec("bitsandbytes") is None:
             raise SpecError("qlora", "4-bit QLoRA needs bitsandbytes, which this worker does not have; set qlora to false")
     return spec
+
+
+def allow_cpu_rank_locations() -> None:
+    """Let torch.load restore storage tagged ``cpu:<rank>``. In a multi-process CPU run the
+    Trainer loads the optimizer state with ``map_location=args.device``, which is ``cpu:<rank>``
+    there, and torch only knows plain ``cpu``; without this a gloo run could not resume."""
+    import torch.serialization
+
+    torch.serialization.register_package(
+        99, lambda _obj: None, lambda obj, location: obj.cpu() if location.startswith("cpu:") else None
+    )
+
+
+def is_distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def gather_from_ranks(value: Any) -> list[Any]:
+    """``value`` from every rank, in rank order (just ``[value]`` in a single-process run)."""
+    if not is_distributed():
+        return [value]
+    import torch.distributed as dist
+
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
 
 
 def training_flops_per_token(parameters: int, trainable: int) -> int:
@@ -191,6 +221,12 @@ def make_protocol_callback(events: EventWriter, out_dir: Path, total_steps: int)
         def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
             # on_save runs after the Trainer has written weights, optimizer, scheduler, RNG and
             # trainer state, so the rename publishes a complete checkpoint.
+            if is_distributed():
+                import torch.distributed as dist
+
+                dist.barrier()  # every rank has written its part (RNG state) before rank 0 moves it
+            if not state.is_world_process_zero:
+                return
             staged = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             final = out_dir / "checkpoints" / f"step-{state.global_step}"
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -267,13 +303,16 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
         collator = PackedCollator(tokenizer.pad_token_id)
     else:
         train_dataset = Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
-    steps_per_epoch = math.ceil(len(train_dataset) / (spec.batch_size * spec.gradient_accumulation_steps))
+    # batch_size is per process: a step of a data-parallel run covers batch_size x processes rows.
+    steps_per_epoch = math.ceil(len(train_dataset) / (spec.batch_size * spec.gradient_accumulation_steps * spec.processes))
     total_steps = spec.steps if spec.steps is not None else math.ceil(steps_per_epoch * (spec.epochs or 1.0))
     resumed_from = checkpoint_step(spec.resume_from) if spec.resume_from else 0
     if resumed_from > total_steps:
         raise SpecError("resume_from", f"checkpoint is at step {resumed_from}, past the run's {total_steps} steps")
 
     model = load_base_model(spec, device)
+    if spec.processes > 1 and not cuda:
+        allow_cpu_rank_locations()
     args = SFTConfig(
         output_dir=str(out_dir / STAGING_DIR),
         max_steps=total_steps,
@@ -291,6 +330,8 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
         max_length=spec.seq_length,
         bf16=cuda,
         use_cpu=not cuda,
+        ddp_backend=("nccl" if cuda else "gloo") if spec.processes > 1 else None,
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient on every step
         gradient_checkpointing=spec.gradient_checkpointing,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
@@ -329,6 +370,9 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
     runtime_s = time.perf_counter() - started
     steady_tokens_per_s = callback.steady_tokens_per_s(trainer.state)
 
+    peak_per_process = gather_from_ranks(peak_memory_bytes(device))
+    if not trainer.is_world_process_zero():
+        return {}  # rank 0 writes the adapter and reports; its launcher exits when every rank has
     trainer.model.save_pretrained(out_dir / "adapter")
     tokenizer.save_pretrained(out_dir / "adapter")
     shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
@@ -352,12 +396,15 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
         "attn_implementation": trainer.model.config._attn_implementation,
         "seq_length": spec.seq_length,
         "batch_size": spec.batch_size,
+        "processes": spec.processes,
+        "global_batch_size": spec.batch_size * spec.gradient_accumulation_steps * spec.processes,
         "adapter": "adapter",
     }
     if cuda:
-        result["peak_memory_bytes"] = peak_memory_bytes(device)
+        result["peak_memory_bytes"] = max(peak_per_process)
+        result["peak_memory_bytes_per_process"] = peak_per_process
         result["gpu"] = torch.cuda.get_device_name(device)
-        peak = peak_flops(device)
+        peak = peak_flops(device) and peak_flops(device) * spec.processes  # tokens/s counts every rank
         result["flops_per_token"] = training_flops_per_token(parameters, trainable)
         # MFU of the steady state, so a short benchmark run is not dominated by its first step.
         result["mfu"] = result["flops_per_token"] * (steady_tokens_per_s or tokens_per_s) / peak if peak else None
@@ -368,4 +415,4 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_recipe("train_lora", parse_spec, run))
+    sys.exit(run_recipe("train_lora", parse_spec, run, processes=lambda spec: spec.processes))

@@ -84,11 +84,13 @@ def _jsonable(value: Any) -> Any:
 class EventWriter:
     """Writes protocol events, one JSON object per line, to the event stream (stdout)."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream  # None: a silent writer (ranks other than 0 of a data-parallel run)
 
     def emit(self, event: str, **fields: Any) -> None:
         """Write one event; ``None`` fields are omitted, non-finite numbers become null."""
+        if self._stream is None:
+            return
         payload = {"event": event, **{k: v for k, v in fields.items() if v is not None}}
         self._stream.write(json.dumps(_jsonable(payload), allow_nan=False) + "\n")
         self._stream.flush()
@@ -175,22 +177,34 @@ def run_recipe(
     run: Callable[[RecipeContext[SpecT]], Mapping[str, Any]],
     argv: Sequence[str] | None = None,
     event_stream: TextIO | None = None,
+    processes: Callable[[SpecT], int] | None = None,
 ) -> int:
     """Run one recipe invocation (``--spec <file> --out <dir>``) and return its exit code.
 
     While the recipe runs, ``sys.stdout`` points at stderr so that libraries printing to stdout can
     never interleave with (or split) an event line; events go to ``event_stream`` (default: stdout).
+
+    ``processes(spec)`` > 1 makes this process the launcher of a data-parallel run of the same
+    script (:mod:`forgeline_recipes.launch`) once the spec is valid; in the ranks it started,
+    only rank 0 writes events.
     """
+    from .launch import current_rank, is_main_process, launch
+
     parser = argparse.ArgumentParser(prog=f"{recipe}.py", description=f"Forgeline recipe {recipe}")
     parser.add_argument("--spec", required=True, help="JSON file with the recipe's input")
     parser.add_argument("--out", required=True, help="output directory (created if absent)")
     args = parser.parse_args(argv)
 
-    events = EventWriter(event_stream if event_stream is not None else sys.stdout)
+    stream = event_stream if event_stream is not None else sys.stdout
+    events = EventWriter(stream if is_main_process() else None)
     saved_stdout = sys.stdout
     sys.stdout = sys.stderr
     try:
         spec = parse_spec(_read_spec_file(args.spec))
+        count = processes(spec) if processes else 1
+        if count > 1 and current_rank() is None:
+            script = os.path.abspath(sys.argv[0])
+            return launch(script, list(argv) if argv is not None else sys.argv[1:], count, events, stream)
         _limit_cpu_threads()
         out_dir = Path(args.out).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -48,14 +48,14 @@ class RecipeRun:
         return errors[-1] if errors else None
 
 
-def run_recipe_process(recipe: str, spec: dict[str, Any], out_dir: Path, timeout_s: float = 900) -> RecipeRun:
-    """Run ``<recipe>.py --spec <file> --out <out_dir>`` with this interpreter and parse its events."""
+def run_recipe_process(recipe: str, spec: dict[str, Any], out_dir: Path, timeout_s: float = 900, script: Path | None = None) -> RecipeRun:
+    """Run ``<recipe>.py --spec <file> --out <out_dir>`` (or ``script``) with this interpreter and parse its events."""
     out_dir.mkdir(parents=True, exist_ok=True)
     spec_file = out_dir.parent / f".{out_dir.name}.{recipe}.spec.json"
     spec_file.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, str(RECIPES_DIR / f"{recipe}.py"), "--spec", str(spec_file), "--out", str(out_dir)],
+        [sys.executable, str(script or RECIPES_DIR / f"{recipe}.py"), "--spec", str(spec_file), "--out", str(out_dir)],
         cwd=RECIPES_DIR,
         env={**os.environ, **OFFLINE_ENV},
         capture_output=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .protocol import SpecError, cpu_threads, log
@@ -33,7 +35,9 @@ def setup(device: str, seed: int) -> torch.device:
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise SpecError("device", f"{device} requested but no CUDA device is visible to torch")
-        index = resolved.index or 0
+        index = resolved.index
+        if index is None:  # a rank of a data-parallel run takes the GPU of its local rank
+            index = int(os.environ.get("LOCAL_RANK", "0"))
         if index >= torch.cuda.device_count():
             raise SpecError("device", f"{device} requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
         torch.cuda.set_device(index)

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ApplicationFailure } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { digestDirectory } from '../../activities/release-inputs';
+import { createReleaseActivities, type StageInput, type TrainResult } from '../../activities/release';
+import { GpuAllocator } from '../../src/adapters/gpu-allocator';
+import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
+import { LocalTracker } from '../../src/adapters/local-tracker';
+import { REPO_ROOT } from '../../src/config/load';
+import { ErrorType } from '../../src/contracts/errors';
+import type { ReleaseSpec } from '../../src/contracts/release-spec';
+import { ReleaseSpecSchema } from '../../src/contracts/specs/release-spec';
+import type { JobRunner, JobSpec } from '../../src/ports/job-runner';
+import { ModelRegistry } from '../../src/registry/model-registry';
+
+/** Records each job and writes the directories the stage publishes afterwards. */
+class RecordingJobRunner implements JobRunner {
+  readonly jobs: JobSpec[] = [];
+  async run(job: JobSpec): Promise<Record<string, unknown>> {
+    this.jobs.push(job);
+    for (const dir of ['adapter', 'merged', 'quantized']) {
+      mkdirSync(path.join(job.outDir, dir), { recursive: true });
+      writeFileSync(path.join(job.outDir, dir, 'weights.bin'), `${job.recipe} ${dir}`);
+    }
+    return { total_steps: 4, steps_done_this_run: 4, size_before_bytes: 10, size_after_bytes: 4, seconds: 1 };
+  }
+}
+
+describe('release activities on a worker with several GPUs (MockActivityEnvironment, recording JobRunner)', function () {
+  let dir: string;
+  let jobs: RecordingJobRunner;
+  let spec: ReleaseSpec;
+
+  function activities(gpus: number[]) {
+    const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
+    return createReleaseActivities({
+      artifacts: store,
+      tracker: new LocalTracker({ home: dir }),
+      registry: new ModelRegistry(store),
+      jobs,
+      gpus: new GpuAllocator(gpus),
+      workDir: path.join(dir, 'work'),
+      trackerProject: 'forgeline',
+      workerIdentity: 'unit-test',
+      pool: 'h200',
+    });
+  }
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-gpus-'));
+    jobs = new RecordingJobRunner();
+    const base = path.join(dir, 'base');
+    mkdirSync(base);
+    writeFileSync(path.join(base, 'config.json'), '{}');
+    const dataset = path.join(REPO_ROOT, 'workers', 'recipes', 'data', 'tiny-instruct');
+    spec = ReleaseSpecSchema.parse({
+      model: 'multi-gpu',
+      base: { path: base },
+      dataset: { uri: pathToFileURL(dataset).href, sha256: await digestDirectory(dataset) },
+      trainer: { steps: 4 },
+      gpu: { pool: 'h200', count: 2 },
+    }) as ReleaseSpec;
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const stage = (): StageInput => ({ releaseId: 'release/multi-gpu/abc', runId: 'release-multi-gpu-abc', spec });
+
+  it('trains on gpu.count GPUs as one data-parallel job with a process per GPU', async function () {
+    const acts = activities([0, 1, 2, 3]);
+    await new MockActivityEnvironment().run(acts.trainAdapter, stage());
+    const [train] = jobs.jobs;
+    assert.deepEqual(train!.gpuIndices, [0, 1]);
+    assert.equal(train!.input.processes, 2);
+    assert.equal(train!.input.device, 'cuda');
+  });
+
+  it('quantizes on one GPU, whatever gpu.count says, with no processes field', async function () {
+    const acts = activities([0, 1, 2, 3]);
+    const trained: TrainResult = await new MockActivityEnvironment().run(acts.trainAdapter, stage());
+    await new MockActivityEnvironment().run(acts.quantizeModel, { ...stage(), adapter: trained.adapter });
+    const quantize = jobs.jobs[1]!;
+    assert.equal(quantize.recipe, 'quantize');
+    assert.equal(quantize.gpuIndices.length, 1);
+    assert.equal('processes' in quantize.input, false);
+  });
+
+  it('runs single-GPU jobs side by side, one per free GPU', async function () {
+    const acts = activities([0, 1]);
+    spec = { ...spec, gpu: { ...spec.gpu, count: 1 } };
+    const started: number[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const run = jobs.run.bind(jobs);
+    jobs.run = async (job) => {
+      started.push(job.gpuIndices);
+      if (started.length === 2) release();
+      await gate; // both jobs must be running at once for this to resolve
+      return run(job);
+    };
+    await Promise.all([
+      new MockActivityEnvironment().run(acts.trainAdapter, { ...stage(), releaseId: 'release/multi-gpu/one' }),
+      new MockActivityEnvironment().run(acts.trainAdapter, { ...stage(), releaseId: 'release/multi-gpu/two' }),
+    ]);
+    assert.deepEqual(started.sort(), [[0], [1]]);
+    assert.ok(jobs.jobs.every((j) => j.input.processes === 1));
+  });
+
+  it('refuses, without retrying, a stage that asks for more GPUs than the worker owns', async function () {
+    const acts = activities([0]);
+    const err = await new MockActivityEnvironment().run(acts.trainAdapter, stage()).catch((e: unknown) => e);
+    assert.ok(err instanceof ApplicationFailure, String(err));
+    assert.equal(err.type, ErrorType.InvalidSpec);
+    assert.equal(err.nonRetryable, true);
+    assert.match(err.message, /gpu\.count=2: this worker owns 1 GPU\(s\).*\(pool h200\)/);
+    assert.equal(jobs.jobs.length, 0);
+  });
+});
