@@ -74,12 +74,14 @@ export function createReleaseActivities(deps: ActivityDeps) {
     return { prefix: m.prefix, uri: `${artifacts.rootUri.replace(/\/$/, '')}/${m.prefix}`, digest: m.digest };
   }
 
-  function openRun(input: StageInput): Promise<TrackerRun> {
+  /** Opens (or resumes) the release's run. Only callers that know the release ID name the run;
+   *  the others leave the name as it is. */
+  function openRun(input: { runId: string; spec: ReleaseSpec; releaseId?: string }): Promise<TrackerRun> {
     return deps.tracker.openRun({
       runId: input.runId,
       project: deps.trackerProject,
       group: input.spec.model,
-      name: `release ${input.releaseId}`,
+      ...(input.releaseId ? { name: `release ${input.releaseId}` } : {}),
       jobType: 'release',
       tags: [input.spec.model, ...(input.spec.git.sha ? [input.spec.git.sha.slice(0, 12)] : [])],
     });
@@ -294,7 +296,7 @@ export function createReleaseActivities(deps: ActivityDeps) {
 
     /** Control queue: the gate verdict into the tracker run, as a table. */
     async logGateResults(input: { runId: string; spec: ReleaseSpec; gates: Array<{ gate: string; passed: boolean; reason: string }> }): Promise<void> {
-      const run = await openRun({ releaseId: input.runId, runId: input.runId, spec: input.spec });
+      const run = await openRun(input);
       await run.logTable('gates', ['gate', 'passed', 'reason'], input.gates.map((g) => [g.gate, g.passed, g.reason]));
       await run.flush();
     },
@@ -342,7 +344,7 @@ export function createReleaseActivities(deps: ActivityDeps) {
 
     /** Control queue: the run's outcome, then finish it. */
     async closeReleaseRun(input: { runId: string; spec: ReleaseSpec; outcome: ReleaseOutcome }): Promise<void> {
-      const run = await openRun({ releaseId: input.runId, runId: input.runId, spec: input.spec });
+      const run = await openRun(input);
       await run.setSummary({ outcome: input.outcome });
       await run.finish(input.outcome === 'Candidate' ? 0 : 1);
     },

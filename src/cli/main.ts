@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { Client } from '@temporalio/client';
+import type { Client, Connection } from '@temporalio/client';
 import { loadConfig, redactConfig } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
 import { connectClient } from '../temporal/connection';
@@ -95,19 +95,17 @@ async function demo(cfg: ForgelineConfig): Promise<number> {
 
 async function check(cfg: ForgelineConfig, argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { pool: { type: 'string' }, timeout: { type: 'string' } } });
-  const { connection, client } = await connectClient(cfg);
-  try {
+  return withClient(cfg, async (client) => {
     await runStackCheck(client, cfg, { pool: values.pool ?? cfg.gpu.pool, ...(values.timeout ? { timeout: values.timeout } : {}) }, log);
     return 0;
-  } finally {
-    await connection.close();
-  }
+  });
 }
 
-async function withClient(cfg: ForgelineConfig, fn: (client: Client) => Promise<number>): Promise<number> {
+/** Connect, run `fn`, and always close the connection. */
+async function withClient(cfg: ForgelineConfig, fn: (client: Client, connection: Connection) => Promise<number>): Promise<number> {
   const { connection, client } = await connectClient(cfg);
   try {
-    return await fn(client);
+    return await fn(client, connection);
   } finally {
     await connection.close();
   }
@@ -152,14 +150,11 @@ async function registry(cfg: ForgelineConfig, argv: string[]): Promise<number> {
 }
 
 async function setup(cfg: ForgelineConfig): Promise<number> {
-  const { connection } = await connectClient(cfg);
-  try {
+  return withClient(cfg, async (_client, connection) => {
     const created = await ensureSearchAttributes(connection, cfg.temporal.namespace);
     log(created.length ? `created search attributes: ${created.join(', ')}` : 'search attributes already registered');
     return 0;
-  } finally {
-    await connection.close();
-  }
+  });
 }
 
 runMain(async () => {
