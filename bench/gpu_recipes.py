@@ -189,6 +189,8 @@ def main() -> None:
     training = {
         "packed": train(device, base, dataset, args.work / "train-packed", args.steps, packing=True, **shape),
         "packed_flex_attention": optional(lambda: train(device, base, dataset, args.work / "train-packed-flex", args.steps, packing=True, attn_implementation="flex_attention", **shape)),
+        # QLoRA needs CUDA and bitsandbytes; where either is missing the recipe refuses (exit 2), recorded here.
+        "qlora_packed": optional(lambda: train(device, base, dataset, args.work / "train-qlora", args.steps, packing=True, qlora=True, **shape)),
         "unpacked": train(device, base, dataset, args.work / "train-unpacked", args.steps, batch_size=128, seq_length=64),
     }
     save_partial(training=training)

@@ -137,6 +137,15 @@ def allow_cpu_rank_locations() -> None:
     )
 
 
+def logical_numel(param: Any) -> int:
+    """Weights a parameter stands for. A bitsandbytes 4-bit weight packs two into each stored
+    byte, so its ``numel()`` is half the layer's size; its quant state keeps the real shape."""
+    quant_state = getattr(param, "quant_state", None)
+    if quant_state is not None and getattr(quant_state, "shape", None) is not None:
+        return math.prod(quant_state.shape)
+    return int(param.numel())
+
+
 def is_distributed() -> bool:
     import torch.distributed as dist
 
@@ -354,7 +363,7 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
         callbacks=[callback],
         **({"data_collator": collator} if collator else {}),
     )
-    parameters = sum(p.numel() for p in trainer.model.parameters())
+    parameters = sum(logical_numel(p) for p in trainer.model.parameters())
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     ctx.events.start(
         ctx.recipe,
