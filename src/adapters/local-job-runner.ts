@@ -7,8 +7,9 @@
  * - The recipe runs in a process group of its own (`detached`), so that cancelling a job can kill
  *   everything it started (tokenizer pools, dataloader workers, compilers), not just the leader.
  * - Its environment is the worker's plus HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1,
- *   HF_DATASETS_OFFLINE=1, PYTHONUNBUFFERED=1 and CUDA_VISIBLE_DEVICES set to the job's GPUs
- *   ('' on cpu, which hides every GPU).
+ *   HF_DATASETS_OFFLINE=1, PYTHONUNBUFFERED=1, FORGELINE_EXIT_WITH_PARENT=1 (the recipe ends its
+ *   group if this worker dies, so no orphan keeps a GPU) and CUDA_VISIBLE_DEVICES set to the
+ *   job's GPUs ('' on cpu, which hides every GPU).
  * - spec.json is written to a private temporary directory that is also the working directory, so
  *   nothing but the recipe's own output lands in `outDir` (which gets published afterwards); it
  *   is removed when the job ends.
@@ -258,6 +259,8 @@ export class LocalJobRunner implements JobRunner {
         TRANSFORMERS_OFFLINE: '1',
         HF_DATASETS_OFFLINE: '1',
         PYTHONUNBUFFERED: '1',
+        // Recipes built on forgeline_recipes.protocol end their process group if this worker dies.
+        FORGELINE_EXIT_WITH_PARENT: '1',
         CUDA_VISIBLE_DEVICES: job.gpuIndices.join(','),
       },
     });

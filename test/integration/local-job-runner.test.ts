@@ -3,10 +3,13 @@
  * test/fixtures/recipes/ that speak (and break) the recipe protocol.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { REPO_ROOT } from '../../src/config/load';
 import { ErrorType } from '../../src/contracts/errors';
 import { LocalJobRunner, parseEventLine, processGroupAlive, RecipeCrashedError, RecipeFailedError } from '../../src/adapters/local-job-runner';
 import type { JobSpec, RecipeEvent } from '../../src/ports/job-runner';
@@ -177,6 +180,58 @@ describe('LocalJobRunner (integration, runs Python)', function () {
     assert.equal(processGroupAlive(leader), false, 'nothing is left in the group');
     assert.ok(took >= GRACE_MS, `the grandchild ignores SIGTERM, so SIGKILL came after the ${GRACE_MS} ms grace (took ${took} ms)`);
     assert.deepEqual(await readdir(tempDir), [], 'the private directory is removed');
+  });
+
+  describe('data-parallel recipes (forgeline_recipes launcher, 2 CPU ranks)', function () {
+    const RANKS_DIR = path.join(REPO_ROOT, 'workers', 'recipes', 'tests', 'fixtures');
+
+    /** Waits for both ranks of ranks_recipe to start; returns [launcher, rank 0, rank 1] pids. */
+    async function rankPids(outDir: string): Promise<number[]> {
+      const files = [0, 1].map((r) => path.join(outDir, `rank-${r}.pid`));
+      const deadline = Date.now() + 20_000;
+      while (!files.every((f) => existsSync(f) && readFileSync(f, 'utf8').includes(' '))) {
+        if (Date.now() > deadline) throw new Error(`ranks did not start: ${outDir}`);
+        await sleep(100);
+      }
+      const [[r0, launcher], [r1]] = files.map((f) => readFileSync(f, 'utf8').split(' ').map(Number)) as [[number, number], [number]];
+      return [launcher, r0, r1];
+    }
+
+    async function allGone(pids: number[], withinMs: number): Promise<boolean> {
+      const deadline = Date.now() + withinMs;
+      while (pids.some(pidAlive)) {
+        if (Date.now() > deadline) return false;
+        await sleep(100);
+      }
+      return true;
+    }
+
+    it('abort kills the launcher and every rank', async function () {
+      const ranksRunner = new LocalJobRunner({ python: venvPython(), recipesDir: RANKS_DIR, killGraceMs: GRACE_MS, tempDir });
+      const controller = new AbortController();
+      const j = job('ranks_recipe', { processes: 2, behaviour: 'sleep' }, { signal: controller.signal });
+      const running = ranksRunner.run(j).catch((e: unknown) => e);
+      const pids = await rankPids(j.outDir);
+      controller.abort(new Error('operator abort'));
+      assert.match(String(await running), /operator abort/);
+      assert.ok(pids.every((p) => !pidAlive(p)), `still running: ${pids.filter(pidAlive).join(', ')}`);
+    });
+
+    it('a recipe whose worker is killed (kill -9) ends itself and its ranks', async function () {
+      const outDir = path.join(scratch, 'orphan');
+      const worker = spawn(
+        process.execPath,
+        ['--require', require.resolve('tsx/cjs'), path.join(__dirname, '..', 'fixtures', 'run-job.ts'), venvPython(), RANKS_DIR, 'ranks_recipe', JSON.stringify({ device: 'cpu', seed: 0, processes: 2, behaviour: 'sleep' }), outDir],
+        { stdio: 'ignore' },
+      );
+      try {
+        const pids = await rankPids(outDir);
+        worker.kill('SIGKILL');
+        assert.ok(await allGone(pids, 15_000), `orphans left running: ${pids.filter(pidAlive).join(', ')}`);
+      } finally {
+        worker.kill('SIGKILL');
+      }
+    });
   });
 
   it('ends processes a recipe leaves behind before resolving', async function () {

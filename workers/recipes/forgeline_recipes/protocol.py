@@ -171,6 +171,39 @@ def _limit_cpu_threads() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+EXIT_WITH_PARENT = "FORGELINE_EXIT_WITH_PARENT"  # set by the JobRunner
+
+
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this recipe's process group when the process that started it dies.
+
+    Under the JobRunner that parent is the GPU worker: if the worker is killed (OOM killer,
+    kill -9, a crash), nobody is left to publish the recipe's output, and a recipe still running
+    would hold the GPU the worker's replacement is about to lease. In a data-parallel run each
+    rank watches its launcher the same way. The group is killed only when this process leads it
+    or the dead parent did (so never a shell's job group).
+    """
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+    group = os.getpgrp()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        try:
+            log(f"the process that started this recipe (pid {parent}) is gone; stopping the recipe")
+        except OSError:
+            pass  # stderr was a pipe to the dead parent
+        if group in (os.getpid(), parent):
+            os.killpg(group, signal.SIGKILL)
+        os._exit(EXIT_RETRYABLE)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def run_recipe(
     recipe: str,
     parse_spec: Callable[[dict[str, Any]], SpecT],
@@ -195,6 +228,8 @@ def run_recipe(
     parser.add_argument("--out", required=True, help="output directory (created if absent)")
     args = parser.parse_args(argv)
 
+    if os.environ.get(EXIT_WITH_PARENT) == "1":
+        _exit_with_parent()
     stream = event_stream if event_stream is not None else sys.stdout
     events = EventWriter(stream if is_main_process() else None)
     saved_stdout = sys.stdout

@@ -20,7 +20,7 @@ TWO_RANKS = {**SHORT, "processes": 2}  # the short single-process run of test_tr
 
 
 def ranks(spec: dict[str, Any], out: Path) -> RecipeRun:
-    return run_recipe_process("ranks_recipe", spec, out, timeout_s=120, script=RANKS_RECIPE)
+    return run_recipe_process("ranks_recipe", {"device": "cpu", "seed": 0, **spec}, out, timeout_s=120, script=RANKS_RECIPE)
 
 
 def alive(pid: int) -> bool:
@@ -37,7 +37,7 @@ def test_only_rank_zero_speaks_the_protocol(tmp_path: Path) -> None:
     assert_protocol(run)
     assert [e["event"] for e in run.events] == ["start", "result"]
     assert run.events[0]["world_size"] == 3 and run.result == {"rank": 0, "world_size": 3}
-    pids = {int((tmp_path / "out" / f"rank-{r}.pid").read_text()) for r in range(3)}
+    pids = {int((tmp_path / "out" / f"rank-{r}.pid").read_text().split()[0]) for r in range(3)}
     assert len(pids) == 3 and os.getpid() not in pids
 
 
@@ -46,7 +46,7 @@ def test_a_failing_rank_stops_the_others_and_is_named(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stderr[-2000:]  # retryable: a crash, not a bad spec
     assert_protocol(run, success=False)
     assert run.error == {"event": "error", "message": "rank 1 of 2 exited with code 3; the other ranks were stopped", "type": "RecipeCrashed", "retryable": True}
-    rank0 = int((tmp_path / "out" / "rank-0.pid").read_text())
+    rank0 = int((tmp_path / "out" / "rank-0.pid").read_text().split()[0])
     assert not alive(rank0), "rank 0 was still running after the launcher exited"
     assert run.seconds < 60, "rank 0 (sleeping 600 s) was stopped, not waited for"
 
