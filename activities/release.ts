@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { DeviceLease } from '../src/adapters/gpu-allocator';
 import { RecipeCrashedError } from '../src/adapters/local-job-runner';
 import { ErrorType } from '../src/contracts/errors';
 import type { GateInput, MetricEstimate } from '../src/contracts/release-gates';
@@ -105,17 +106,26 @@ export function createReleaseActivities(deps: ActivityDeps) {
   ): Promise<Record<string, unknown>> {
     const { dataParallel = false, onEvent } = options;
     const ctx = Context.current();
-    const lease = await deps.gpus.acquire(dataParallel ? input.spec.gpu.count : 1).catch((err: Error) => {
-      // Every worker of a pool has the same GPUs: no retry can place this stage.
-      throw ApplicationFailure.nonRetryable(`${err.message} (pool ${deps.pool})`, ErrorType.InvalidSpec);
-    });
-    const run = await openRun(input);
-    const beat: StageHeartbeat = { stage, message: `${stage}: starting on ${lease.device}${lease.indices.length ? ` ${lease.indices.join(',')}` : ''}` };
+    const gpus = dataParallel ? input.spec.gpu.count : 1;
+    const beat: StageHeartbeat = { stage, message: `${stage}: waiting for ${gpus} GPU(s) on ${deps.workerIdentity}` };
     const prior = ctx.info.heartbeatDetails as StageHeartbeat | undefined;
     if (prior?.checkpoint) beat.checkpoint = prior.checkpoint;
+    // Heartbeat from the start: a stage queued behind another job's GPUs is waiting, not lost,
+    // and must not be timed out and run twice.
     ctx.heartbeat(beat);
     const ticker = setInterval(() => ctx.heartbeat(beat), 10_000);
+    let lease: DeviceLease | undefined;
+    let run: TrackerRun | undefined;
     try {
+      lease = await deps.gpus.acquire(gpus, ctx.cancellationSignal).catch((err: unknown) => {
+        if (ctx.cancellationSignal.aborted) throw err;
+        // Every worker of a pool has the same GPUs: no retry can place this stage.
+        throw ApplicationFailure.nonRetryable(`${(err as Error).message} (pool ${deps.pool})`, ErrorType.InvalidSpec);
+      });
+      run = await openRun(input);
+      const tracker = run;
+      beat.message = `${stage}: starting on ${lease.device}${lease.indices.length ? ` ${lease.indices.join(',')}` : ''}`;
+      ctx.heartbeat(beat);
       return await deps.jobs.run({
         recipe,
         input: {
@@ -135,11 +145,11 @@ export function createReleaseActivities(deps: ActivityDeps) {
             if (e.loss !== undefined) row[`${stage}/loss`] = e.loss;
             if (e.lr !== undefined) row[`${stage}/lr`] = e.lr;
             if (e.tokens_per_s !== undefined) row[`${stage}/tokens_per_s`] = e.tokens_per_s;
-            if (stage === 'train') await run.log(row, e.step);
+            if (stage === 'train') await tracker.log(row, e.step);
           } else if (e.event === 'metric') {
-            await run.setSummary({ [`${stage}/${e.name}`]: e.value });
+            await tracker.setSummary({ [`${stage}/${e.name}`]: e.value });
           } else if (e.event === 'table') {
-            await run.logTable(`${stage}/${e.name}`, e.columns, e.rows);
+            await tracker.logTable(`${stage}/${e.name}`, e.columns, e.rows);
           }
           await onEvent?.(e, beat);
           ctx.heartbeat(beat);
@@ -149,8 +159,8 @@ export function createReleaseActivities(deps: ActivityDeps) {
       return recipeFailure(stage, err);
     } finally {
       clearInterval(ticker);
-      lease.release();
-      await run.flush();
+      lease?.release();
+      await run?.flush();
     }
   }
 

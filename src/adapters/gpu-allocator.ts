@@ -16,6 +16,11 @@ export class GpuAllocator {
   private readonly free: number[];
   private readonly waiters: Array<{ count: number; resolve: (indices: number[]) => void }> = [];
 
+  /** Jobs waiting for GPUs right now. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   /** `gpuIndices` empty (or pool cpu): every lease is `cpu`. */
   constructor(private readonly gpuIndices: number[]) {
     this.free = [...gpuIndices];
@@ -33,15 +38,34 @@ export class GpuAllocator {
     return this.gpuIndices.length;
   }
 
-  /** Wait for `count` GPUs (default 1). Asking for more than the worker owns fails at once. */
-  async acquire(count = 1): Promise<DeviceLease> {
+  /**
+   * Wait for `count` GPUs (default 1). Asking for more than the worker owns fails at once; an
+   * abort while waiting rejects with the signal's reason and gives up the place in the queue.
+   */
+  async acquire(count = 1, signal?: AbortSignal): Promise<DeviceLease> {
     if (this.total === 0) return { device: 'cpu', indices: [], release: () => undefined };
     if (!Number.isInteger(count) || count < 1 || count > this.total) {
       throw new Error(`gpu.count=${count}: this worker owns ${this.total} GPU(s); ask for 1..${this.total} or use a pool with bigger workers`);
     }
+    signal?.throwIfAborted();
     const indices = this.free.length >= count && this.waiters.length === 0
       ? this.free.splice(0, count)
-      : await new Promise<number[]>((resolve) => this.waiters.push({ count, resolve }));
+      : await new Promise<number[]>((resolve, reject) => {
+          const waiter = {
+            count,
+            resolve: (granted: number[]) => {
+              signal?.removeEventListener('abort', onAbort);
+              resolve(granted);
+            },
+          };
+          const onAbort = () => {
+            this.waiters.splice(this.waiters.indexOf(waiter), 1);
+            this.wake(); // a smaller job behind this one may fit now
+            reject(signal!.reason);
+          };
+          signal?.addEventListener('abort', onAbort, { once: true });
+          this.waiters.push(waiter);
+        });
     let released = false;
     return {
       device: 'cuda',

@@ -37,4 +37,19 @@ describe('GpuAllocator (device assignment on a GPU worker)', function () {
     assert.deepEqual(order, ['big', 'small']);
     await assert.rejects(a.acquire(5), /gpu.count=5: this worker owns 4 GPU\(s\)/);
   });
+
+  it('gives up a waiting place on abort, letting the next job in', async function () {
+    const a = GpuAllocator.forPool('h200', 2);
+    const held = await a.acquire(1);
+    const controller = new AbortController();
+    const big = a.acquire(2, controller.signal).catch((e: unknown) => e);
+    const small = a.acquire(1);
+    assert.equal(a.waiting, 2);
+    controller.abort(new Error('cancelled'));
+    assert.match(String(await big), /cancelled/);
+    assert.deepEqual((await small).indices, [1], 'the job behind the aborted one got the free GPU');
+    assert.equal(a.waiting, 0);
+    held.release();
+    await assert.rejects(a.acquire(1, AbortSignal.abort(new Error('already'))), /already/);
+  });
 });

@@ -118,4 +118,27 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
     assert.match(err.message, /gpu\.count=2: this worker owns 1 GPU\(s\).*\(pool h200\)/);
     assert.equal(jobs.jobs.length, 0);
   });
+
+  it('heartbeats while it waits for a GPU, and a cancel while waiting ends the wait', async function () {
+    const acts = activities([0]);
+    spec = { ...spec, gpu: { ...spec.gpu, count: 1 } };
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const run = jobs.run.bind(jobs);
+    jobs.run = async (job) => (await gate, run(job));
+    const first = new MockActivityEnvironment().run(acts.trainAdapter, { ...stage(), releaseId: 'release/multi-gpu/first' });
+
+    const waiting = new MockActivityEnvironment();
+    const beats: Array<{ message?: string }> = [];
+    waiting.on('heartbeat', (d: { message?: string }) => beats.push({ ...d }));
+    const second = waiting.run(acts.trainAdapter, { ...stage(), releaseId: 'release/multi-gpu/second' }).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.match(beats.at(-1)?.message ?? '', /train: waiting for 1 GPU\(s\) on unit-test/);
+    waiting.cancel();
+    const err = await second;
+    assert.ok(err instanceof Error && /cancel|abort/i.test(`${err.name} ${err.message}`), String(err));
+    release();
+    await first;
+    assert.equal(jobs.jobs.length, 1, 'the cancelled stage never ran');
+  });
 });
