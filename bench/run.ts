@@ -8,7 +8,12 @@
  *   activity we take dispatch → start (ActivityTaskScheduled → ActivityTaskStarted, from the
  *   history) and for each lifecycle start → completion. Peer: the same no-op activities called
  *   directly in-process, in the same order, with the same validation.
+ *
+ *   gpu-recipes / gpu-multi: where the venv's torch sees CUDA, the Python GPU benchmarks run
+ *   after it (bench/gpu_recipes.py; bench/gpu_multi.py when there are 2+ GPUs). Elsewhere they
+ *   are skipped with a line saying so, and the committed results stay as they are.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -156,4 +161,29 @@ async function orchestration(): Promise<void> {
   console.log(`wrote ${path.relative(process.cwd(), out)}`);
 }
 
-runMain(orchestration);
+/** The GPU benchmarks, when this machine's torch sees CUDA; returns the exit code. */
+function gpuBenchmarks(): number {
+  const cfg = loadConfig();
+  const python = path.join(cfg.venv, 'bin', 'python');
+  const probe = spawnSync(python, ['-c', 'import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)'], { encoding: 'utf8' });
+  const gpus = Number(probe.stdout.trim()) || 0;
+  if (gpus === 0) {
+    console.log('gpu-recipes, gpu-multi: skipped (torch sees no CUDA device here); committed results kept');
+    return 0;
+  }
+  const work = path.join(os.tmpdir(), `forgeline-gpu-bench-${process.pid}`);
+  const env = { ...process.env, NCCL_NVLS_ENABLE: process.env.NCCL_NVLS_ENABLE ?? '0' };
+  const scripts: string[][] = [['bench/gpu_recipes.py', '--work', `${work}/recipes`]];
+  if (gpus >= 2) scripts.push(['bench/gpu_multi.py', '--work', `${work}/multi`, '--gpus', '2']);
+  else console.log('gpu-multi: skipped (one GPU here)');
+  for (const args of scripts) {
+    const run = spawnSync(python, args, { cwd: REPO_ROOT, env, stdio: 'inherit' });
+    if (run.status !== 0) return run.status ?? 1;
+  }
+  return 0;
+}
+
+runMain(async () => {
+  await orchestration();
+  return gpuBenchmarks();
+});
