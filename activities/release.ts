@@ -212,6 +212,7 @@ export function createReleaseActivities(deps: ActivityDeps) {
             checkpoint_every: t.checkpointEvery,
             packing: t.packing,
             gradient_checkpointing: t.gradientCheckpointing,
+            strategy: t.strategy,
             ...(resumeFrom ? { resume_from: resumeFrom } : {}),
           },
           outDir,

@@ -28,6 +28,7 @@ export interface ReleaseSpec {
     checkpointEvery: number;
     packing: boolean;
     gradientCheckpointing: boolean;
+    strategy: 'ddp' | 'fsdp';
   };
   gpu: { pool: string; count: number; heartbeatTimeout: string };
   quantization: { method: 'gptq' | 'awq' | 'none'; bits: 4 | 8; groupSize: number; calibrationSamples: number };

@@ -76,6 +76,7 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
     assert.deepEqual(train!.gpuIndices, [0, 1]);
     assert.equal(train!.input.processes, 2);
     assert.equal(train!.input.device, 'cuda');
+    assert.equal(train!.input.strategy, 'ddp');
   });
 
   it('quantizes on one GPU, whatever gpu.count says, with no processes field', async function () {

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import TrainerCallback
 
+STRATEGIES = ["ddp", "fsdp"]  # data-parallel replicas, or the base model sharded over the ranks
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup"]
 STAGING_DIR = ".trainer"  # where the Trainer writes checkpoint-<n> before it is moved into place
@@ -69,6 +70,7 @@ class TrainSpec:
     packing: bool
     attn_implementation: str
     processes: int
+    strategy: str
     resume_from: Path | None
     device: str
     seed: int
@@ -103,6 +105,7 @@ def parse_spec(raw: dict[str, Any]) -> TrainSpec:
         packing=r.boolean("packing", False),
         attn_implementation=r.string("attn_implementation", "auto", choices=ATTENTION_IMPLEMENTATIONS),
         processes=r.integer("processes", 1, minimum=1, maximum=64),
+        strategy=r.string("strategy", "ddp", choices=STRATEGIES),
         resume_from=r.path("resume_from", None, kind="dir"),
         device=device,
         seed=seed,
@@ -118,6 +121,8 @@ def parse_spec(raw: dict[str, Any]) -> TrainSpec:
                 raise SpecError("resume_from", f"{spec.resume_from} is not a train_lora checkpoint (no {name})")
     if spec.attn_implementation == "flex_attention" and not device.startswith("cuda"):
         raise SpecError("attn_implementation", "flex_attention has no backward pass on CPU; use auto or sdpa")
+    if spec.qlora and spec.strategy == "fsdp":
+        raise SpecError("strategy", "fsdp does not shard a 4-bit QLoRA base here; use ddp with qlora, or fsdp without it")
     if spec.qlora:
         if not device.startswith("cuda"):
             raise SpecError("qlora", "4-bit QLoRA needs a CUDA device; set qlora to false on CPU pools")
@@ -144,6 +149,17 @@ def logical_numel(param: Any) -> int:
     if quant_state is not None and getattr(quant_state, "shape", None) is not None:
         return math.prod(quant_state.shape)
     return int(param.numel())
+
+
+def fsdp_arguments(spec: TrainSpec, model: Any) -> dict[str, Any]:
+    """SFTConfig fields for FSDP (version 2): every decoder layer is its own shard unit, so each
+    rank holds 1/processes of the frozen base; none for DDP or a single process."""
+    if spec.strategy != "fsdp" or spec.processes == 1:
+        return {}
+    layers = list(getattr(model, "_no_split_modules", None) or [])
+    if not layers:
+        raise SpecError("strategy", f"fsdp needs the model's decoder layer class; {type(model).__name__} does not name one, use ddp")
+    return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True, "transformer_layer_cls_to_wrap": layers}}
 
 
 def is_distributed() -> bool:
@@ -341,6 +357,7 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
         use_cpu=not cuda,
         ddp_backend=("nccl" if cuda else "gloo") if spec.processes > 1 else None,
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient on every step
+        **fsdp_arguments(spec, model),
         gradient_checkpointing=spec.gradient_checkpointing,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
@@ -380,10 +397,10 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
     steady_tokens_per_s = callback.steady_tokens_per_s(trainer.state)
 
     peak_per_process = gather_from_ranks(peak_memory_bytes(device))
+    # Every rank takes part (under FSDP the adapter is gathered from the shards); rank 0 writes.
+    trainer.save_model(str(out_dir / "adapter"))
     if not trainer.is_world_process_zero():
-        return {}  # rank 0 writes the adapter and reports; its launcher exits when every rank has
-    trainer.model.save_pretrained(out_dir / "adapter")
-    tokenizer.save_pretrained(out_dir / "adapter")
+        return {}  # rank 0 reports; its launcher exits when every rank has
     shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
 
     tokens = trainer.state.num_input_tokens_seen - callback.tokens_at_start
@@ -406,6 +423,7 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
         "seq_length": spec.seq_length,
         "batch_size": spec.batch_size,
         "processes": spec.processes,
+        "strategy": spec.strategy if spec.processes > 1 else "single",
         "global_batch_size": spec.batch_size * spec.gradient_accumulation_steps * spec.processes,
         "adapter": "adapter",
     }

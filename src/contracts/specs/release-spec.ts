@@ -52,6 +52,8 @@ export const ReleaseSpecSchema = z.strictObject({
       packing: z.boolean().default(false),
       /** Recompute activations in the backward pass: less GPU memory, about a third more compute. */
       gradientCheckpointing: z.boolean().default(false),
+      /** With gpu.count > 1: `ddp` keeps a replica of the model on every GPU; `fsdp` shards the frozen base over them (models that do not fit one GPU). */
+      strategy: z.enum(['ddp', 'fsdp'], { error: 'expected ddp or fsdp' }).default('ddp'),
     })
     .prefault({})
     .refine((t) => !(t.steps !== undefined && t.epochs !== undefined), { message: 'set either steps or epochs, not both', path: ['steps'] }),

@@ -95,3 +95,26 @@ def test_two_rank_run_resumes_from_its_checkpoint(two_rank_run: RecipeRun, tiny_
     continued = load_file(resumed.out_dir / "adapter" / "adapter_model.safetensors")
     for name, tensor in uninterrupted.items():
         torch.testing.assert_close(continued[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fsdp_on_two_gloo_ranks_trains_the_same_adapter_as_ddp(two_rank_run: RecipeRun, tiny_model: Path, tmp_path: Path) -> None:
+    # Sharding the frozen base changes where weights live, not the math: same data order, same
+    # seed, same adapter.
+    spec = {**TWO_RANKS, "base_model": str(tiny_model), "dataset_dir": str(DATASET_DIR), "strategy": "fsdp"}
+    fsdp = run_recipe_process("train_lora", spec, tmp_path / "fsdp")
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    assert_protocol(fsdp)
+    assert (fsdp.result["strategy"], fsdp.result["processes"]) == ("fsdp", 2)
+    assert [c["step"] for c in fsdp.of("checkpoint")] == [2, 4]
+    ddp = load_file(two_rank_run.out_dir / "adapter" / "adapter_model.safetensors")
+    sharded = load_file(fsdp.out_dir / "adapter" / "adapter_model.safetensors")
+    assert ddp.keys() == sharded.keys()
+    for name, tensor in ddp.items():
+        torch.testing.assert_close(sharded[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+
+    resumed = run_recipe_process("train_lora", {**spec, "resume_from": str(fsdp.out_dir / "checkpoints" / "step-2")}, tmp_path / "fsdp-resumed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [p["step"] for p in resumed.of("progress")] == [3, 4]
+    continued = load_file(resumed.out_dir / "adapter" / "adapter_model.safetensors")
+    for name, tensor in sharded.items():
+        torch.testing.assert_close(continued[name], tensor, rtol=1e-4, atol=1e-6, msg=name)

@@ -53,6 +53,8 @@ def expect_error(recipe: str, spec: dict[str, Any], out: Path, error_type: str, 
         ({"packing": "yes"}, "packing: expected true or false"),
         ({"attn_implementation": "flash"}, "attn_implementation: expected one of"),
         ({"attn_implementation": "flex_attention"}, "attn_implementation: flex_attention has no backward pass on CPU"),
+        ({"strategy": "zero3"}, "strategy: expected one of"),
+        ({"strategy": "fsdp", "qlora": True}, "strategy: fsdp does not shard a 4-bit QLoRA base"),
     ],
 )
 def test_train_lora_invalid_field(train_spec: dict[str, Any], tmp_path: Path, change: dict[str, Any], message_start: str) -> None:
