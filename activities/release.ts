@@ -56,6 +56,8 @@ export interface EvalResult extends GateInput {
 }
 
 const safe = (id: string) => runIdFor(id);
+/** `<prefix ending in step-NNNNNNN/>MANIFEST.json`: a published training checkpoint. */
+const CHECKPOINT_MANIFEST = /^(.*\/step-(\d+)\/)MANIFEST\.json$/;
 
 function releasePrefix(releaseId: string, part: string): string {
   return `releases/${safe(releaseId)}/${part}/`;
@@ -86,6 +88,21 @@ export function createReleaseActivities(deps: ActivityDeps) {
       jobType: 'release',
       tags: [input.spec.model, ...(input.spec.git.sha ? [input.spec.git.sha.slice(0, 12)] : [])],
     });
+  }
+
+  /**
+   * The newest complete checkpoint of a release's training: the later of the one the last
+   * heartbeat named and the newest published to the store, because a worker can die after
+   * publishing a checkpoint and before the heartbeat naming it got through (heartbeats are
+   * throttled). A published manifest means a complete checkpoint.
+   */
+  async function latestCheckpoint(releaseId: string, fromHeartbeat?: { step: number; prefix: string }): Promise<{ step: number; prefix: string } | undefined> {
+    let latest = fromHeartbeat;
+    for await (const obj of artifacts.listAll(releasePrefix(releaseId, 'checkpoints'))) {
+      const m = CHECKPOINT_MANIFEST.exec(obj.key);
+      if (m && (!latest || Number(m[2]) > latest.step)) latest = { step: Number(m[2]), prefix: m[1]! };
+    }
+    return latest;
   }
 
   /**
@@ -193,7 +210,8 @@ export function createReleaseActivities(deps: ActivityDeps) {
         mkdirSync(outDir, { recursive: true });
         const [dataset, base] = await Promise.all([localDataset(artifacts, spec, cache), localBaseModel(artifacts, registry, spec, cache)]);
         const prior = Context.current().info.heartbeatDetails as StageHeartbeat | undefined;
-        const resumeFrom = prior?.checkpoint ? await fetchPublished(artifacts, prior.checkpoint.prefix, cache) : undefined;
+        const checkpoint = await latestCheckpoint(releaseId, prior?.checkpoint);
+        const resumeFrom = checkpoint ? await fetchPublished(artifacts, checkpoint.prefix, cache) : undefined;
         const t = spec.trainer;
         const result = await runRecipe(
           'train',
@@ -220,7 +238,8 @@ export function createReleaseActivities(deps: ActivityDeps) {
             dataParallel: true,
             onEvent: async (e, beat) => {
               if (e.event !== 'checkpoint') return;
-              const ckpt = await publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/step-${String(e.step).padStart(7, '0')}`));
+              // Per attempt: a retry that redoes a step publishes its own copy, never over another's.
+            const ckpt = await publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/attempt-${attempt}/step-${String(e.step).padStart(7, '0')}`));
               beat.checkpoint = { step: e.step, prefix: ckpt.prefix };
             },
           },

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -141,5 +141,39 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
     release();
     await first;
     assert.equal(jobs.jobs.length, 1, 'the cancelled stage never ran');
+  });
+
+  it('a retry resumes from the newest published checkpoint, even one its heartbeat never named, and publishes its own copies', async function () {
+    const acts = activities([0]);
+    spec = { ...spec, gpu: { ...spec.gpu, count: 1 } };
+    const resumedFrom: unknown[] = [];
+    const checkpoint = async (job: JobSpec, step: number, content: string) => {
+      const dir = path.join(job.outDir, 'checkpoints', `step-${step}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, 'adapter_model.safetensors'), content);
+      await job.onEvent?.({ event: 'checkpoint', step, path: `checkpoints/step-${step}` });
+    };
+    jobs.run = async (job) => {
+      resumedFrom.push(job.input.resume_from);
+      if (resumedFrom.length === 1) {
+        await checkpoint(job, 2, 'attempt 1 step 2');
+        await checkpoint(job, 4, 'attempt 1 step 4');
+        throw new Error('worker lost'); // as if killed: the heartbeat naming step 4 may never have arrived
+      }
+      await checkpoint(job, 4, 'attempt 2 step 4, not byte-identical'); // redone after the retry
+      mkdirSync(path.join(job.outDir, 'adapter'), { recursive: true });
+      writeFileSync(path.join(job.outDir, 'adapter', 'adapter_model.safetensors'), 'final');
+      return { total_steps: 6, steps_done_this_run: 2 };
+    };
+    const first = new MockActivityEnvironment({ attempt: 1 });
+    await assert.rejects(first.run(acts.trainAdapter, stage()), /worker lost/);
+
+    const stale = { stage: 'train', checkpoint: { step: 2, prefix: 'releases/release-multi-gpu-abc/checkpoints/attempt-1/step-0000002/' } };
+    await new MockActivityEnvironment({ attempt: 2, heartbeatDetails: stale }).run(acts.trainAdapter, stage());
+    const resumeDir = String(resumedFrom[1]);
+    assert.equal(readFileSync(path.join(resumeDir, 'adapter_model.safetensors'), 'utf8'), 'attempt 1 step 4', 'resumed from step 4, not the stale step 2');
+    const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
+    const both = await Promise.all([1, 2].map((a) => store.readManifest(`releases/release-multi-gpu-abc/checkpoints/attempt-${a}/step-0000004/`)));
+    assert.ok(both.every(Boolean), 'each attempt published its own step-4 checkpoint');
   });
 });
