@@ -119,14 +119,18 @@ export function createReleaseActivities(deps: ActivityDeps) {
     input: StageInput,
     recipeInput: Record<string, unknown>,
     outDir: string,
-    options: { dataParallel?: boolean; onEvent?: (e: RecipeEvent, beat: StageHeartbeat) => Promise<void> | void } = {},
+    options: {
+      dataParallel?: boolean;
+      /** The checkpoint this attempt resumes from, carried in every heartbeat until a newer one is published. */
+      checkpoint?: { step: number; prefix: string };
+      onEvent?: (e: RecipeEvent, beat: StageHeartbeat) => Promise<void> | void;
+    } = {},
   ): Promise<Record<string, unknown>> {
-    const { dataParallel = false, onEvent } = options;
+    const { dataParallel = false, checkpoint, onEvent } = options;
     const ctx = Context.current();
     const gpus = dataParallel ? input.spec.gpu.count : 1;
     const beat: StageHeartbeat = { stage, message: `${stage}: waiting for ${gpus} GPU(s) on ${deps.workerIdentity}` };
-    const prior = ctx.info.heartbeatDetails as StageHeartbeat | undefined;
-    if (prior?.checkpoint) beat.checkpoint = prior.checkpoint;
+    if (checkpoint) beat.checkpoint = checkpoint;
     // Heartbeat from the start: a stage queued behind another job's GPUs is waiting, not lost,
     // and must not be timed out and run twice.
     ctx.heartbeat(beat);
@@ -236,10 +240,11 @@ export function createReleaseActivities(deps: ActivityDeps) {
           outDir,
           {
             dataParallel: true,
+            ...(checkpoint ? { checkpoint } : {}),
             onEvent: async (e, beat) => {
               if (e.event !== 'checkpoint') return;
               // Per attempt: a retry that redoes a step publishes its own copy, never over another's.
-            const ckpt = await publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/attempt-${attempt}/step-${String(e.step).padStart(7, '0')}`));
+              const ckpt = await publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/attempt-${attempt}/step-${String(e.step).padStart(7, '0')}`));
               beat.checkpoint = { step: e.step, prefix: ckpt.prefix };
             },
           },

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workers" / "recipes"))
 
 from forgeline_recipes.runner import RecipeRun, run_recipe_process  # noqa: E402
+from train_lora import training_flops_per_token  # noqa: E402
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 
@@ -111,7 +112,7 @@ def peer_training_loop(device_name: str, base: Path, dataset: Path, batch_size: 
     tokens = steps * batch_size * seq_length
     parameters = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    flops_per_token = 4 * parameters + 2 * trainable
+    flops_per_token = training_flops_per_token(parameters, trainable)  # the recipe's own formula
     peak = peak_flops(device)
     result = {
         "what": "hand-written PyTorch + PEFT loop, same model/LoRA/tokens per step, SDPA, no Trainer",

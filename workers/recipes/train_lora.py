@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forgeline_recipes.launch import gather_from_ranks, is_distributed
 from forgeline_recipes.protocol import EventWriter, InputNotFound, RecipeContext, SpecError, log, run_recipe
 from forgeline_recipes.spec import ATTENTION_IMPLEMENTATIONS, SpecReader, read_common
 
@@ -160,23 +161,6 @@ def fsdp_arguments(spec: TrainSpec, model: Any) -> dict[str, Any]:
     if not layers:
         raise SpecError("strategy", f"fsdp needs the model's decoder layer class; {type(model).__name__} does not name one, use ddp")
     return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True, "transformer_layer_cls_to_wrap": layers}}
-
-
-def is_distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized()
-
-
-def gather_from_ranks(value: Any) -> list[Any]:
-    """``value`` from every rank, in rank order (just ``[value]`` in a single-process run)."""
-    if not is_distributed():
-        return [value]
-    import torch.distributed as dist
-
-    values: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(values, value)
-    return values
 
 
 def training_flops_per_token(parameters: int, trainable: int) -> int:
@@ -431,7 +415,9 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
         result["peak_memory_bytes"] = max(peak_per_process)
         result["peak_memory_bytes_per_process"] = peak_per_process
         result["gpu"] = torch.cuda.get_device_name(device)
-        peak = peak_flops(device) and peak_flops(device) * spec.processes  # tokens/s counts every rank
+        peak = peak_flops(device)
+        if peak:
+            peak *= spec.processes  # tokens/s counts every rank
         result["flops_per_token"] = training_flops_per_token(parameters, trainable)
         # MFU of the steady state, so a short benchmark run is not dominated by its first step.
         result["mfu"] = result["flops_per_token"] * (steady_tokens_per_s or tokens_per_s) / peak if peak else None

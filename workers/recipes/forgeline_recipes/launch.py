@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from .protocol import EXIT_NON_RETRYABLE, EXIT_OK, EXIT_RETRYABLE, EventWriter, cpu_threads, log
 
@@ -58,6 +58,24 @@ def is_main_process() -> bool:
     """True in rank 0 and in an ordinary single-process run: the process that writes outputs."""
     rank = current_rank()
     return rank is None or rank.rank == 0
+
+
+def is_distributed() -> bool:
+    """True inside a rank whose torch.distributed process group is up."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def gather_from_ranks(value: Any) -> list[Any]:
+    """``value`` from every rank, in rank order (just ``[value]`` in a single-process run)."""
+    if not is_distributed():
+        return [value]
+    import torch.distributed as dist
+
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
 
 
 def _free_port() -> int:
