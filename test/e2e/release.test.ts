@@ -58,7 +58,10 @@ describe('release on CPU (e2e: real workers, real recipes, real Temporal dev ser
     procs.push(firstGpu);
 
     const spec = await prepareDemoRelease(cfg, (l) => log.push(l));
-    const steps = 60;
+    // Long enough that the kill lands mid-training: the recipes run 60 tiny steps in a few
+    // seconds, less than the GPU worker's 3 s heartbeat throttle, so a short run could finish
+    // before any heartbeat naming a checkpoint reached the server.
+    const steps = 300;
     const every = 10;
     const handle = await startRelease(env.client, cfg, { ...spec, model: 'tiny-resume', trainer: { ...spec.trainer, steps, checkpointEvery: every }, gpu: { pool: 'cpu', heartbeatTimeout: '8s' } }, (l) => log.push(l));
 
