@@ -219,7 +219,7 @@ export function createReleaseActivities(deps: ActivityDeps) {
         const t = spec.trainer;
         const result = await runRecipe(
           'train',
-          'train_lora',
+          'train',
           input,
           {
             base_model: base.dir,

@@ -1,4 +1,4 @@
-"""Data-parallel scaling of train_lora: the ~0.5B config-built Llama trained with 1 GPU and with
+"""Data-parallel scaling of train: the ~0.5B config-built Llama trained with 1 GPU and with
 N GPUs (one rank per GPU, NCCL), same per-GPU batch, through the recipe exactly as a GPU worker
 runs it. Writes bench/results/gpu-multi.json (or --out): tokens/s for each, the scaling
 efficiency tokens/s(N) / (N x tokens/s(1)), and peak memory per GPU.

@@ -4,7 +4,7 @@ download). Writes bench/results/gpu-recipes.json (or --out).
 
 Peer, measured in the same run: a hand-written PyTorch + PEFT training loop on the same model,
 LoRA config and tokens per step, with no Trainer, no data pipeline and no protocol, as the
-ceiling our train_lora recipe is held against.
+ceiling our train recipe is held against.
 
     python bench/gpu_recipes.py --work /tmp/gpu-bench --out bench/results/gpu-recipes.json
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workers" / "recipes"))
 
 from forgeline_recipes.runner import RecipeRun, run_recipe_process  # noqa: E402
-from train_lora import training_flops_per_token  # noqa: E402
+from train import training_flops_per_token  # noqa: E402
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 
@@ -62,7 +62,7 @@ def train(device: str, base: Path, dataset: Path, out: Path, steps: int, **field
         "device": device, "seed": 0, "base_model": str(base), "dataset_dir": str(dataset), "lora": LORA,
         "steps": steps, "learning_rate": 2e-4, "checkpoint_every": steps, "log_every": 5, **fields,
     }
-    run = stage("train_lora", spec, out)
+    run = stage("train", spec, out)
     return {**pick(run.result, *TRAIN_KEYS), "process_seconds": round(run.seconds, 2)}
 
 

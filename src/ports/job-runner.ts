@@ -12,7 +12,7 @@ export type RecipeEvent =
   | { event: 'error'; message: string; type?: string; retryable?: boolean };
 
 export interface JobSpec {
-  /** Recipe file name without `.py`, e.g. `train_lora`. */
+  /** Recipe file name without `.py`, e.g. `train`. */
   recipe: string;
   /** The recipe's JSON input (see each recipe's docstring). */
   input: Record<string, unknown>;

@@ -49,7 +49,7 @@ def run_pipeline(
 
     model = _stage("make_tiny_model", {**common, "device": "cpu", "size": size}, work / "base", timings).result
     train = _stage(
-        "train_lora",
+        "train",
         {**common, **DEMO_TRAIN, **(train_overrides or {}), "base_model": str(work / "base"), "dataset_dir": str(DATASET_DIR)},
         work / "train",
         timings,

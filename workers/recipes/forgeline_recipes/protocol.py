@@ -3,7 +3,7 @@
 Every recipe script ends with::
 
     if __name__ == "__main__":
-        sys.exit(run_recipe("train_lora", parse_spec, run))
+        sys.exit(run_recipe("train", parse_spec, run))
 
 ``parse_spec`` turns the raw JSON into a typed spec without importing torch (so a bad spec fails
 fast), ``run`` does the work and returns the ``result`` payload. ``run_recipe`` maps outcomes to

@@ -39,7 +39,7 @@ def tiny_model(tiny_model_run: RecipeRun) -> Path:
 def demo_training(tiny_model: Path, session_dir: Path) -> RecipeRun:
     """The demo hyperparameters (200 steps) on the shipped tiny-instruct train split."""
     spec = {**COMMON, **DEMO_TRAIN, "base_model": str(tiny_model), "dataset_dir": str(DATASET_DIR), "log_every": 5}
-    run = run_recipe_process("train_lora", spec, session_dir / "demo-train")
+    run = run_recipe_process("train", spec, session_dir / "demo-train")
     assert run.returncode == 0, run.stderr[-3000:]
     return run
 

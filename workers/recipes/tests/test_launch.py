@@ -1,4 +1,4 @@
-"""Data-parallel runs: the launcher (forgeline_recipes.launch) and train_lora on 2 gloo ranks on CPU."""
+"""Data-parallel runs: the launcher (forgeline_recipes.launch) and train on 2 gloo ranks on CPU."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_a_bad_spec_fails_before_any_rank_starts(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def two_rank_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> RecipeRun:
     spec = {**TWO_RANKS, "base_model": str(tiny_model), "dataset_dir": str(DATASET_DIR)}
-    return run_recipe_process("train_lora", spec, tmp_path_factory.mktemp("ddp") / "out")
+    return run_recipe_process("train", spec, tmp_path_factory.mktemp("ddp") / "out")
 
 
 def test_train_lora_on_two_gloo_ranks(two_rank_run: RecipeRun) -> None:
@@ -87,7 +87,7 @@ def test_train_lora_on_two_gloo_ranks(two_rank_run: RecipeRun) -> None:
 
 def test_two_rank_run_resumes_from_its_checkpoint(two_rank_run: RecipeRun, tiny_model: Path, tmp_path: Path) -> None:
     spec = {**TWO_RANKS, "base_model": str(tiny_model), "dataset_dir": str(DATASET_DIR), "resume_from": str(two_rank_run.out_dir / "checkpoints" / "step-2")}
-    resumed = run_recipe_process("train_lora", spec, tmp_path / "resumed")
+    resumed = run_recipe_process("train", spec, tmp_path / "resumed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [p["step"] for p in resumed.of("progress")] == [3, 4]
     assert (resumed.result["resumed_from_step"], resumed.result["steps_done_this_run"]) == (2, 2)
@@ -101,7 +101,7 @@ def test_fsdp_on_two_gloo_ranks_trains_the_same_adapter_as_ddp(two_rank_run: Rec
     # Sharding the frozen base changes where weights live, not the math: same data order, same
     # seed, same adapter.
     spec = {**TWO_RANKS, "base_model": str(tiny_model), "dataset_dir": str(DATASET_DIR), "strategy": "fsdp"}
-    fsdp = run_recipe_process("train_lora", spec, tmp_path / "fsdp")
+    fsdp = run_recipe_process("train", spec, tmp_path / "fsdp")
     assert fsdp.returncode == 0, fsdp.stderr[-3000:]
     assert_protocol(fsdp)
     assert (fsdp.result["strategy"], fsdp.result["processes"]) == ("fsdp", 2)
@@ -112,7 +112,7 @@ def test_fsdp_on_two_gloo_ranks_trains_the_same_adapter_as_ddp(two_rank_run: Rec
     for name, tensor in ddp.items():
         torch.testing.assert_close(sharded[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
 
-    resumed = run_recipe_process("train_lora", {**spec, "resume_from": str(fsdp.out_dir / "checkpoints" / "step-2")}, tmp_path / "fsdp-resumed")
+    resumed = run_recipe_process("train", {**spec, "resume_from": str(fsdp.out_dir / "checkpoints" / "step-2")}, tmp_path / "fsdp-resumed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [p["step"] for p in resumed.of("progress")] == [3, 4]
     continued = load_file(resumed.out_dir / "adapter" / "adapter_model.safetensors")

@@ -47,7 +47,7 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa").eval()
     batch = PackedCollator(tokenizer.pad_token_id)([{"input_ids": row.input_ids, "labels": row.labels, "seq_lengths": row.seq_lengths}])
     with torch.no_grad():
-        # Training runs without a KV cache (train_lora sets use_cache=False; TRL does too). With a
+        # Training runs without a KV cache (train sets use_cache=False; TRL does too). With a
         # cache, transformers ignores the restarts in position_ids and packing would leak.
         packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
         offset = 0

@@ -23,7 +23,7 @@ COMMON = {"device": "cpu", "seed": 0}
 
 @pytest.fixture()
 def train_spec(tmp_path: Path) -> dict[str, Any]:
-    """A valid train_lora spec (the base model directory only has to exist for validation)."""
+    """A valid train spec (the base model directory only has to exist for validation)."""
     (tmp_path / "base").mkdir()
     return {**COMMON, **DEMO_TRAIN, "base_model": str(tmp_path / "base"), "dataset_dir": str(DATASET_DIR)}
 
@@ -61,23 +61,23 @@ def test_train_lora_invalid_field(train_spec: dict[str, Any], tmp_path: Path, ch
     spec = {**train_spec, **change}
     if "lora" in change:
         spec["lora"] = {**train_spec["lora"], **change["lora"]}
-    expect_error("train_lora", spec, tmp_path / "out", "InvalidSpec", message_start)
+    expect_error("train", spec, tmp_path / "out", "InvalidSpec", message_start)
 
 
 def test_missing_required_field(train_spec: dict[str, Any], tmp_path: Path) -> None:
     del train_spec["base_model"]
-    expect_error("train_lora", train_spec, tmp_path / "out", "InvalidSpec", "base_model: required")
+    expect_error("train", train_spec, tmp_path / "out", "InvalidSpec", "base_model: required")
 
 
 def test_missing_input_path_is_named(train_spec: dict[str, Any], tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    message = expect_error("train_lora", {**train_spec, "base_model": str(missing)}, tmp_path / "out", "ArtifactNotFound", "base_model:")
+    message = expect_error("train", {**train_spec, "base_model": str(missing)}, tmp_path / "out", "ArtifactNotFound", "base_model:")
     assert str(missing) in message
 
 
 def test_missing_checkpoint_to_resume_from(train_spec: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "empty-ckpt").mkdir()
-    expect_error("train_lora", {**train_spec, "resume_from": str(tmp_path / "empty-ckpt")}, tmp_path / "out", "InvalidSpec", "resume_from:")
+    expect_error("train", {**train_spec, "resume_from": str(tmp_path / "empty-ckpt")}, tmp_path / "out", "InvalidSpec", "resume_from:")
 
 
 def test_quantize_awq_on_cpu_is_refused(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_spec_that_is_not_json_object(tmp_path: Path) -> None:
     spec_file = tmp_path / "spec.json"
     spec_file.write_text("[1, 2]")
     proc = subprocess.run(
-        [sys.executable, str(RECIPES_DIR / "train_lora.py"), "--spec", str(spec_file), "--out", str(tmp_path / "out")],
+        [sys.executable, str(RECIPES_DIR / "train.py"), "--spec", str(spec_file), "--out", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         check=False,

@@ -1,4 +1,4 @@
-"""train_lora: protocol events, checkpoints, resume, the demo run."""
+"""train: protocol events, checkpoints, resume, the demo run."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ CHECKPOINT_FILES = {"adapter_model.safetensors", "adapter_config.json", "optimiz
 @pytest.fixture(scope="module")
 def short_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> RecipeRun:
     spec = {**SHORT, "base_model": str(tiny_model), "dataset_dir": str(DATASET_DIR)}
-    return run_recipe_process("train_lora", spec, tmp_path_factory.mktemp("short") / "out")
+    return run_recipe_process("train", spec, tmp_path_factory.mktemp("short") / "out")
 
 
 def test_short_run_emits_progress_metrics_and_checkpoints(short_run: RecipeRun) -> None:
@@ -68,7 +68,7 @@ def test_resume_continues_from_the_checkpoint_step(short_run: RecipeRun, tiny_mo
         "dataset_dir": str(DATASET_DIR),
         "resume_from": str(short_run.out_dir / "checkpoints" / "step-2"),
     }
-    resumed = run_recipe_process("train_lora", spec, tmp_path / "resumed")
+    resumed = run_recipe_process("train", spec, tmp_path / "resumed")
     assert_protocol(resumed)
     assert resumed.events[0]["resumed_from_step"] == 2
     assert [p["step"] for p in resumed.of("progress")] == [3, 4]
@@ -98,7 +98,7 @@ def test_packing_fills_rows_with_several_examples(short_run: RecipeRun, tiny_mod
     # Same steps and batch size; packed rows hold several ~15-token examples each, so each step
     # sees several times the tokens of the unpacked run.
     spec = {**SHORT, "base_model": str(tiny_model), "dataset_dir": str(DATASET_DIR), "packing": True, "seq_length": 64}
-    packed = run_recipe_process("train_lora", spec, tmp_path / "packed")
+    packed = run_recipe_process("train", spec, tmp_path / "packed")
     assert_protocol(packed)
     result = packed.result
     assert result["packing"] is True and result["total_steps"] == 4 and result["final_loss"] > 0

@@ -1,4 +1,4 @@
-"""Recipe train_lora: supervised fine-tuning of a LoRA adapter with TRL's SFTTrainer and PEFT.
+"""Recipe train: supervised fine-tuning of a LoRA adapter with TRL's SFTTrainer and PEFT.
 
 Spec (see README.md for every field and its default)::
 
@@ -119,7 +119,7 @@ def parse_spec(raw: dict[str, Any]) -> TrainSpec:
     if spec.resume_from is not None:
         for name in ("trainer_state.json", "adapter_model.safetensors"):
             if not (spec.resume_from / name).is_file():
-                raise SpecError("resume_from", f"{spec.resume_from} is not a train_lora checkpoint (no {name})")
+                raise SpecError("resume_from", f"{spec.resume_from} is not a train checkpoint (no {name})")
     if spec.attn_implementation == "flex_attention" and not device.startswith("cuda"):
         raise SpecError("attn_implementation", "flex_attention has no backward pass on CPU; use auto or sdpa")
     if spec.qlora and spec.strategy == "fsdp":
@@ -428,4 +428,4 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_recipe("train_lora", parse_spec, run, processes=lambda spec: spec.processes))
+    sys.exit(run_recipe("train", parse_spec, run, processes=lambda spec: spec.processes))
