@@ -44,10 +44,14 @@ export const ConfigSchema = z.object({
     uiPort: port,
     tls: z.object({
       enabled: bool,
-      certPath: z.string().optional(),
-      keyPath: z.string().optional(),
-      caPath: z.string().optional(),
-      serverName: z.string().optional(),
+      certPath: z.string().min(1).optional(),
+      keyPath: z.string().min(1).optional(),
+      caPath: z.string().min(1).optional(),
+      /** PEM text instead of a file (Temporal's `*_DATA` variables), e.g. from a mounted secret. */
+      certData: z.string().min(1).optional(),
+      keyData: z.string().min(1).optional(),
+      caData: z.string().min(1).optional(),
+      serverName: z.string().min(1).optional(),
     }),
     apiKey: z.string().min(1).optional(),
   }),
@@ -87,6 +91,8 @@ export interface EnvBinding {
   default?: string | ((cfg: { home: string; repoRoot: string }) => string);
   doc: string;
   secret?: boolean;
+  /** The key in a `temporal.toml` profile that sets the same value (Temporal's own conventions). */
+  profileKey?: string;
 }
 
 export const ENV_BINDINGS: readonly EnvBinding[] = [
@@ -94,16 +100,21 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_CONFIG', path: [], doc: 'Optional JSON config file with the same structure as the resolved config (`forgeline config` prints it). Environment variables win over the file. Default: `forgeline.config.json` in the working directory, when present.' },
   { env: 'FORGELINE_VENV', path: ['venv'], default: ({ repoRoot }) => `${repoRoot}/.venv`, doc: 'Python virtual environment with the Temporal CLI and the recipes\' dependencies (made by scripts/bootstrap).' },
   { env: 'FORGELINE_LOG_LEVEL', path: ['logLevel'], default: 'info', doc: 'debug, info, warn or error.' },
-  { env: 'TEMPORAL_ADDRESS', path: ['temporal', 'address'], doc: 'host:port of an existing Temporal frontend. Unset: `forgeline dev` starts a local dev server and everything connects to it.' },
-  { env: 'TEMPORAL_NAMESPACE', path: ['temporal', 'namespace'], default: 'default', doc: 'Temporal namespace.' },
+  { env: 'TEMPORAL_ADDRESS', path: ['temporal', 'address'], profileKey: 'address', doc: 'host:port of an existing Temporal frontend. Unset: `forgeline dev` starts a local dev server and everything connects to it.' },
+  { env: 'TEMPORAL_NAMESPACE', path: ['temporal', 'namespace'], profileKey: 'namespace', default: 'default', doc: 'Temporal namespace.' },
+  { env: 'TEMPORAL_CONFIG_FILE', path: [], doc: 'Temporal\'s client config file (TOML, profiles as the `temporal` CLI writes them with `temporal config set`). Default: `$XDG_CONFIG_HOME/temporalio/temporal.toml` (`~/.config/temporalio/temporal.toml`), when present. A named file that does not exist is an error.' },
+  { env: 'TEMPORAL_PROFILE', path: [], doc: 'Profile to use from the client config file. Default: `default`, when the file has one.' },
   { env: 'FORGELINE_DEV_PORT', path: ['temporal', 'devPort'], default: '7233', doc: 'gRPC port of the local dev server (when TEMPORAL_ADDRESS is unset).' },
   { env: 'FORGELINE_UI_PORT', path: ['temporal', 'uiPort'], default: '8233', doc: 'Web UI port of the local dev server.' },
-  { env: 'TEMPORAL_TLS', path: ['temporal', 'tls', 'enabled'], default: 'false', doc: 'Connect with TLS. Implied by TEMPORAL_API_KEY or a client certificate.' },
-  { env: 'TEMPORAL_TLS_CERT', path: ['temporal', 'tls', 'certPath'], doc: 'Client certificate (PEM file) for mTLS, e.g. Temporal Cloud.' },
-  { env: 'TEMPORAL_TLS_KEY', path: ['temporal', 'tls', 'keyPath'], doc: 'Client private key (PEM file) for mTLS.' },
-  { env: 'TEMPORAL_TLS_CA', path: ['temporal', 'tls', 'caPath'], doc: 'CA bundle (PEM file) to verify the server, when not publicly trusted.' },
-  { env: 'TEMPORAL_TLS_SERVER_NAME', path: ['temporal', 'tls', 'serverName'], doc: 'Override the TLS server name (SNI).' },
-  { env: 'TEMPORAL_API_KEY', path: ['temporal', 'apiKey'], secret: true, doc: 'API key for Temporal Cloud (implies TLS).' },
+  { env: 'TEMPORAL_TLS', path: ['temporal', 'tls', 'enabled'], profileKey: 'tls.disabled', default: 'false', doc: 'Connect with TLS. Implied by TEMPORAL_API_KEY or any other TEMPORAL_TLS_* setting.' },
+  { env: 'TEMPORAL_TLS_CLIENT_CERT_PATH', path: ['temporal', 'tls', 'certPath'], profileKey: 'tls.client_cert_path', doc: 'Client certificate (PEM file) for mTLS, e.g. Temporal Cloud.' },
+  { env: 'TEMPORAL_TLS_CLIENT_KEY_PATH', path: ['temporal', 'tls', 'keyPath'], profileKey: 'tls.client_key_path', doc: 'Client private key (PEM file) for mTLS.' },
+  { env: 'TEMPORAL_TLS_SERVER_CA_CERT_PATH', path: ['temporal', 'tls', 'caPath'], profileKey: 'tls.server_ca_cert_path', doc: 'CA bundle (PEM file) to verify the server, when not publicly trusted.' },
+  { env: 'TEMPORAL_TLS_CLIENT_CERT_DATA', path: ['temporal', 'tls', 'certData'], profileKey: 'tls.client_cert_data', doc: 'The client certificate as PEM text, instead of a file.' },
+  { env: 'TEMPORAL_TLS_CLIENT_KEY_DATA', path: ['temporal', 'tls', 'keyData'], profileKey: 'tls.client_key_data', secret: true, doc: 'The client private key as PEM text, instead of a file.' },
+  { env: 'TEMPORAL_TLS_SERVER_CA_CERT_DATA', path: ['temporal', 'tls', 'caData'], profileKey: 'tls.server_ca_cert_data', doc: 'The server CA bundle as PEM text, instead of a file.' },
+  { env: 'TEMPORAL_TLS_SERVER_NAME', path: ['temporal', 'tls', 'serverName'], profileKey: 'tls.server_name', doc: 'Override the TLS server name (SNI).' },
+  { env: 'TEMPORAL_API_KEY', path: ['temporal', 'apiKey'], profileKey: 'api_key', secret: true, doc: 'API key for Temporal Cloud (implies TLS).' },
   { env: 'FORGELINE_CONTROL_QUEUE', path: ['taskQueues', 'control'], default: 'forgeline-control', doc: 'Task queue of the control worker (workflows and light activities). GPU queues are `gpu-<pool>`.' },
   { env: 'FORGELINE_ARTIFACT_URI', path: ['artifacts', 'uri'], default: ({ home }) => `file://${home}/artifacts`, doc: 'Artifact store root: `file:///abs/dir` or `s3://bucket/prefix`.' },
   { env: 'FORGELINE_S3_ENDPOINT', path: ['artifacts', 's3', 'endpoint'], doc: 'Custom S3 endpoint for S3-compatible stores (MinIO, Ceph, R2...). Credentials come from the AWS default chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, profiles, IAM roles).' },
@@ -117,3 +128,13 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GPU_POOL', path: ['gpu', 'pool'], default: 'cpu', doc: 'Pool served by this GPU worker; it polls task queue `gpu-<pool>`.' },
   { env: 'FORGELINE_GPU_COUNT', path: ['gpu', 'count'], default: '1', doc: 'GPUs this GPU worker owns; it runs that many heavy activities at once.' },
 ];
+
+/**
+ * Variables Forgeline read before it followed Temporal's names. Setting one stops the process with
+ * a message naming its replacement, so an mTLS setup never silently connects without its certificate.
+ */
+export const RENAMED_ENV: Readonly<Record<string, string>> = {
+  TEMPORAL_TLS_CERT: 'TEMPORAL_TLS_CLIENT_CERT_PATH',
+  TEMPORAL_TLS_KEY: 'TEMPORAL_TLS_CLIENT_KEY_PATH',
+  TEMPORAL_TLS_CA: 'TEMPORAL_TLS_SERVER_CA_CERT_PATH',
+};

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
+import os from 'node:os';
+import { Client, Connection } from '@temporalio/client';
+import { toClientOptions, type ClientConfigProfile, type ConfigDataSource } from '@temporalio/envconfig';
 import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
-import type { TLSConfig } from '@temporalio/client';
 import type { ForgelineConfig } from '../config/schema';
 
 /** The frontend address Forgeline talks to: TEMPORAL_ADDRESS, or the local dev server. */
@@ -9,26 +9,49 @@ export function temporalAddress(cfg: ForgelineConfig): string {
   return cfg.temporal.address ?? `127.0.0.1:${cfg.temporal.devPort}`;
 }
 
-function tlsConfig(cfg: ForgelineConfig): TLSConfig | boolean {
-  const t = cfg.temporal.tls;
-  if (!t.enabled) return false;
-  const tls: TLSConfig = {};
-  if (t.serverName) tls.serverNameOverride = t.serverName;
-  if (t.caPath) tls.serverRootCACertificate = readFileSync(t.caPath);
-  if (t.certPath && t.keyPath) tls.clientCertPair = { crt: readFileSync(t.certPath), key: readFileSync(t.keyPath) };
-  return Object.keys(tls).length ? tls : true;
+function source(pathValue?: string, data?: string): ConfigDataSource | undefined {
+  if (pathValue) return { path: pathValue };
+  return data ? { data } : undefined;
 }
 
-function connectionOptions(cfg: ForgelineConfig): ConnectionOptions & NativeConnectionOptions {
-  const opts: ConnectionOptions & NativeConnectionOptions = { address: temporalAddress(cfg), tls: tlsConfig(cfg) };
-  if (cfg.temporal.apiKey) opts.apiKey = cfg.temporal.apiKey;
-  return opts;
+/** The validated settings as a Temporal client profile, the shape @temporalio/envconfig turns into connection options. */
+export function clientProfile(cfg: ForgelineConfig): ClientConfigProfile {
+  const t = cfg.temporal.tls;
+  const profile: ClientConfigProfile = {
+    address: temporalAddress(cfg),
+    namespace: cfg.temporal.namespace,
+    tls: t.enabled
+      ? { serverName: t.serverName, clientCert: source(t.certPath, t.certData), clientKey: source(t.keyPath, t.keyData), serverCACert: source(t.caPath, t.caData) }
+      : { disabled: true },
+  };
+  if (cfg.temporal.apiKey) profile.apiKey = cfg.temporal.apiKey;
+  return profile;
+}
+
+/** Connection options (address, TLS, API key) built the way Temporal's own tools build them. */
+export function connectionOptions(cfg: ForgelineConfig): NativeConnectionOptions {
+  return toClientOptions(clientProfile(cfg)).connectionOptions;
+}
+
+/**
+ * Who a client is, as Temporal records it in every history event it causes (a start, an Update):
+ * `forgeline-cli alice@build-host`. The user falls back to $USER where the OS has no name for it.
+ */
+export function clientIdentity(role = 'forgeline-cli'): string {
+  let user: string | undefined;
+  try {
+    user = os.userInfo().username;
+  } catch {
+    user = undefined; // a uid without a passwd entry (some containers)
+  }
+  return `${role} ${user || process.env.USER || process.env.LOGNAME || 'unknown'}@${os.hostname()}`;
 }
 
 /** A client connection (for starting workflows, queries, updates, operator calls). */
-export async function connectClient(cfg: ForgelineConfig): Promise<{ connection: Connection; client: Client }> {
-  const connection = await Connection.connect({ ...connectionOptions(cfg), connectTimeout: '10s' });
-  return { connection, client: new Client({ connection, namespace: cfg.temporal.namespace }) };
+export async function connectClient(cfg: ForgelineConfig, identity = clientIdentity()): Promise<{ connection: Connection; client: Client }> {
+  const { address, tls, apiKey, metadata } = connectionOptions(cfg);
+  const connection = await Connection.connect({ address, tls, apiKey, metadata, connectTimeout: '10s' });
+  return { connection, client: new Client({ connection, namespace: cfg.temporal.namespace, identity }) };
 }
 
 /** A worker connection (the Rust core's). */

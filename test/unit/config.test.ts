@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, redactConfig, REPO_ROOT } from '../../src/config/load';
-import { ENV_BINDINGS } from '../../src/config/schema';
+import { ENV_BINDINGS, RENAMED_ENV } from '../../src/config/schema';
 import { ConfigError } from '../../src/ports/errors';
+import { clientIdentity, connectionOptions } from '../../src/temporal/connection';
+import { venvBin } from '../helpers/temporal';
 
 function configError(fn: () => unknown): string {
   try {
@@ -51,7 +54,8 @@ describe('config (one zod schema for environment and file)', function () {
 
   it('requires WANDB_API_KEY with the W&B tracker, and cert + key together', function () {
     assert.match(configError(() => loadConfig({ env: { FORGELINE_TRACKER: 'wandb' }, cwd: dir })), /WANDB_API_KEY is required when FORGELINE_TRACKER=wandb/);
-    assert.match(configError(() => loadConfig({ env: { TEMPORAL_TLS_CERT: 'c.pem' }, cwd: dir })), /TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together/);
+    writeFileSync(path.join(dir, 'c.pem'), 'cert');
+    assert.match(configError(() => loadConfig({ env: { TEMPORAL_TLS_CLIENT_CERT_PATH: 'c.pem' }, cwd: dir })), /TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH \(or their _DATA forms\) go together/);
   });
 
   it('turns TLS on for an API key (Temporal Cloud) and redacts it when printed', function () {
@@ -59,6 +63,151 @@ describe('config (one zod schema for environment and file)', function () {
     assert.equal(cfg.temporal.tls.enabled, true);
     assert.equal(redactConfig(cfg).temporal.apiKey, '<redacted>');
     assert.equal(cfg.temporal.apiKey, 'k', 'redaction copies');
+  });
+
+  it('reads Temporal\'s TLS variables and builds the connection from them with @temporalio/envconfig', function () {
+    for (const [f, text] of [['client.pem', 'CERT'], ['client.key', 'KEY'], ['ca.pem', 'CA']]) writeFileSync(path.join(dir, f!), text!);
+    const cfg = loadConfig({
+      env: {
+        TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233',
+        TEMPORAL_TLS_CLIENT_CERT_PATH: path.join(dir, 'client.pem'),
+        TEMPORAL_TLS_CLIENT_KEY_PATH: path.join(dir, 'client.key'),
+        TEMPORAL_TLS_SERVER_CA_CERT_PATH: path.join(dir, 'ca.pem'),
+        TEMPORAL_TLS_SERVER_NAME: 'ns.acct.tmprl.cloud',
+      },
+      cwd: dir,
+    });
+    assert.equal(cfg.temporal.tls.enabled, true, 'a client certificate implies TLS');
+    const opts = connectionOptions(cfg);
+    assert.equal(opts.address, 'ns.acct.tmprl.cloud:7233');
+    assert.ok(opts.tls && typeof opts.tls === 'object');
+    assert.equal(Buffer.from(opts.tls.clientCertPair!.crt).toString(), 'CERT');
+    assert.equal(Buffer.from(opts.tls.clientCertPair!.key).toString(), 'KEY');
+    assert.equal(Buffer.from(opts.tls.serverRootCACertificate!).toString(), 'CA');
+    assert.equal(opts.tls.serverNameOverride, 'ns.acct.tmprl.cloud');
+  });
+
+  it('takes certificates as PEM text too (TEMPORAL_TLS_*_DATA), and redacts the key', function () {
+    const cfg = loadConfig({ env: { TEMPORAL_TLS_CLIENT_CERT_DATA: 'CERT', TEMPORAL_TLS_CLIENT_KEY_DATA: 'KEY' }, cwd: dir });
+    const tls = connectionOptions(cfg).tls;
+    assert.ok(tls && typeof tls === 'object');
+    assert.equal(Buffer.from(tls.clientCertPair!.key).toString(), 'KEY');
+    assert.equal(redactConfig(cfg).temporal.tls.keyData, '<redacted>');
+    writeFileSync(path.join(dir, 'c.pem'), 'x');
+    assert.match(
+      configError(() => loadConfig({ env: { TEMPORAL_TLS_CLIENT_CERT_PATH: 'c.pem', TEMPORAL_TLS_CLIENT_CERT_DATA: 'CERT', TEMPORAL_TLS_CLIENT_KEY_DATA: 'KEY' }, cwd: dir })),
+      /TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_CERT_DATA .*both set/,
+    );
+  });
+
+  it('names a missing certificate file by its variable', function () {
+    const msg = configError(() => loadConfig({ env: { TEMPORAL_TLS_CLIENT_CERT_PATH: 'nope.pem', TEMPORAL_TLS_CLIENT_KEY_PATH: 'nope.key' }, cwd: dir }));
+    assert.match(msg, /TEMPORAL_TLS_CLIENT_CERT_PATH="nope.pem": file not found/);
+    assert.match(msg, /TEMPORAL_TLS_CLIENT_KEY_PATH="nope.key": file not found/);
+  });
+
+  it('stops at a renamed variable and names its replacement, so mTLS never silently goes without its certificate', function () {
+    const msg = configError(() => loadConfig({ env: { TEMPORAL_TLS_CERT: 'c.pem', TEMPORAL_TLS_KEY: 'k.pem' }, cwd: dir }));
+    assert.match(msg, /TEMPORAL_TLS_CERT is no longer read: rename it to TEMPORAL_TLS_CLIENT_CERT_PATH/);
+    assert.match(msg, /TEMPORAL_TLS_KEY is no longer read: rename it to TEMPORAL_TLS_CLIENT_KEY_PATH/);
+  });
+
+  it('without an API key or TLS setting, connects in plain text; TEMPORAL_TLS=false wins over an API key', function () {
+    assert.equal(connectionOptions(loadConfig({ env: {}, cwd: dir })).tls, false);
+    assert.equal(connectionOptions(loadConfig({ env: {}, cwd: dir })).address, '127.0.0.1:7233');
+    const cfg = loadConfig({ env: { TEMPORAL_API_KEY: 'k', TEMPORAL_TLS: 'false' }, cwd: dir });
+    assert.equal(connectionOptions(cfg).tls, false);
+    assert.equal(connectionOptions(cfg).apiKey, 'k');
+    assert.equal(connectionOptions(loadConfig({ env: { TEMPORAL_API_KEY: 'k' }, cwd: dir })).tls !== false, true, 'an API key implies TLS');
+  });
+
+  describe('Temporal client config file (temporal.toml profiles)', function () {
+    const toml = (text: string) => {
+      const file = path.join(dir, 'temporal.toml');
+      writeFileSync(file, text);
+      return file;
+    };
+
+    it('reads the default profile, or the one TEMPORAL_PROFILE names; environment variables win', function () {
+      writeFileSync(path.join(dir, 'ca.pem'), 'CA');
+      const file = toml(`
+[profile.default]
+address = "localhost:7233"
+namespace = "dev"
+
+[profile.cloud]
+address = "prod.acct.tmprl.cloud:7233"
+namespace = "prod.acct"
+api_key = "from-file"
+[profile.cloud.tls]
+server_ca_cert_path = "${path.join(dir, 'ca.pem')}"
+`);
+      const dflt = loadConfig({ env: { TEMPORAL_CONFIG_FILE: file }, cwd: dir });
+      assert.equal(dflt.temporal.address, 'localhost:7233');
+      assert.equal(dflt.temporal.namespace, 'dev');
+      assert.equal(dflt.temporal.tls.enabled, false);
+
+      const cloud = loadConfig({ env: { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'cloud' }, cwd: dir });
+      assert.equal(cloud.temporal.address, 'prod.acct.tmprl.cloud:7233');
+      assert.equal(cloud.temporal.apiKey, 'from-file');
+      assert.equal(cloud.temporal.tls.enabled, true, 'a [tls] table turns TLS on');
+      assert.equal(cloud.temporal.tls.caPath, path.join(dir, 'ca.pem'));
+
+      const overridden = loadConfig({ env: { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'cloud', TEMPORAL_NAMESPACE: 'other.acct', TEMPORAL_TLS: 'false' }, cwd: dir });
+      assert.equal(overridden.temporal.namespace, 'other.acct');
+      assert.equal(overridden.temporal.tls.enabled, false);
+      assert.equal(overridden.temporal.address, 'prod.acct.tmprl.cloud:7233');
+    });
+
+    it('lets forgeline.config.json win over the profile, and relative TEMPORAL_CONFIG_FILE resolve against the working directory', function () {
+      toml('[profile.default]\naddress = "a.example:7233"\nnamespace = "from-profile"\n');
+      writeFileSync(path.join(dir, 'forgeline.config.json'), JSON.stringify({ temporal: { namespace: 'from-json' } }));
+      const cfg = loadConfig({ env: { TEMPORAL_CONFIG_FILE: 'temporal.toml' }, cwd: dir });
+      assert.equal(cfg.temporal.namespace, 'from-json');
+      assert.equal(cfg.temporal.address, 'a.example:7233');
+    });
+
+    it('finds temporal.toml where the temporal CLI keeps it ($XDG_CONFIG_HOME/temporalio)', function () {
+      execFileSync('mkdir', ['-p', path.join(dir, 'xdg', 'temporalio')]);
+      writeFileSync(path.join(dir, 'xdg', 'temporalio', 'temporal.toml'), '[profile.default]\nnamespace = "xdg"\n');
+      assert.equal(loadConfig({ env: { XDG_CONFIG_HOME: path.join(dir, 'xdg') }, cwd: dir }).temporal.namespace, 'xdg');
+    });
+
+    it('reads a profile written by the temporal CLI itself (`temporal config set`)', function () {
+      const file = path.join(dir, 'cli.toml');
+      const set = (prop: string, value: string) =>
+        execFileSync(venvBin('temporal'), ['config', 'set', '--profile', 'staging', '--prop', prop, '--value', value], { env: { ...process.env, TEMPORAL_CONFIG_FILE: file } });
+      set('address', 'staging.example.com:7233');
+      set('namespace', 'staging');
+      set('tls.server_name', 'staging.example.com');
+      const cfg = loadConfig({ env: { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'staging' }, cwd: dir });
+      assert.equal(cfg.temporal.address, 'staging.example.com:7233');
+      assert.equal(cfg.temporal.namespace, 'staging');
+      assert.equal(cfg.temporal.tls.serverName, 'staging.example.com');
+      assert.equal(cfg.temporal.tls.enabled, true);
+    });
+
+    it('names a bad profile value by its key, profile and file, in our error style', function () {
+      const file = toml('[profile.default]\naddress = "no-port"\napi_key = "s3cret"\nnamespace = "bad namespace!"\n');
+      const msg = configError(() => loadConfig({ env: { TEMPORAL_CONFIG_FILE: file }, cwd: dir }));
+      assert.ok(msg.includes(`address="no-port" in profile 'default' of ${file} (or set TEMPORAL_ADDRESS): expected host:port`), msg);
+      assert.ok(msg.includes(`namespace="bad namespace!" in profile 'default' of ${file} (or set TEMPORAL_NAMESPACE): expected a namespace name`), msg);
+      assert.doesNotMatch(msg, /s3cret/);
+    });
+
+    it('explains an unknown profile, a misspelt key, broken TOML and a missing file', function () {
+      const file = toml('[profile.default]\naddress = "localhost:7233"\n[profile.prod]\naddress = "p:7233"\n');
+      assert.match(configError(() => loadConfig({ env: { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'staging' }, cwd: dir })), /TEMPORAL_PROFILE='staging': no such profile in .*temporal\.toml \(it has 'default', 'prod'\)/);
+      toml('[profile.default]\nadress = "localhost:7233"\n');
+      assert.match(configError(() => loadConfig({ env: { TEMPORAL_CONFIG_FILE: file }, cwd: dir })), /Temporal config file .*temporal\.toml: key\(s\) unrecognized in profile\.default: adress/);
+      toml('[profile.default\naddress = "x"\n');
+      assert.match(configError(() => loadConfig({ env: { TEMPORAL_CONFIG_FILE: file }, cwd: dir })), /Temporal config file .*temporal\.toml: invalid TOML at line 1 column \d+/);
+      assert.match(configError(() => loadConfig({ env: { TEMPORAL_CONFIG_FILE: 'gone.toml' }, cwd: dir })), /TEMPORAL_CONFIG_FILE='gone.toml': file not found/);
+    });
+  });
+
+  it('identifies the CLI as `forgeline-cli <user>@<host>` in the histories it writes', function () {
+    assert.equal(clientIdentity(), `forgeline-cli ${os.userInfo().username}@${os.hostname()}`);
   });
 
   it('reads forgeline.config.json, lets the environment win, and names the file in errors', function () {
@@ -80,5 +229,7 @@ describe('config (one zod schema for environment and file)', function () {
     const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
     const missing = ENV_BINDINGS.map((b) => b.env).filter((name) => !readme.includes(`| \`${name}\``));
     assert.deepEqual(missing, [], 'add these rows to the README configuration table');
+    const renamed = Object.keys(RENAMED_ENV).filter((name) => !readme.includes(`\`${name}\``));
+    assert.deepEqual(renamed, [], 'say in the README what these old names were renamed to');
   });
 });
