@@ -1,5 +1,5 @@
-import type { GpuAllocator } from '../src/adapters/gpu-allocator';
 import type { ArtifactStore } from '../src/ports/artifact-store';
+import type { GpuAllocator } from '../src/ports/gpu-allocator';
 import type { JobRunner } from '../src/ports/job-runner';
 import type { Tracker } from '../src/ports/tracker';
 import type { ModelRegistry } from '../src/registry/model-registry';

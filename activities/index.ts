@@ -1,19 +1,55 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ErrorType } from '../src/contracts/errors';
 import type { ActivityDeps } from './deps';
-import { createReleaseActivities } from './release';
+import { createReleaseControlActivities, createReleaseGpuActivities } from './release';
 import { createStackCheckActivities } from './stack-check';
 
 export type { ActivityDeps } from './deps';
 
-/**
- * Every activity Forgeline has, built from ports. Workers register this whole object (a worker
- * only receives tasks from its own queue, so an activity is only ever run where workflows send
- * it); workflows `import type` it so a proxy cannot drift from the real signatures.
- */
-export function createActivities(deps: ActivityDeps) {
-  return {
-    ...createStackCheckActivities(deps),
-    ...createReleaseActivities(deps),
-  };
+/** Light activities: the control worker (workflows' own queue) runs them. */
+export function createControlActivities(deps: ActivityDeps) {
+  const { validateStackCheckSpec } = createStackCheckActivities(deps);
+  return { validateStackCheckSpec, ...createReleaseControlActivities(deps) };
 }
 
-export type Activities = ReturnType<typeof createActivities>;
+/** Heavy activities: a `gpu-<pool>` worker runs them, as many at once as it has GPUs. */
+export function createGpuActivities(deps: ActivityDeps) {
+  const { runStackProbe } = createStackCheckActivities(deps);
+  return { runStackProbe, ...createReleaseGpuActivities(deps) };
+}
+
+/** Both sets in one object: for tests and in-process benchmarks, never for a worker. */
+export function createActivities(deps: ActivityDeps) {
+  return { ...createControlActivities(deps), ...createGpuActivities(deps) };
+}
+
+/**
+ * Every activity Forgeline has. Workflows `import type` this so a proxy cannot drift from the real
+ * signatures; each worker registers only its own set (`activitiesFor`).
+ */
+export type Activities = ReturnType<typeof createControlActivities> & ReturnType<typeof createGpuActivities>;
+export type ActivityName = keyof Activities;
+
+export type WorkerKind = 'control' | 'gpu';
+
+/**
+ * The activities a worker of `kind` registers, plus a `default` handler for any other name: a
+ * task sent to the wrong queue (a GPU stage on the control queue, say) fails at once,
+ * non-retryable, with a message naming the queue it belongs on, instead of being retried
+ * until its attempts run out.
+ */
+export function activitiesFor(kind: WorkerKind, deps: ActivityDeps): Record<string, (...args: never[]) => Promise<unknown>> {
+  const own = kind === 'control' ? createControlActivities(deps) : createGpuActivities(deps);
+  const other = kind === 'control' ? 'a gpu-<pool> worker (heavy activities)' : 'the control worker (light activities and workflows)';
+  return {
+    ...own,
+    async default(): Promise<never> {
+      const { activityType, taskQueue } = Context.current().info;
+      throw ApplicationFailure.nonRetryable(
+        `activity ${activityType} is not served on task queue ${taskQueue}, whose ${kind} workers run only ${Object.keys(own).sort().join(', ')}; ` +
+          `send it to ${other}`,
+        ErrorType.WrongTaskQueue,
+      );
+    },
+  };
+}

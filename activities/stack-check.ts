@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { trackerRunId } from '../src/contracts/release-lifecycle';
 import type { StackCheckSpec, StackProbeInput, StackProbeResult } from '../src/contracts/stack-check';
 import { StackCheckSpecSchema } from '../src/contracts/specs/stack-check';
 import type { ActivityDeps } from './deps';
@@ -17,9 +18,7 @@ function probePayload(checkId: string, bytes: number): Buffer {
 }
 
 /** Tracker run ids allow [A-Za-z0-9_-]; workflow IDs carry slashes. */
-export function runIdFor(workflowId: string): string {
-  return workflowId.replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 120);
-}
+export const runIdFor = trackerRunId;
 
 export function createStackCheckActivities(deps: Pick<ActivityDeps, 'artifacts' | 'tracker' | 'trackerProject' | 'workerIdentity'>) {
   return {

@@ -1,10 +1,10 @@
 import os from 'node:os';
 import path from 'node:path';
-import { DefaultLogger, type NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
-import { createActivities } from '../activities';
+import { DefaultLogger, type NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions, type WorkerTuner } from '@temporalio/worker';
+import { activitiesFor } from '../activities';
 import { createArtifactStore } from '../src/adapters/artifact-store';
 import { createTracker } from '../src/adapters/tracker';
-import { GpuAllocator } from '../src/adapters/gpu-allocator';
+import { LocalGpuAllocator } from '../src/adapters/gpu-allocator';
 import { LocalJobRunner } from '../src/adapters/local-job-runner';
 import { REPO_ROOT } from '../src/config/load';
 import { ModelRegistry } from '../src/registry/model-registry';
@@ -43,17 +43,32 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig) {
     home: cfg.home,
     wandb: { apiKey: cfg.tracker.wandb.apiKey, baseUrl: cfg.tracker.wandb.baseUrl, entity: cfg.tracker.wandb.entity },
   });
-  return createActivities({
+  return activitiesFor(kind, {
     artifacts,
     tracker,
     registry: new ModelRegistry(artifacts),
     jobs: new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') }),
-    gpus: kind === 'gpu' ? GpuAllocator.forPool(cfg.gpu.pool, cfg.gpu.count, process.env.CUDA_VISIBLE_DEVICES) : GpuAllocator.forPool('cpu', 1),
+    gpus: kind === 'gpu' ? LocalGpuAllocator.forPool(cfg.gpu.pool, cfg.gpu.count, process.env.CUDA_VISIBLE_DEVICES) : LocalGpuAllocator.forPool('cpu', 1),
     workDir: path.join(cfg.home, 'work', kind === 'gpu' ? gpuTaskQueue(cfg.gpu.pool) : 'control'),
     trackerProject: cfg.tracker.wandb.project,
     workerIdentity: workerIdentity(kind, cfg),
     pool: cfg.gpu.pool,
   });
+}
+
+/**
+ * The slots of a GPU worker. With GPUs, its activity slots come from them: the worker polls for a
+ * task only when it can start it (a GPU is free and every task it holds has its GPUs; see
+ * LocalGpuAllocator). On pool cpu, `cpuSlots` fixed slots. A GPU worker runs no workflows.
+ */
+export function gpuWorkerTuner(gpus: LocalGpuAllocator, cpuSlots: number): WorkerTuner {
+  const fixed = (numSlots: number) => ({ type: 'fixed-size' as const, numSlots });
+  return {
+    activityTaskSlotSupplier: gpus.total > 0 ? gpus.slotSupplier() : fixed(cpuSlots),
+    workflowTaskSlotSupplier: fixed(2),
+    localActivityTaskSlotSupplier: fixed(1),
+    nexusTaskSlotSupplier: fixed(1),
+  };
 }
 
 export interface CreateWorkerOptions {

@@ -1,2 +1,2 @@
 export { stackCheckWorkflow, stackCheckStatusQuery, type StackCheckStatus } from './stack-check';
-export { modelReleaseWorkflow, statusQuery, approveUpdate, rejectUpdate, abortUpdate, type ReleaseResult } from './model-release';
+export { modelReleaseWorkflow, statusQuery, approveUpdate, rejectUpdate, abortUpdate, type ReleaseResult } from './release';

@@ -14,8 +14,20 @@ export const ErrorType = {
   ArtifactIntegrity: 'ArtifactIntegrity',
   /** A published, immutable version would be overwritten with different content. */
   ArtifactConflict: 'ArtifactConflict',
+  /**
+   * A registry write lost a race or failed its precondition: the alias moved meanwhile, or the
+   * version is registered for other content. The message names the model, the alias or version,
+   * and who holds it; nothing was changed.
+   */
+  RegistryConflict: 'RegistryConflict',
   /** A recipe (Python job) exited with an error that retrying cannot fix. */
   RecipeFailed: 'RecipeFailed',
+  /**
+   * A recipe's result or event does not match its contract (src/contracts/recipes): a field is
+   * missing, renamed or of the wrong type. A bug in the recipe or the activity; the message names
+   * the recipe and each field.
+   */
+  RecipeContract: 'RecipeContract',
   /** An evaluation gate failed: the release is rejected. */
   GateFailed: 'GateFailed',
   /** The stack check could not reach a worker of the pool, or its probe failed. */
@@ -24,6 +36,8 @@ export const ErrorType = {
   Rejected: 'Rejected',
   /** An operator aborted the lifecycle; running activities were cancelled. */
   Aborted: 'Aborted',
+  /** An activity reached a worker that does not serve it (a GPU stage on the control queue, say). */
+  WrongTaskQueue: 'WrongTaskQueue',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

@@ -9,6 +9,11 @@ export function releaseWorkflowId(model: string, shaOrId: string): string {
   return `${RELEASE_WORKFLOW_ID_PREFIX}${model}/${shaOrId}`;
 }
 
+/** Tracker run IDs (and store prefixes) allow [A-Za-z0-9_-]; workflow IDs carry slashes. */
+export function trackerRunId(workflowId: string): string {
+  return workflowId.replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 120);
+}
+
 export const ReleaseStage = {
   Validate: 'validate',
   Train: 'train',
@@ -44,6 +49,20 @@ export interface OperatorDecision {
   reason: string;
 }
 
+/** A decision as the release records it: what, who, why, and when (workflow time, ISO 8601). */
+export type RecordedDecision = OperatorDecision & { kind: 'approved' | 'rejected' | 'aborted'; at: string };
+
+/** What the GPU stage activities put in their heartbeats: live progress for operators and the next attempt. */
+export interface StageHeartbeat {
+  stage?: string;
+  step?: number;
+  totalSteps?: number;
+  loss?: number;
+  /** Newest checkpoint published to the ArtifactStore; a retry resumes from it. */
+  checkpoint?: { step: number; prefix: string };
+  message?: string;
+}
+
 export interface TrainingProgress {
   step: number;
   totalSteps: number;
@@ -60,9 +79,15 @@ export interface ReleaseStatus {
   training?: TrainingProgress;
   gates?: Array<{ gate: string; passed: boolean; reason: string }>;
   awaitingApproval: boolean;
-  decision?: OperatorDecision & { kind: 'approved' | 'rejected' | 'aborted' };
+  decision?: RecordedDecision;
   rejectReason?: RejectReason;
+  /** While awaiting approval: when the release is rejected if nobody decides (ISO 8601). */
+  approvalDeadline?: string;
+  /** The failure headline once the release ended Rejected, Failed or Aborted. */
+  failure?: string;
   trackerRunUrl?: string;
   /** Registry versions this release made, by artifact kind. */
   versions: Record<string, string>;
+  /** Where each registered version's files are (artifact store URIs), by artifact kind. */
+  versionUris?: Record<string, string>;
 }

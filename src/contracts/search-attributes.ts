@@ -9,8 +9,29 @@ export const ForgelineModel = defineSearchAttributeKey('ForgelineModel', SearchA
 export const ForgelineStage = defineSearchAttributeKey('ForgelineStage', SearchAttributeType.KEYWORD);
 export const ForgelineGitSha = defineSearchAttributeKey('ForgelineGitSha', SearchAttributeType.KEYWORD);
 export const ForgelineOutcome = defineSearchAttributeKey('ForgelineOutcome', SearchAttributeType.KEYWORD);
+/** Which lifecycle a workflow is (`release`, `stack-check`), so a stack check never poses as a model. */
+export const ForgelineLifecycle = defineSearchAttributeKey('ForgelineLifecycle', SearchAttributeType.KEYWORD);
+/** True while a release waits for an operator's approve/reject Update. */
+export const ForgelineAwaitingApproval = defineSearchAttributeKey('ForgelineAwaitingApproval', SearchAttributeType.BOOL);
+/** Who approved (or rejected, or aborted) the release. */
+export const ForgelineDecidedBy = defineSearchAttributeKey('ForgelineDecidedBy', SearchAttributeType.KEYWORD);
 
-export const FORGELINE_SEARCH_ATTRIBUTES = [ForgelineModel, ForgelineStage, ForgelineGitSha, ForgelineOutcome] as const;
+export const FORGELINE_SEARCH_ATTRIBUTES = [
+  ForgelineModel,
+  ForgelineStage,
+  ForgelineGitSha,
+  ForgelineOutcome,
+  ForgelineLifecycle,
+  ForgelineAwaitingApproval,
+  ForgelineDecidedBy,
+] as const;
+
+/** Values of ForgelineLifecycle. */
+export const Lifecycle = {
+  Release: 'release',
+  StackCheck: 'stack-check',
+} as const;
+export type Lifecycle = (typeof Lifecycle)[keyof typeof Lifecycle];
 
 /** Values of ForgelineOutcome. */
 export const Outcome = {

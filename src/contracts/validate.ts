@@ -19,6 +19,12 @@ export function validateSpec<T>(schema: z.ZodType<T>, input: unknown): Validated
   };
 }
 
+/** The fields the problems name, once each, in order: `base, dataset, trainer.steps`. */
+export function problemFields(problems: string[]): string[] {
+  return [...new Set(problems.map((p) => p.slice(0, Math.max(0, p.indexOf(': '))) || '(spec)'))];
+}
+
+/** A headline naming every bad field, then one line per problem: `invalid release spec: base, dataset`. */
 export function formatProblems(what: string, problems: string[]): string {
-  return `invalid ${what}:\n${problems.map((p) => `  - ${p}`).join('\n')}`;
+  return `invalid ${what}: ${problemFields(problems).join(', ')}\n${problems.map((p) => `  - ${p}`).join('\n')}`;
 }

@@ -5,9 +5,10 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ApplicationFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { digestDirectory } from '../../activities/release-inputs';
-import { createReleaseActivities, type StageInput, type TrainResult } from '../../activities/release';
-import { GpuAllocator } from '../../src/adapters/gpu-allocator';
+import { createActivities } from '../../activities';
+import { digestDirectory } from '../../activities/release/inputs';
+import type { StageInput, TrainResult } from '../../activities/release';
+import { LocalGpuAllocator } from '../../src/adapters/gpu-allocator';
 import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
 import { LocalTracker } from '../../src/adapters/local-tracker';
 import { REPO_ROOT } from '../../src/config/load';
@@ -37,12 +38,12 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
 
   function activities(gpus: number[]) {
     const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
-    return createReleaseActivities({
+    return createActivities({
       artifacts: store,
       tracker: new LocalTracker({ home: dir }),
       registry: new ModelRegistry(store),
       jobs,
-      gpus: new GpuAllocator(gpus),
+      gpus: new LocalGpuAllocator(gpus),
       workDir: path.join(dir, 'work'),
       trackerProject: 'forgeline',
       workerIdentity: 'unit-test',

@@ -3,11 +3,11 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApplicationFailure } from '@temporalio/activity';
-import { hashFile, listLocalFiles, manifestDigest } from '../src/adapters/artifact-common';
-import { ErrorType } from '../src/contracts/errors';
-import type { ReleaseSpec } from '../src/contracts/release-spec';
-import type { ArtifactStore } from '../src/ports/artifact-store';
-import type { ModelRegistry } from '../src/registry/model-registry';
+import { hashFile, listLocalFiles, manifestDigest } from '../../src/adapters/artifact-common';
+import { ErrorType } from '../../src/contracts/errors';
+import type { ReleaseSpec } from '../../src/contracts/release-spec';
+import type { ArtifactStore } from '../../src/ports/artifact-store';
+import type { ModelRegistry } from '../../src/registry/model-registry';
 
 /** sha256 naming a local directory's content, computed as a published manifest's digest is. */
 export async function digestDirectory(dir: string): Promise<string> {

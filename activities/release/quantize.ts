@@ -1,0 +1,45 @@
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { ActivityDeps } from '../deps';
+import { asActivityFailure } from '../errors';
+import { fetchPublished, localBaseModel, localDataset } from './inputs';
+import { releasePrefix, safeId, type RecipeTools } from './run-recipe';
+import type { PublishedRef, QuantizeResult, StageInput } from './types';
+
+export function createQuantizeActivities(deps: ActivityDeps, tools: RecipeTools) {
+  const { artifacts, registry } = deps;
+  return {
+    /** GPU queue: merge the adapter into the base model, then quantize (GPTQ/AWQ) into compressed-tensors (recipe workers/recipes/quantize.py). */
+    async quantizeModel(input: StageInput & { adapter: PublishedRef }): Promise<QuantizeResult> {
+      return asActivityFailure(async () => {
+        const { spec, releaseId } = input;
+        const cache = path.join(deps.workDir, 'cache');
+        const outDir = path.join(deps.workDir, 'releases', safeId(releaseId), `quantize-attempt-${Context.current().info.attempt}`);
+        const [dataset, base, adapter] = await Promise.all([
+          localDataset(artifacts, spec, cache),
+          localBaseModel(artifacts, registry, spec, cache),
+          fetchPublished(artifacts, input.adapter.prefix, cache),
+        ]);
+        const q = spec.quantization;
+        const result = await tools.runRecipe('quantize', 'quantize', input, {
+          base_model: base.dir,
+          adapter,
+          dataset_dir: dataset,
+          method: q.method,
+          bits: q.bits,
+          group_size: q.groupSize,
+          calibration_samples: q.calibrationSamples,
+        }, outDir);
+        const merged = await tools.publish(path.join(outDir, 'merged'), releasePrefix(releaseId, 'merged'));
+        const quantized = q.method === 'none' ? undefined : await tools.publish(path.join(outDir, 'quantized'), releasePrefix(releaseId, 'quantized'), { method: q.method, bits: q.bits });
+        const num = (k: string) => (typeof result[k] === 'number' ? (result[k] as number) : 0);
+        const out: QuantizeResult = { merged, sizeBeforeBytes: num('size_before_bytes'), sizeAfterBytes: num('size_after_bytes'), seconds: num('seconds') };
+        if (quantized) out.quantized = quantized;
+        const run = await tools.openRun(input);
+        await run.setSummary({ 'quantize/size_before_bytes': out.sizeBeforeBytes, 'quantize/size_after_bytes': out.sizeAfterBytes, 'quantize/seconds': out.seconds });
+        await run.flush();
+        return out;
+      });
+    },
+  };
+}

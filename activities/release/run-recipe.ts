@@ -1,0 +1,150 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ErrorType } from '../../src/contracts/errors';
+import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
+import type { DeviceLease } from '../../src/ports/gpu-allocator';
+import { ForgelineError } from '../../src/ports/errors';
+import type { RecipeEvent } from '../../src/ports/job-runner';
+import type { Scalar, TrackerRun } from '../../src/ports/tracker';
+import type { ActivityDeps } from '../deps';
+import { runIdFor } from '../stack-check';
+import type { PublishedRef, StageInput } from './types';
+
+/** Tracker run ids and store prefixes allow [A-Za-z0-9_-]; workflow IDs carry slashes. */
+export const safeId = (id: string) => runIdFor(id);
+
+/** `releases/<release>/<part>/`: where a release keeps its artifacts in the store. */
+export function releasePrefix(releaseId: string, part: string): string {
+  return `releases/${safeId(releaseId)}/${part}/`;
+}
+
+/** `<prefix ending in step-NNNNNNN/>MANIFEST.json`: a published training checkpoint. */
+const CHECKPOINT_MANIFEST = /^(.*\/step-(\d+)\/)MANIFEST\.json$/;
+
+/** Retryable unless the recipe said otherwise; keeps the stage's name in the message. */
+function recipeFailure(stage: string, err: unknown): never {
+  if (err instanceof ForgelineError && !err.terminal) throw ApplicationFailure.retryable(`${stage}: ${err.message}`, 'RecipeCrashed');
+  throw err;
+}
+
+export interface RunRecipeOptions {
+  dataParallel?: boolean;
+  /** The checkpoint this attempt resumes from, carried in every heartbeat until a newer one is published. */
+  checkpoint?: { step: number; prefix: string };
+  onEvent?: (e: RecipeEvent, beat: StageHeartbeat) => Promise<void> | void;
+}
+
+/** What the GPU stages share: publishing, checkpoints, and running a recipe on this worker's GPUs. */
+export function createRecipeTools(deps: ActivityDeps) {
+  const { artifacts } = deps;
+
+  async function publish(dir: string, prefix: string, metadata?: Record<string, unknown>): Promise<PublishedRef> {
+    const m = await artifacts.publishDirectory(dir, prefix, metadata);
+    return { prefix: m.prefix, uri: `${artifacts.rootUri.replace(/\/$/, '')}/${m.prefix}`, digest: m.digest };
+  }
+
+  /** Opens (or resumes) the release's tracker run. Only callers that know the release ID name it. */
+  function openRun(input: { runId: string; spec: StageInput['spec']; releaseId?: string }): Promise<TrackerRun> {
+    return deps.tracker.openRun({
+      runId: input.runId,
+      project: deps.trackerProject,
+      group: input.spec.model,
+      ...(input.releaseId ? { name: `release ${input.releaseId}` } : {}),
+      jobType: 'release',
+      tags: [input.spec.model, ...(input.spec.git.sha ? [input.spec.git.sha.slice(0, 12)] : [])],
+    });
+  }
+
+  /**
+   * The newest complete checkpoint of a release's training: the later of the one the last
+   * heartbeat named and the newest published to the store, because a worker can die after
+   * publishing a checkpoint and before the heartbeat naming it got through (heartbeats are
+   * throttled). A published manifest means a complete checkpoint.
+   */
+  async function latestCheckpoint(releaseId: string, fromHeartbeat?: { step: number; prefix: string }): Promise<{ step: number; prefix: string } | undefined> {
+    let latest = fromHeartbeat;
+    for await (const obj of artifacts.listAll(releasePrefix(releaseId, 'checkpoints'))) {
+      const m = CHECKPOINT_MANIFEST.exec(obj.key);
+      if (m && (!latest || Number(m[2]) > latest.step)) latest = { step: Number(m[2]), prefix: m[1]! };
+    }
+    return latest;
+  }
+
+  /**
+   * Run one recipe on this worker's GPU(s): heartbeat every event (and every 10 s while the
+   * recipe is quiet), stream its metrics and tables to the tracker, and kill it on cancellation.
+   *
+   * A data-parallel stage (training) takes `spec.gpu.count` GPUs and runs one process per GPU
+   * (`processes` in the recipe's input); the other stages take one GPU each, so a worker with
+   * several GPUs runs several of them side by side.
+   */
+  async function runRecipe(
+    stage: string,
+    recipe: string,
+    input: StageInput,
+    recipeInput: Record<string, unknown>,
+    outDir: string,
+    options: RunRecipeOptions = {},
+  ): Promise<Record<string, unknown>> {
+    const { dataParallel = false, checkpoint, onEvent } = options;
+    const ctx = Context.current();
+    const gpus = dataParallel ? input.spec.gpu.count : 1;
+    const beat: StageHeartbeat = { stage, message: `${stage}: waiting for ${gpus} GPU(s) on ${deps.workerIdentity}` };
+    if (checkpoint) beat.checkpoint = checkpoint;
+    // Heartbeat from the start: a stage queued behind another job's GPUs is waiting, not lost,
+    // and must not be timed out and run twice.
+    ctx.heartbeat(beat);
+    const ticker = setInterval(() => ctx.heartbeat(beat), 10_000);
+    let lease: DeviceLease | undefined;
+    let run: TrackerRun | undefined;
+    try {
+      lease = await deps.gpus.acquire(gpus, ctx.cancellationSignal).catch((err: unknown) => {
+        if (ctx.cancellationSignal.aborted) throw err;
+        // Every worker of a pool has the same GPUs: no retry can place this stage.
+        throw ApplicationFailure.nonRetryable(`${(err as Error).message} (pool ${deps.pool})`, ErrorType.InvalidSpec);
+      });
+      run = await openRun(input);
+      const tracker = run;
+      beat.message = `${stage}: starting on ${lease.device}${lease.indices.length ? ` ${lease.indices.join(',')}` : ''}`;
+      ctx.heartbeat(beat);
+      return await deps.jobs.run({
+        recipe,
+        input: {
+          ...recipeInput,
+          device: lease.device,
+          seed: input.spec.trainer.seed,
+          ...(dataParallel ? { processes: Math.max(1, lease.indices.length) } : {}),
+        },
+        outDir,
+        gpuIndices: lease.indices,
+        signal: ctx.cancellationSignal,
+        onLog: (line) => ctx.log.debug(`[${recipe}] ${line}`),
+        onEvent: async (e) => {
+          if (e.event === 'progress') {
+            Object.assign(beat, { step: e.step, totalSteps: e.total_steps, loss: e.loss, message: undefined });
+            const row: Record<string, Scalar> = { [`${stage}/step`]: e.step };
+            if (e.loss !== undefined) row[`${stage}/loss`] = e.loss;
+            if (e.lr !== undefined) row[`${stage}/lr`] = e.lr;
+            if (e.tokens_per_s !== undefined) row[`${stage}/tokens_per_s`] = e.tokens_per_s;
+            if (stage === 'train') await tracker.log(row, e.step);
+          } else if (e.event === 'metric') {
+            await tracker.setSummary({ [`${stage}/${e.name}`]: e.value });
+          } else if (e.event === 'table') {
+            await tracker.logTable(`${stage}/${e.name}`, e.columns, e.rows);
+          }
+          await onEvent?.(e, beat);
+          ctx.heartbeat(beat);
+        },
+      });
+    } catch (err) {
+      return recipeFailure(stage, err);
+    } finally {
+      clearInterval(ticker);
+      lease?.release();
+      await run?.flush();
+    }
+  }
+
+  return { publish, openRun, latestCheckpoint, runRecipe };
+}
+
+export type RecipeTools = ReturnType<typeof createRecipeTools>;

@@ -1,0 +1,77 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
+import type { ActivityDeps } from '../deps';
+import { asActivityFailure } from '../errors';
+import { fetchPublished, localBaseModel, localDataset } from './inputs';
+import { releasePrefix, safeId, type RecipeTools } from './run-recipe';
+import type { StageInput, TrainResult } from './types';
+
+export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
+  const { artifacts, registry } = deps;
+  return {
+    /**
+     * GPU queue: LoRA fine-tune (recipe workers/recipes/train.py). Checkpoints are published as
+     * they appear and named in the heartbeat, so a retry after the worker died (spot preemption)
+     * resumes from the latest one, on this host or another.
+     */
+    async trainAdapter(input: StageInput): Promise<TrainResult> {
+      return asActivityFailure(async () => {
+        const { spec, releaseId } = input;
+        const attempt = Context.current().info.attempt;
+        const cache = path.join(deps.workDir, 'cache');
+        const outDir = path.join(deps.workDir, 'releases', safeId(releaseId), `train-attempt-${attempt}`);
+        mkdirSync(outDir, { recursive: true });
+        const [dataset, base] = await Promise.all([localDataset(artifacts, spec, cache), localBaseModel(artifacts, registry, spec, cache)]);
+        const prior = Context.current().info.heartbeatDetails as StageHeartbeat | undefined;
+        const checkpoint = await tools.latestCheckpoint(releaseId, prior?.checkpoint);
+        const resumeFrom = checkpoint ? await fetchPublished(artifacts, checkpoint.prefix, cache) : undefined;
+        const t = spec.trainer;
+        const result = await tools.runRecipe(
+          'train',
+          'train',
+          input,
+          {
+            base_model: base.dir,
+            dataset_dir: dataset,
+            lora: { r: t.lora.r, alpha: t.lora.alpha, dropout: t.lora.dropout, target_modules: t.lora.targetModules },
+            qlora: t.qlora,
+            ...(t.steps !== undefined ? { steps: t.steps } : {}),
+            ...(t.epochs !== undefined ? { epochs: t.epochs } : {}),
+            learning_rate: t.learningRate,
+            batch_size: t.batchSize,
+            seq_length: t.seqLength,
+            checkpoint_every: t.checkpointEvery,
+            packing: t.packing,
+            gradient_checkpointing: t.gradientCheckpointing,
+            strategy: t.strategy,
+            ...(resumeFrom ? { resume_from: resumeFrom } : {}),
+          },
+          outDir,
+          {
+            dataParallel: true,
+            ...(checkpoint ? { checkpoint } : {}),
+            onEvent: async (e, beat) => {
+              if (e.event !== 'checkpoint') return;
+              // Per attempt: a retry that redoes a step publishes its own copy, never over another's.
+              const ckpt = await tools.publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/attempt-${attempt}/step-${String(e.step).padStart(7, '0')}`));
+              beat.checkpoint = { step: e.step, prefix: ckpt.prefix };
+            },
+          },
+        );
+        const adapter = await tools.publish(path.join(outDir, 'adapter'), releasePrefix(releaseId, 'adapter'), { baseModel: base.ref, releaseId });
+        const num = (k: string) => (typeof result[k] === 'number' ? (result[k] as number) : undefined);
+        return {
+          adapter,
+          totalSteps: num('total_steps') ?? num('global_step') ?? 0,
+          stepsThisRun: num('steps_done_this_run') ?? 0,
+          resumedFromStep: num('resumed_from_step') ?? 0,
+          finalLoss: num('final_loss'),
+          tokensPerS: num('tokens_per_s'),
+          recipeResult: result,
+        };
+      });
+    },
+  };
+}

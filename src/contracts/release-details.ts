@@ -1,0 +1,83 @@
+import { ReleaseOutcome, ReleaseStage, type ReleaseStatus } from './release-lifecycle';
+
+/**
+ * The Markdown an operator sees as a release's "Current Details" in the Temporal UI: where it is,
+ * what it waits for and until when, how to decide, the gate results, the outcome and who
+ * decided. Pure, so the workflow can render it at every step and tests can read it.
+ */
+export function renderReleaseDetails(s: ReleaseStatus, releaseId: string): string {
+  const out: string[] = [`## ${s.model}: ${headline(s)}`, '', `**Stage** \`${s.stage}\` · **Outcome** \`${s.outcome}\` · **Release** \`${releaseId}\``, ''];
+
+  if (s.outcome === ReleaseOutcome.Running) out.push(...runningNote(s, releaseId), '');
+  if (s.failure) out.push(`**Why:** ${s.failure}`, '');
+  if (s.decision) out.push(`**Decision:** ${s.decision.kind} by ${s.decision.by} at ${s.decision.at}: "${s.decision.reason}"`, '');
+
+  if (s.training) {
+    const t = s.training;
+    out.push(`**Training:** ${t.step}/${t.totalSteps} steps${t.loss !== undefined ? `, final loss ${round(t.loss)}` : ''}`, '');
+  }
+  if (s.gates?.length) {
+    out.push('### Gates', '', '| gate | passed | result |', '|---|---|---|');
+    for (const g of s.gates) out.push(`| \`${g.gate}\` | ${g.passed ? 'yes' : '**no**'} | ${g.reason} |`);
+    out.push('');
+  }
+  const versions = Object.entries(s.versions);
+  if (versions.length) {
+    out.push('### Registry versions', '');
+    for (const [kind, v] of versions) {
+      const uri = s.versionUris?.[kind];
+      out.push(`- ${kind}: ${uri ? `[\`${v}\`](${uri})` : `\`${v}\``}`);
+    }
+    out.push('');
+  }
+  if (s.trackerRunUrl) out.push(`Tracker run: [${s.trackerRunUrl}](${s.trackerRunUrl})`, '');
+  return out.join('\n').trimEnd() + '\n';
+}
+
+function headline(s: ReleaseStatus): string {
+  if (s.outcome !== ReleaseOutcome.Running) {
+    if (s.outcome === ReleaseOutcome.Candidate) return `candidate${s.decision ? `, approved by ${s.decision.by}` : ''}`;
+    return `${s.outcome.toLowerCase()}${s.failure ? `: ${s.failure}` : ''}`;
+  }
+  if (s.awaitingApproval) return 'awaiting approval';
+  return STAGE_SENTENCE[s.stage];
+}
+
+const STAGE_SENTENCE: Record<ReleaseStatus['stage'], string> = {
+  [ReleaseStage.Validate]: 'validating the spec',
+  [ReleaseStage.Train]: 'fine-tuning the adapter',
+  [ReleaseStage.Quantize]: 'merging and quantizing',
+  [ReleaseStage.Evaluate]: 'evaluating against the gates',
+  [ReleaseStage.Register]: 'registering versions',
+  [ReleaseStage.Approval]: 'awaiting approval',
+  [ReleaseStage.Done]: 'done',
+};
+
+function runningNote(s: ReleaseStatus, releaseId: string): string[] {
+  if (s.awaitingApproval) {
+    return [
+      `Waiting for an operator until **${s.approvalDeadline ?? 'the approval timeout'}**; with no decision by then the release is rejected (ApprovalTimeout).`,
+      '',
+      'Approve or reject with the CLI:',
+      '',
+      '```',
+      `forgeline release approve ${releaseId} --by you@example.com --reason "eval reviewed"`,
+      `forgeline release reject  ${releaseId} --by you@example.com --reason "why not"`,
+      '```',
+      '',
+      'or here in the UI: **Send Update** `approve` (or `reject`) with input `{"by": "you@example.com", "reason": "eval reviewed"}`.',
+    ];
+  }
+  if (s.stage === ReleaseStage.Train || s.stage === ReleaseStage.Quantize || s.stage === ReleaseStage.Evaluate) {
+    return [
+      `Running on a GPU worker. Live step, loss and the newest checkpoint are in the pending activity's heartbeat below, or: \`forgeline release watch ${releaseId}\`.`,
+      '',
+      `Abort: \`forgeline release abort ${releaseId} --by you@example.com --reason "why"\` (Update \`abort\`).`,
+    ];
+  }
+  return [];
+}
+
+function round(x: number): string {
+  return Number.isInteger(x) ? String(x) : x.toPrecision(4);
+}

@@ -1,0 +1,35 @@
+import { ApplicationFailure, condition } from '@temporalio/workflow';
+import { ErrorType } from '../../src/contracts/errors';
+import { RejectReason, ReleaseStage } from '../../src/contracts/release-lifecycle';
+import type { ReleaseContext } from './context';
+
+/**
+ * Stage approval: wait for an `approve` or `reject` Update until `approval.timeout`. No decision
+ * in time, or a rejection, ends the release Rejected with who and why.
+ */
+export async function awaitApproval(ctx: ReleaseContext): Promise<void> {
+  const { spec, state } = ctx;
+  const { status } = state;
+  state.setStage(ReleaseStage.Approval);
+  const deadline = new Date(Date.now() + durationMs(spec.approval.timeout)).toISOString();
+  state.setAwaitingApproval(true, deadline);
+  const decided = await condition(() => status.decision !== undefined, spec.approval.timeout, { summary: `approval deadline (${spec.approval.timeout})` });
+  state.setAwaitingApproval(false);
+  if (!decided) {
+    status.rejectReason = RejectReason.ApprovalTimeout;
+    throw ApplicationFailure.nonRetryable(`release rejected: ApprovalTimeout (no decision within ${spec.approval.timeout})`, ErrorType.Rejected, { reason: RejectReason.ApprovalTimeout });
+  }
+  if (status.decision?.kind === 'rejected') {
+    status.rejectReason = RejectReason.OperatorRejected;
+    throw ApplicationFailure.nonRetryable(`release rejected by ${status.decision.by}: ${status.decision.reason}`, ErrorType.Rejected, { reason: RejectReason.OperatorRejected, decision: status.decision });
+  }
+}
+
+const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `90s`, `30m`, `24h`, `7d` (the spec's duration format) in milliseconds. */
+export function durationMs(d: string): number {
+  const m = /^(\d+)(s|m|h|d)$/.exec(d);
+  if (!m) throw new TypeError(`not a duration: ${d}`);
+  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+}

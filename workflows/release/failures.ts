@@ -1,0 +1,32 @@
+import { ActivityFailure, ApplicationFailure, isCancellation } from '@temporalio/workflow';
+import { ErrorType } from '../../src/contracts/errors';
+
+const firstLine = (s: string) => s.split('\n', 1)[0]!;
+
+/**
+ * A stage's failure with a headline that says what went wrong: `invalid release spec: base,
+ * dataset` or `train failed: recipe train exited with 1: CUDA out of memory`, instead of the
+ * SDK's "Activity task failed", with the original failure kept as the cause.
+ */
+export function stageFailure(stage: string, err: unknown): unknown {
+  if (isCancellation(err) || !(err instanceof ActivityFailure)) return err;
+  const cause = err.cause;
+  const what = cause?.message ? firstLine(cause.message) : err.message;
+  const app = cause instanceof ApplicationFailure ? cause : undefined;
+  return ApplicationFailure.create({
+    message: app?.type === ErrorType.InvalidSpec ? what : `${stage} failed: ${what}`,
+    type: app?.type ?? 'StageFailed',
+    nonRetryable: true,
+    details: app?.details ?? [],
+    cause: err,
+  });
+}
+
+/** Run a stage's activity call; on failure, throw the failure with its readable headline. */
+export async function asStage<T>(stage: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw stageFailure(stage, err);
+  }
+}

@@ -1,0 +1,19 @@
+import type { TrainResult } from '../../activities/release';
+import { ReleaseStage } from '../../src/contracts/release-lifecycle';
+import { gpuActivities, gpuStage } from './activities';
+import { stageInput, type ReleaseContext } from './context';
+import { asStage } from './failures';
+
+/** Stage train: fine-tune a LoRA adapter on `gpu-<pool>` (activity trainAdapter, recipe train.py). */
+export async function train(ctx: ReleaseContext): Promise<TrainResult> {
+  const { spec, state } = ctx;
+  state.setStage(ReleaseStage.Train);
+  const trained = await asStage('train', () =>
+    gpuActivities(spec.gpu).trainAdapter.executeWithOptions(
+      gpuStage(spec.gpu, `Fine-tune a LoRA adapter (r=${spec.trainer.lora.r}) for ${spec.model} on gpu-${spec.gpu.pool}, checkpointing every ${spec.trainer.checkpointEvery} steps`),
+      [stageInput(ctx)],
+    ),
+  );
+  state.status.training = { step: trained.totalSteps, totalSteps: trained.totalSteps, loss: trained.finalLoss, checkpointStep: trained.totalSteps };
+  return trained;
+}
