@@ -8,7 +8,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { ErrorType } from '../src/contracts/errors';
-import { ForgelineOutcome, ForgelineStage, Outcome } from '../src/contracts/search-attributes';
+import { ForgelineLifecycle, ForgelineOutcome, ForgelineStage, Lifecycle, Outcome } from '../src/contracts/search-attributes';
 import { DEFAULT_STACK_CHECK_TIMEOUT, type StackCheckResult, type StackCheckSpec } from '../src/contracts/stack-check';
 import { gpuTaskQueue } from '../src/contracts/task-queues';
 
@@ -38,6 +38,7 @@ export async function stackCheckWorkflow(rawSpec: StackCheckSpec): Promise<Stack
   upsertSearchAttributes([
     { key: ForgelineStage, value: status.stage },
     { key: ForgelineOutcome, value: Outcome.Running },
+    { key: ForgelineLifecycle, value: Lifecycle.StackCheck },
   ]);
 
   const spec = await control.validateStackCheckSpec(rawSpec);

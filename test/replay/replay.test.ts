@@ -44,4 +44,17 @@ describe('replay: recorded histories against the current workflow code', functio
     assert.equal(results.length, 1);
     assert.ok(results[0]!.error instanceof DeterminismViolationError, `expected a determinism violation, got ${String(results[0]!.error)}`);
   });
+
+  it('catches a release stage removed without patched() (negative control for modelReleaseWorkflow)', async function () {
+    const workflowBundle = await bundleWorkflowCode({
+      workflowsPath: require.resolve('../fixtures/workflows/unpatched-release'),
+      logger: new DefaultLogger('WARN'),
+    });
+    const candidate = histories().find((h) => h.workflowId === 'release-candidate');
+    assert.ok(candidate);
+    const results = [];
+    for await (const r of Worker.runReplayHistories({ workflowBundle }, [candidate])) results.push(r);
+    assert.equal(results.length, 1);
+    assert.ok(results[0]!.error instanceof DeterminismViolationError, `expected a determinism violation, got ${String(results[0]!.error)}`);
+  });
 });
