@@ -27,22 +27,46 @@ import { registerTeardown } from '../setup';
 
 const SCHEMA_SDL = /* GraphQL */ `
   scalar JSONString
+  scalar Int64
 
   type Query {
     viewer: User
     model(name: String, entityName: String): Project
     project(name: String, entityName: String): Project
+    entity(name: String, login: Boolean): Entity
+    serverInfo: ServerInfo
+  }
+
+  type ServerInfo {
+    features: [ServerFeature!]!
+  }
+
+  type ServerFeature {
+    name: String!
+    isEnabled: Boolean!
+  }
+
+  type Organization {
+    id: ID!
+    name: String!
+    coreWeaveOrganizationId: String
   }
 
   type Mutation {
     upsertBucket(input: UpsertBucketInput!): UpsertBucketPayload
     createRunFiles(input: CreateRunFilesInput!): CreateRunFilesPayload
+    createArtifact(input: CreateArtifactInput!): CreateArtifactPayload
+    createArtifactManifest(input: CreateArtifactManifestInput!): CreateArtifactManifestPayload
+    createArtifactFiles(input: CreateArtifactFilesInput!): CreateArtifactFilesPayload
+    commitArtifact(input: CommitArtifactInput!): CommitArtifactPayload
+    useArtifact(input: UseArtifactInput!): UseArtifactPayload
   }
 
   type User {
     id: ID!
     entity: String
     username: String
+    email: String
     flags: JSONString
     teams: EntityConnection
   }
@@ -58,6 +82,7 @@ const SCHEMA_SDL = /* GraphQL */ `
   type Entity {
     id: ID!
     name: String!
+    organization: Organization
   }
 
   type Project {
@@ -66,6 +91,7 @@ const SCHEMA_SDL = /* GraphQL */ `
     entity: Entity!
     bucket(name: String!, missingOk: Boolean, desc: String): Run
     run(name: String!): Run
+    artifact(name: String!): Artifact
   }
 
   type Run {
@@ -137,6 +163,192 @@ const SCHEMA_SDL = /* GraphQL */ `
   type RunFile {
     name: String!
     uploadUrl: String
+  }
+
+  enum ArtifactState {
+    PENDING
+    COMMITTED
+    DELETED
+  }
+
+  enum ArtifactDigestAlgorithm {
+    MANIFEST_MD5
+  }
+
+  enum ArtifactManifestType {
+    FULL
+    PATCH
+    INCREMENTAL
+  }
+
+  enum ArtifactStorageLayout {
+    V1
+    V2
+  }
+
+  type ArtifactType {
+    id: ID!
+    name: String!
+  }
+
+  type ArtifactSequence {
+    id: ID!
+    name: String!
+    latestArtifact: Artifact
+  }
+
+  type Artifact {
+    id: ID!
+    digest: String!
+    state: ArtifactState!
+    artifactType: ArtifactType!
+    artifactSequence: ArtifactSequence!
+    currentManifest: ArtifactManifest
+  }
+
+  type ArtifactManifest {
+    id: ID!
+    file: ManifestFile!
+  }
+
+  type ManifestFile {
+    id: ID!
+    name: String!
+    uploadUrl: String
+    uploadHeaders: [String!]!
+    directUrl: String!
+  }
+
+  input ArtifactAliasInput {
+    artifactCollectionName: String!
+    alias: String!
+  }
+
+  input CreateArtifactInput {
+    artifactTypeName: String!
+    artifactCollectionName: String
+    artifactCollectionNames: [String!]
+    entityName: String!
+    projectName: String!
+    runName: String
+    description: String
+    digest: String!
+    digestAlgorithm: ArtifactDigestAlgorithm
+    labels: JSONString
+    aliases: [ArtifactAliasInput!]
+    metadata: JSONString
+    historyStep: Int64
+    enableDigestDeduplication: Boolean
+    distributedID: String
+    clientID: ID!
+    sequenceClientID: ID!
+    ttlDurationSeconds: Int64
+    storageRegion: String
+    clientMutationId: String
+  }
+
+  type CreateArtifactPayload {
+    artifact: Artifact!
+    clientMutationId: String
+  }
+
+  input CreateArtifactManifestInput {
+    artifactID: ID!
+    baseArtifactID: ID
+    name: String!
+    digest: String!
+    entityName: String!
+    projectName: String!
+    runName: String!
+    type: ArtifactManifestType
+    includeUpload: Boolean
+    clientMutationId: String
+  }
+
+  type CreateArtifactManifestPayload {
+    artifactManifest: ArtifactManifest!
+    clientMutationId: String
+  }
+
+  input CreateArtifactFileSpecInput {
+    artifactID: ID!
+    name: String!
+    md5: String!
+    mimetype: String
+    artifactManifestID: ID
+    uploadPartsInput: [UploadPartsInput!]
+  }
+
+  input UploadPartsInput {
+    partNumber: Int64!
+    hexMD5: String!
+  }
+
+  input CreateArtifactFilesInput {
+    artifactFiles: [CreateArtifactFileSpecInput!]!
+    storageLayout: ArtifactStorageLayout!
+    cloudRegionID: ID
+    clientMutationId: String
+  }
+
+  type CreateArtifactFilesPayload {
+    files: FileConnection!
+    clientMutationId: String
+  }
+
+  type FileConnection {
+    edges: [FileEdge!]!
+  }
+
+  type FileEdge {
+    node: File
+  }
+
+  type File {
+    id: ID!
+    name: String!
+    displayName: String!
+    uploadUrl: String
+    uploadHeaders: [String!]!
+    storagePath: String
+    uploadMultipartUrls: UploadMultipartUrls
+    artifact: Artifact
+  }
+
+  type UploadMultipartUrls {
+    uploadID: String!
+    uploadUrlParts: [UploadUrlPart!]!
+  }
+
+  type UploadUrlPart {
+    partNumber: Int64!
+    uploadUrl: String!
+  }
+
+  input CommitArtifactInput {
+    artifactID: ID!
+    clientMutationId: String
+  }
+
+  type CommitArtifactPayload {
+    artifact: Artifact!
+    clientMutationId: String
+  }
+
+  input UseArtifactInput {
+    entityName: String!
+    projectName: String!
+    runName: String!
+    artifactID: ID!
+    usedAs: String
+    artifactEntityName: String
+    artifactProjectName: String
+    clientMutationId: String
+  }
+
+  type UseArtifactPayload {
+    artifact: Artifact!
+    clientMutationId: String
   }
 `;
 
@@ -219,9 +431,34 @@ export interface FakeRun {
   upserts: number;
 }
 
+/** An artifact (the SDK logs each `wandb.Table` as a `run_table` artifact too). */
+export interface FakeArtifact {
+  id: string;
+  entity: string;
+  project: string;
+  /** The run that logged it. */
+  runName: string;
+  type: string;
+  /** The artifact collection (sequence) it is a version of. */
+  collection: string;
+  aliases: string[];
+  /** The manifest digest the client announced in CreateArtifact. */
+  digest: string;
+  state: 'PENDING' | 'COMMITTED';
+  /** The uploaded `wandb_manifest.json`. */
+  manifest?: Buffer;
+  /** Uploaded file contents by their base64 MD5 (W&B stores artifact files by content). */
+  files: Map<string, Buffer>;
+}
+
+/** A parsed artifact manifest: entry path → file digest (base64 MD5) and size. */
+export interface ArtifactManifestContents {
+  contents: Record<string, { digest: string; size: number }>;
+}
+
 export interface RecordedRequest {
   method: string;
-  /** `graphql`, `file_stream`, `storage` or `other`. */
+  /** `graphql`, `file_stream`, `storage`, `telemetry` (the SDK's OTLP usage metrics) or `other`. */
   route: string;
   path: string;
   authorization?: string;
@@ -233,7 +470,7 @@ export interface RecordedRequest {
   variables?: Record<string, unknown>;
 }
 
-type Route = 'graphql' | 'file_stream' | 'storage' | 'other';
+type Route = 'graphql' | 'file_stream' | 'storage' | 'telemetry' | 'other';
 
 export interface FakeWandbOptions {
   apiKey?: string;
@@ -251,7 +488,9 @@ export class FakeWandbServer {
   readonly requests: RecordedRequest[] = [];
   readonly violations: string[] = [];
   private readonly runs = new Map<string, FakeRun>();
-  private readonly uploadSlots = new Map<string, { run: FakeRun; path: string; token: string }>();
+  private readonly artifacts = new Map<string, FakeArtifact>();
+  /** Signed upload URLs handed out: what they accept and where it goes. */
+  private readonly uploadSlots = new Map<string, UploadSlot>();
   private readonly schema = buildWandbSchema();
   private readonly server: http.Server;
   private failures: Array<{ status: number; route?: Route }> = [];
@@ -347,7 +586,9 @@ export class FakeWandbServer {
           ? 'file_stream'
           : url.pathname.startsWith('/storage/')
             ? 'storage'
-            : 'other';
+            : /^\/sdk\/otel\/v1\/(metrics|logs)$/.test(url.pathname)
+              ? 'telemetry'
+              : 'other';
     const record: RecordedRequest = { method: req.method ?? '', route, path: url.pathname, status: 0 };
     if (req.headers.authorization) record.authorization = req.headers.authorization;
     this.requests.push(record);
@@ -364,6 +605,9 @@ export class FakeWandbServer {
     }
 
     if (route === 'storage') return this.handleUpload(req, url, body, reply);
+    // The SDK's own usage telemetry (OTLP). A server without the OTel proxy answers 404, and the
+    // SDK then drops its telemetry: what a self-hosted server does.
+    if (route === 'telemetry') return reply(404, { error: 'not found' });
     if (route === 'other') {
       this.violations.push(`request to unknown endpoint ${req.method} ${url.pathname}`);
       return reply(404, { error: 'not found' });
@@ -399,7 +643,7 @@ export class FakeWandbServer {
       schema: this.schema,
       source: json.query,
       variableValues: record.variables ?? {},
-      operationName: record.operationName ?? null,
+      operationName: record.operationName || null, // the SDK sends "" for a single named operation
       rootValue: this.rootResolvers(),
     });
     const errors = result.errors ?? [];
@@ -416,16 +660,32 @@ export class FakeWandbServer {
   private handleUpload(req: http.IncomingMessage, url: URL, body: Buffer, reply: (status: number, payload: unknown) => void): void {
     const slot = this.uploadSlots.get(url.pathname.slice('/storage/'.length));
     if (!slot || req.method !== 'PUT') {
-      this.violations.push(`upload: ${req.method} ${url.pathname} is not a signed upload URL handed out by CreateRunFiles`);
+      this.violations.push(`upload: ${req.method} ${url.pathname} is not a signed upload URL handed out by CreateRunFiles, CreateArtifactFiles or CreateArtifactManifest`);
       return reply(404, { error: 'no such upload' });
     }
     if (req.headers.authorization) this.violations.push('upload: the W&B API key was sent to a storage URL');
     if (req.headers['x-upload-token'] !== slot.token) {
-      this.violations.push(`upload ${slot.path}: the uploadHeaders from CreateRunFiles were not sent`);
+      this.violations.push(`upload ${slot.label}: the uploadHeaders handed out with its URL were not sent`);
       return reply(403, { error: 'signature mismatch' });
     }
-    slot.run.files.set(slot.path, body);
+    // A URL signed with Content-MD5 (artifact files) takes only those bytes, as a bucket would.
+    if (slot.md5 !== undefined) {
+      const sent = createHash('md5').update(body).digest('base64');
+      if (req.headers['content-md5'] !== slot.md5 || sent !== slot.md5) {
+        this.violations.push(`upload ${slot.label}: content MD5 ${sent} (header ${String(req.headers['content-md5'])}) does not match the signed ${slot.md5}`);
+        return reply(400, { error: 'BadDigest' });
+      }
+    }
+    slot.store(body);
     reply(200, {});
+  }
+
+  /** A signed upload URL, answered by `handleUpload`, with the headers a client must send with it. */
+  private signUpload(label: string, store: (body: Buffer) => void, md5?: string): { uploadUrl: string; uploadHeaders: string[] } {
+    const id = randomBytes(8).toString('hex');
+    const token = randomBytes(8).toString('hex');
+    this.uploadSlots.set(id, { label, token, store, ...(md5 !== undefined && { md5 }) });
+    return { uploadUrl: `${this.baseUrl}/storage/${id}`, uploadHeaders: [`X-Upload-Token:${token}`, ...(md5 !== undefined ? [`Content-MD5:${md5}`] : [])] };
   }
 
   // ---- GraphQL resolvers -----------------------------------------------------------------------
@@ -436,14 +696,24 @@ export class FakeWandbServer {
         id: 'VXNlcjox',
         entity: this.entity,
         username: this.entity,
+        email: `${this.entity}@example.com`,
         flags: '{}',
         teams: { edges: [{ node: { id: 'RW50aXR5OjE=', name: this.entity } }] },
       }),
       model: (args: { name?: string | null; entityName?: string | null }) => this.projectView(args.entityName ?? this.entity, args.name ?? 'uncategorized'),
       project: (args: { name?: string | null; entityName?: string | null }) => this.projectView(args.entityName ?? this.entity, args.name ?? 'uncategorized'),
+      // A self-hosted server: no organization (so no CoreWeave metadata lookups) and no optional features.
+      entity: ({ name }: { name?: string | null }) =>
+        (name ?? this.entity) === this.entity ? { id: 'RW50aXR5OjE=', name: this.entity, organization: null } : null,
+      serverInfo: () => ({ features: [] }),
       upsertBucket: ({ input }: { input: Record<string, unknown> }) => this.upsertBucket(input),
       createRunFiles: ({ input }: { input: { entityName: string; projectName: string; runName: string; files: string[] } }) =>
         this.createRunFiles(input),
+      createArtifact: ({ input }: { input: Record<string, unknown> }) => this.createArtifact(input),
+      createArtifactManifest: ({ input }: { input: Record<string, unknown> }) => this.createArtifactManifest(input),
+      createArtifactFiles: ({ input }: { input: { artifactFiles: Array<Record<string, unknown>> } }) => this.createArtifactFiles(input),
+      commitArtifact: ({ input }: { input: { artifactID: string } }) => this.commitArtifact(input),
+      useArtifact: ({ input }: { input: Record<string, unknown> }) => this.useArtifact(input),
     };
   }
 
@@ -463,6 +733,7 @@ export class FakeWandbServer {
         const run = this.run(project, name, entity);
         return run ? this.runView(run) : null;
       },
+      artifact: ({ name }: { name: string }) => this.projectArtifact(entity, project, name),
     };
   }
 
@@ -552,10 +823,122 @@ export class FakeWandbServer {
     const files = input.files.map((path) => {
       if (path.startsWith('/') || path.split('/').includes('..')) throw new WireViolation(`createRunFiles: invalid run file path ${path}`);
       const id = randomBytes(8).toString('hex');
-      this.uploadSlots.set(id, { run, path, token });
+      this.uploadSlots.set(id, { label: path, token, store: (body) => run.files.set(path, body) });
       return { name: path, uploadUrl: `${this.baseUrl}/storage/${id}` };
     });
     return { runID: run.storageId, uploadHeaders: [`X-Upload-Token:${token}`], files };
+  }
+
+  // ---- artifacts -------------------------------------------------------------------------------
+  // CreateArtifact (PENDING) → CreateArtifactManifest + CreateArtifactFiles (signed URLs, uploads
+  // checked against their MD5) → CommitArtifact, which checks the uploaded manifest: its digest is
+  // the one announced, and every entry's file was uploaded with its size.
+
+  private artifactById(id: string, where: string): FakeArtifact {
+    const artifact = this.artifacts.get(id);
+    if (!artifact) throw new WireViolation(`${where}: no artifact has id ${id}`);
+    return artifact;
+  }
+
+  private artifactView(artifact: FakeArtifact): unknown {
+    const latest = [...this.artifacts.values()].filter((a) => a.collection === artifact.collection && a.state === 'COMMITTED').at(-1);
+    return {
+      id: artifact.id,
+      digest: artifact.digest,
+      state: artifact.state,
+      artifactType: { id: `type:${artifact.type}`, name: artifact.type },
+      artifactSequence: { id: `sequence:${artifact.collection}`, name: artifact.collection, latestArtifact: latest ? { id: latest.id } : null },
+      currentManifest: null,
+    };
+  }
+
+  /** The artifact of a project named `collection:alias` (Project.artifact). */
+  private projectArtifact(entity: string, project: string, name: string): unknown {
+    const [collection, alias = 'latest'] = name.split(':') as [string, string?];
+    const found = [...this.artifacts.values()]
+      .filter((a) => a.entity === entity && a.project === project && a.collection === collection && a.state === 'COMMITTED' && a.aliases.includes(alias))
+      .at(-1);
+    return found ? this.artifactView(found) : null;
+  }
+
+  private createArtifact(input: Record<string, unknown>): unknown {
+    const run = typeof input.runName === 'string' ? this.run(input.projectName as string, input.runName, input.entityName as string) : undefined;
+    if (typeof input.runName === 'string' && !run) throw new WireViolation(`createArtifact: run ${String(input.runName)} does not exist`);
+    const collection = (input.artifactCollectionName as string | null | undefined) ?? (input.artifactCollectionNames as string[] | null | undefined)?.[0];
+    if (!collection || !/^[-\w.]+$/.test(collection)) throw new WireViolation(`createArtifact: artifact name ${String(collection)} must be letters, digits, -, _ or .`);
+    if (!/^[0-9a-f]{32}$/.test(input.digest as string)) throw new WireViolation('createArtifact: digest must be the manifest MD5 as 32 hex digits');
+    const aliases = ((input.aliases as Array<{ alias: string; artifactCollectionName: string }> | null | undefined) ?? []).map((a) => {
+      if (a.artifactCollectionName !== collection) throw new WireViolation(`createArtifact: alias ${a.alias} names collection ${a.artifactCollectionName}, not ${collection}`);
+      return a.alias;
+    });
+    if (input.enableDigestDeduplication) {
+      const same = [...this.artifacts.values()].find((a) => a.collection === collection && a.digest === input.digest && a.state === 'COMMITTED');
+      if (same) return { artifact: this.artifactView(same) };
+    }
+    const artifact: FakeArtifact = {
+      id: Buffer.from(`Artifact:${this.nextId++}`).toString('base64'),
+      entity: input.entityName as string,
+      project: input.projectName as string,
+      runName: (input.runName as string | undefined) ?? '',
+      type: input.artifactTypeName as string,
+      collection,
+      aliases,
+      digest: input.digest as string,
+      state: 'PENDING',
+      files: new Map(),
+    };
+    this.artifacts.set(artifact.id, artifact);
+    return { artifact: this.artifactView(artifact) };
+  }
+
+  /** The manifest is created twice: first with no digest and no upload, then with the base64 MD5
+   * of the manifest file, whose upload URL is signed with that MD5. */
+  private createArtifactManifest(input: Record<string, unknown>): unknown {
+    const artifact = this.artifactById(input.artifactID as string, 'createArtifactManifest');
+    if (artifact.state !== 'PENDING') throw new WireViolation('createArtifactManifest: the artifact is already committed');
+    if (input.name !== 'wandb_manifest.json') throw new WireViolation(`createArtifactManifest: the manifest is named wandb_manifest.json, got ${String(input.name)}`);
+    const digest = input.digest as string;
+    if (digest !== '' && !BASE64_MD5.test(digest)) throw new WireViolation(`createArtifactManifest: digest must be the manifest file's base64 MD5, got ${digest}`);
+    return { artifactManifest: this.manifestView(artifact, digest || undefined) };
+  }
+
+  private manifestView(artifact: FakeArtifact, md5: string | undefined): unknown {
+    const signed = this.signUpload(`${artifact.collection}/wandb_manifest.json`, (body) => (artifact.manifest = body), md5);
+    return { id: `manifest:${artifact.id}`, file: { id: `manifest-file:${artifact.id}`, name: 'wandb_manifest.json', directUrl: signed.uploadUrl, ...signed } };
+  }
+
+  private createArtifactFiles(input: { artifactFiles: Array<Record<string, unknown>> }): unknown {
+    const edges = input.artifactFiles.map((spec) => {
+      const artifact = this.artifactById(spec.artifactID as string, 'createArtifactFiles');
+      const md5 = spec.md5 as string;
+      if (!BASE64_MD5.test(md5)) throw new WireViolation(`createArtifactFiles: ${String(spec.name)}: md5 must be base64 of 16 bytes, got ${md5}`);
+      if (spec.uploadPartsInput) throw new WireViolation('createArtifactFiles: multipart uploads are not served by this fake');
+      const name = spec.name as string;
+      const signed = this.signUpload(`${artifact.collection}/${name}`, (body) => artifact.files.set(md5, body), md5);
+      return { node: { id: `file:${md5}`, name, displayName: name, storagePath: `wandb_artifacts/${artifact.id}/${md5}`, uploadMultipartUrls: null, artifact: { id: artifact.id }, ...signed } };
+    });
+    return { files: { edges } };
+  }
+
+  private commitArtifact(input: { artifactID: string }): unknown {
+    const artifact = this.artifactById(input.artifactID, 'commitArtifact');
+    if (artifact.state === 'COMMITTED') return { artifact: this.artifactView(artifact) };
+    if (!artifact.manifest) throw new WireViolation(`commitArtifact: ${artifact.collection}: the manifest was never uploaded`);
+    const problems = checkArtifactManifest(artifact);
+    if (problems.length > 0) throw new WireViolation(`commitArtifact: ${artifact.collection}: ${problems.join('; ')}`);
+    artifact.state = 'COMMITTED';
+    return { artifact: this.artifactView(artifact) };
+  }
+
+  private useArtifact(input: Record<string, unknown>): unknown {
+    const artifact = this.artifactById(input.artifactID as string, 'useArtifact');
+    if (!this.run(input.projectName as string, input.runName as string, input.entityName as string)) throw new WireViolation(`useArtifact: run ${String(input.runName)} does not exist`);
+    return { artifact: this.artifactView(artifact) };
+  }
+
+  /** Committed artifacts, optionally of one run. */
+  artifactsOf(runName?: string): FakeArtifact[] {
+    return [...this.artifacts.values()].filter((a) => a.state === 'COMMITTED' && (!runName || a.runName === runName));
   }
 
   // ---- file_stream -----------------------------------------------------------------------------
@@ -704,6 +1087,61 @@ function checkAppend(fileName: string, lines: string[], offset: number, content:
   });
   updates.push(() => lines.splice(offset, content.length, ...content));
   return problems;
+}
+
+const BASE64_MD5 = /^[A-Za-z0-9+/]{22}==$/;
+
+interface UploadSlot {
+  /** What is uploaded, for messages. */
+  label: string;
+  token: string;
+  /** Base64 MD5 the URL was signed with, if any. */
+  md5?: string;
+  store(body: Buffer): void;
+}
+
+/** W&B's manifest digest: MD5 over a header line and `path:digest` lines sorted by path. */
+export function artifactManifestDigest(contents: Record<string, { digest: string }>): string {
+  const hash = createHash('md5').update('wandb-artifact-manifest-v1\n');
+  for (const path of Object.keys(contents).sort()) hash.update(`${path}:${contents[path]!.digest}\n`);
+  return hash.digest('hex');
+}
+
+function checkArtifactManifest(artifact: FakeArtifact): string[] {
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(artifact.manifest!.toString('utf8'));
+  } catch {
+    return ['wandb_manifest.json is not JSON'];
+  }
+  if (!isObject(manifest) || manifest.version !== 1 || typeof manifest.storagePolicy !== 'string' || !isObject(manifest.contents)) {
+    return ['wandb_manifest.json must be {version: 1, storagePolicy, contents: {path: entry}}'];
+  }
+  const problems: string[] = [];
+  const contents = manifest.contents as Record<string, unknown>;
+  for (const [path, entry] of Object.entries(contents)) {
+    if (!isObject(entry) || typeof entry.digest !== 'string' || !Number.isInteger(entry.size)) {
+      problems.push(`manifest entry ${path} must have a digest and an integer size`);
+      continue;
+    }
+    const file = artifact.files.get(entry.digest);
+    if (!file) problems.push(`manifest entry ${path}: no file with MD5 ${entry.digest} was uploaded`);
+    else if (file.length !== entry.size) problems.push(`manifest entry ${path}: size ${String(entry.size)} but ${file.length} bytes were uploaded`);
+  }
+  const digest = artifactManifestDigest(contents as Record<string, { digest: string }>);
+  if (digest !== artifact.digest) problems.push(`the manifest's digest is ${digest}, not the ${artifact.digest} announced in CreateArtifact`);
+  return problems;
+}
+
+/** A `run_table` artifact's table, read back from its uploaded manifest and files. */
+export function artifactTable(artifact: FakeArtifact): { columns: unknown[]; rows: unknown[][] } | undefined {
+  if (!artifact.manifest) return undefined;
+  const { contents } = JSON.parse(artifact.manifest.toString('utf8')) as ArtifactManifestContents;
+  const entry = Object.entries(contents).find(([path]) => path.endsWith('.table.json'));
+  const file = entry && artifact.files.get(entry[1].digest);
+  if (!file) return undefined;
+  const table = parseWandbLine(file.toString('utf8')) as { columns: unknown[]; data: unknown[][] };
+  return { columns: table.columns, rows: table.data };
 }
 
 function tableRefs(values: Record<string, unknown>): TableFileRef[] {
