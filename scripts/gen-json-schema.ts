@@ -1,6 +1,8 @@
 /**
  * Publish the JSON Schemas of Forgeline's workflow inputs, generated from their zod schemas, so
- * editors can complete and check spec files (`"$schema": "…/release-spec.schema.json"`):
+ * editors can complete and check spec files (`"$schema": "…/release-spec.schema.json"`), and of
+ * every recipe's input, result and protocol events (docs/schemas/recipes/), which the Python
+ * recipes' pydantic models are tested against (workers/recipes/tests/test_contracts.py):
  *
  *   npx tsx scripts/gen-json-schema.ts           # (re)write docs/schemas/*.schema.json
  *   npx tsx scripts/gen-json-schema.ts --check   # exit 1 if a committed schema is out of date
@@ -14,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT } from '../src/config/load';
 import { ReleaseSpecSchema } from '../src/contracts/specs/release-spec';
+import { RECIPE_CONTRACTS, RecipeEventSchema } from '../src/contracts/recipes';
 import { runMain } from '../src/cli/run-main';
 
 export const SCHEMA_DIR = path.join(REPO_ROOT, 'docs', 'schemas');
@@ -21,6 +24,11 @@ export const SCHEMA_DIR = path.join(REPO_ROOT, 'docs', 'schemas');
 /** Every published schema: file name under docs/schemas/ and the zod schema it comes from. */
 export const PUBLISHED_SCHEMAS: ReadonlyArray<{ file: string; schema: z.ZodType }> = [
   { file: 'release-spec.schema.json', schema: ReleaseSpecSchema },
+  ...Object.entries(RECIPE_CONTRACTS).flatMap(([recipe, { input, result }]) => [
+    { file: `recipes/${recipe}.input.schema.json`, schema: input },
+    { file: `recipes/${recipe}.result.schema.json`, schema: result },
+  ]),
+  { file: 'recipes/events.schema.json', schema: RecipeEventSchema },
 ];
 
 /** The file's exact text: stable key order (zod's), two-space indent, trailing newline. */
@@ -49,7 +57,7 @@ async function main(): Promise<number> {
       console.error(`${relative} is out of date: run npx tsx scripts/gen-json-schema.ts`);
       stale++;
     } else {
-      mkdirSync(SCHEMA_DIR, { recursive: true });
+      mkdirSync(path.dirname(target), { recursive: true });
       writeFileSync(target, text);
       console.log(`wrote ${relative}`);
     }

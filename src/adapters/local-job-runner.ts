@@ -16,6 +16,8 @@
  * - stdout lines that are protocol events go to `onEvent`, in order (async handlers are awaited
  *   one after the other); every other line (plain text, malformed JSON, JSON that is not an
  *   event) and all of stderr go to `onLog`. The last stderr lines are kept for error messages.
+ *   An event of a known kind whose fields break its schema (src/contracts/recipes/events.ts)
+ *   stops the recipe: a terminal RecipeFailedError of type RecipeContract naming the field.
  *
  * Outcomes: exit 0 with a `result` event resolves with its payload. Exit 2 rejects with a
  * terminal RecipeFailedError carrying the type and message of the recipe's `error` event; exit 0
@@ -32,8 +34,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
 import { ErrorType } from '../contracts/errors';
+import { checkRecipeEvent } from '../contracts/recipes';
+import type { Validated } from '../contracts/validate';
 import { ForgelineError } from '../ports/errors';
 import type { JobRunner, JobSpec, RecipeEvent } from '../ports/job-runner';
 
@@ -99,30 +102,12 @@ export class RecipeCrashedError extends ForgelineError {
 // Event parsing
 // ---------------------------------------------------------------------------------------------
 
-const num = z.number();
-const cell = z.union([z.number(), z.string(), z.boolean(), z.null()]);
-
-/** The protocol's events. Unknown extra fields are kept (recipes may add context). */
-const EventSchema = z.discriminatedUnion('event', [
-  z.looseObject({ event: z.literal('start'), recipe: z.string(), total_steps: num.optional(), device: z.string().optional() }),
-  z.looseObject({
-    event: z.literal('progress'),
-    step: num,
-    total_steps: num,
-    loss: num.optional(),
-    lr: num.optional(),
-    tokens_per_s: num.optional(),
-    epoch: num.optional(),
-  }),
-  z.looseObject({ event: z.literal('metric'), name: z.string(), value: num, step: num.optional() }),
-  z.looseObject({ event: z.literal('checkpoint'), step: num, path: z.string() }),
-  z.looseObject({ event: z.literal('table'), name: z.string(), columns: z.array(z.string()), rows: z.array(z.array(cell)) }),
-  z.looseObject({ event: z.literal('result'), result: z.record(z.string(), z.unknown()) }),
-  z.looseObject({ event: z.literal('error'), message: z.string(), type: z.string().optional(), retryable: z.boolean().optional() }),
-]);
-
-/** The event a stdout line carries, or undefined for a log line (plain text, bad JSON, non-events). */
-export function parseEventLine(line: string): RecipeEvent | undefined {
+/**
+ * The event a stdout line carries (checked against src/contracts/recipes/events.ts), problems
+ * naming its bad fields, or undefined for a log line (plain text, bad JSON, JSON that is not an
+ * event: no `event` kind the protocol knows).
+ */
+export function parseEventLine(line: string): Validated<RecipeEvent> | undefined {
   const trimmed = line.trim();
   if (!trimmed.startsWith('{')) return undefined;
   let json: unknown;
@@ -131,8 +116,7 @@ export function parseEventLine(line: string): RecipeEvent | undefined {
   } catch {
     return undefined;
   }
-  const parsed = EventSchema.safeParse(json);
-  return parsed.success ? (parsed.data as RecipeEvent) : undefined;
+  return checkRecipeEvent(json);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,6 +271,7 @@ export class LocalJobRunner implements JobRunner {
     let result: Record<string, unknown> | undefined;
     let recipeError: Extract<RecipeEvent, { event: 'error' }> | undefined;
     let handlerError: { error: unknown } | undefined;
+    let protocolError: string | undefined;
     // Handlers run strictly in event order, each awaited before the next starts.
     let handlers: Promise<void> = Promise.resolve();
 
@@ -298,8 +283,15 @@ export class LocalJobRunner implements JobRunner {
       }
     };
     const stdoutDone = readLines(child.stdout!, (line) => {
-      const event = parseEventLine(line);
-      if (!event) return log(line, 'stdout');
+      const parsed = parseEventLine(line);
+      if (!parsed) return log(line, 'stdout');
+      if (!parsed.ok) {
+        // A malformed event is a bug on one side of the contract: stop the recipe, fail terminally.
+        protocolError ??= parsed.problems.join('; ');
+        return terminate();
+      }
+      if (protocolError) return;
+      const event = parsed.value;
       if (event.event === 'result') result = event.result;
       if (event.event === 'error') recipeError = event;
       handlers = handlers.then(async () => {
@@ -338,6 +330,9 @@ export class LocalJobRunner implements JobRunner {
     const details: RecipeRunDetails = { recipe, exitCode: exit.code, signal: exit.signal, stderrTail: [...stderrTail] };
     if (signal?.aborted) throw abortReason(signal);
     if (handlerError) throw handlerError.error;
+    if (protocolError) {
+      throw new RecipeFailedError(ErrorType.RecipeContract, `recipe ${recipe} broke the protocol (workers/recipes/PROTOCOL.md): ${protocolError}${tailText(stderrTail)}`, details);
+    }
     if (exit.error) {
       throw new RecipeCrashedError(`recipe ${recipe} could not start: ${this.options.python}: ${exit.error.message}`, details, { cause: exit.error });
     }

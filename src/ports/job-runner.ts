@@ -2,14 +2,10 @@
  * Runs recipes (workers/recipes/PROTOCOL.md): the local subprocess adapter today, a Kubernetes
  * Job later. The activity that asks for a job heartbeats its events and streams them to the Tracker.
  */
-export type RecipeEvent =
-  | { event: 'start'; recipe: string; total_steps?: number; device?: string }
-  | { event: 'progress'; step: number; total_steps: number; loss?: number; lr?: number; tokens_per_s?: number; epoch?: number }
-  | { event: 'metric'; name: string; value: number; step?: number }
-  | { event: 'checkpoint'; step: number; path: string }
-  | { event: 'table'; name: string; columns: string[]; rows: Array<Array<number | string | boolean | null>> }
-  | { event: 'result'; result: Record<string, unknown> }
-  | { event: 'error'; message: string; type?: string; retryable?: boolean };
+import type { RecipeEvent } from '../contracts/recipes/events';
+
+/** One protocol event; its schema (src/contracts/recipes/events.ts) is the single definition. */
+export type { RecipeEvent };
 
 export interface JobSpec {
   /** Recipe file name without `.py`, e.g. `train`. */
@@ -29,6 +25,9 @@ export interface JobSpec {
 }
 
 export interface JobRunner {
-  /** Resolves with the `result` event's payload; rejects as described in PROTOCOL.md. */
+  /**
+   * Resolves with the `result` event's payload (check it with parseRecipeResult from
+   * src/contracts/recipes); rejects as described in PROTOCOL.md.
+   */
   run(job: JobSpec): Promise<Record<string, unknown>>;
 }

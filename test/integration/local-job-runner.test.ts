@@ -66,7 +66,7 @@ describe('LocalJobRunner (integration, runs Python)', function () {
     assert.deepEqual(j.events[6], { event: 'metric', name: 'tail', value: 1 }, 'a last line without a newline still counts');
 
     const stdout = j.logs.filter(([, s]) => s === 'stdout').map(([l]) => l);
-    assert.deepEqual(stdout, ['plain log line on stdout', '{"event": "progress", "step": ', '{"not_an_event": true}', '{"event": "progress", "step": "one"}']);
+    assert.deepEqual(stdout, ['plain log line on stdout', '{"event": "progress", "step": ', '{"not_an_event": true}']);
     assert.deepEqual(j.logs.filter(([, s]) => s === 'stderr').map(([l]) => l), ['warming up', 'done']);
 
     // The invocation: spec (device filled in), offline environment, a private working directory.
@@ -280,11 +280,13 @@ describe('LocalJobRunner (integration, runs Python)', function () {
 });
 
 describe('parseEventLine', function () {
-  it('accepts protocol events only', function () {
-    assert.deepEqual(parseEventLine('  {"event":"metric","name":"x","value":1}  '), { event: 'metric', name: 'x', value: 1 });
-    assert.deepEqual(parseEventLine('{"event":"result","result":{"a":1},"extra":true}'), { event: 'result', result: { a: 1 }, extra: true });
-    for (const line of ['', 'text', '{', '[1]', '{"event":"nope"}', '{"event":"result","result":[]}', '{"event":"metric","name":"x"}', 'null']) {
+  it('accepts protocol events, names the bad fields of malformed ones, and leaves everything else to the log', function () {
+    assert.deepEqual(parseEventLine('  {"event":"metric","name":"x","value":1}  '), { ok: true, value: { event: 'metric', name: 'x', value: 1 } });
+    assert.deepEqual(parseEventLine('{"event":"result","result":{"a":1},"extra":true}'), { ok: true, value: { event: 'result', result: { a: 1 }, extra: true } });
+    for (const line of ['', 'text', '{', '[1]', '{"event":"nope"}', 'null']) {
       assert.equal(parseEventLine(line), undefined, line);
     }
+    assert.deepEqual(parseEventLine('{"event":"metric","name":"x"}'), { ok: false, problems: ['metric event: value: required'] });
+    assert.deepEqual(parseEventLine('{"event":"result","result":[]}'), { ok: false, problems: ['result event: result: expected record, received array'] });
   });
 });
