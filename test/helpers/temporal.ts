@@ -6,6 +6,7 @@ import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSour
 import { FORGELINE_SEARCH_ATTRIBUTES } from '../../src/contracts/search-attributes';
 import { REPO_ROOT } from '../../src/config/load';
 import { ensureSearchAttributes } from '../../src/temporal/search-attributes';
+import { devServerDynamicConfigArgs } from '../../src/temporal/dev-server';
 import { registerTeardown } from '../setup';
 
 /** The venv made by scripts/bootstrap; it holds the Temporal CLI and the time-skipping server. */
@@ -34,7 +35,10 @@ function quietRuntime(): void {
   runtimeInstalled = true;
 }
 
-/** One real Temporal dev server (the CLI from the venv) per test run, with our search attributes. */
+/**
+ * One real Temporal dev server (the CLI from the venv) per test run, with our search attributes
+ * and the same dynamic config as `forgeline dev`.
+ */
 export const getLocalEnv = once(
   'temporal dev server',
   async () => {
@@ -43,7 +47,7 @@ export const getLocalEnv = once(
       server: {
         executable: { type: 'existing-path', path: venvBin('temporal') },
         searchAttributes: [...FORGELINE_SEARCH_ATTRIBUTES],
-        extraArgs: ['--log-level', 'error'],
+        extraArgs: ['--log-level', 'error', ...devServerDynamicConfigArgs()],
       },
     });
   },
