@@ -1,9 +1,10 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { ReleaseStatus } from '../../src/contracts/release-lifecycle';
 import type { ReleaseSpec } from '../../src/contracts/release-spec';
 import { releaseMocks, releaseSpec, split } from '../fixtures/release';
 import type { Activities } from '../../activities';
+import { createValidateActivities } from '../../activities/release/validate';
 import { createStackCheckActivities } from '../../activities/stack-check';
 import { ErrorType } from '../../src/contracts/errors';
 import type { StackProbeInput } from '../../src/contracts/stack-check';
@@ -26,6 +27,21 @@ export interface ReplayScenario {
 const { validateStackCheckSpec } = createStackCheckActivities({} as never);
 
 const probe = (input: StackProbeInput) => fakeProbe(input, 'replay-recorder');
+
+async function trainUntilCancelled(): Promise<never> {
+  const ctx = Context.current();
+  const beat = setInterval(() => ctx.heartbeat({ stage: 'train', step: 1 }), 100);
+  try {
+    await ctx.cancelled;
+  } finally {
+    clearInterval(beat);
+  }
+  throw new Error('unreachable: cancelled');
+}
+
+async function trackerDown(): Promise<never> {
+  throw ApplicationFailure.nonRetryable('tracker answered 500', 'TrackerDown');
+}
 
 const waitFor = async (handle: WorkflowHandle, pred: (s: ReleaseStatus) => boolean) => {
   while (!pred((await handle.query('status').catch(() => ({}))) as ReleaseStatus)) await new Promise((r) => setTimeout(r, 50));
@@ -56,6 +72,36 @@ export const SCENARIOS: ReplayScenario[] = [
   releaseScenario('release-aborted', 'replay-rel-abort', releaseSpec({ gpu: { pool: 'replay-rel-abort' }, approval: { required: true, timeout: '1h' } }), async (h) => {
     await waitFor(h, (s) => s.awaitingApproval);
     await h.executeUpdate('abort', { args: [{ by: 'recorder', reason: 'replay fixture' }] });
+  }),
+  // Recorded with the stage modules and OPERATOR_VIEW_PATCH (approval search attributes, decision
+  // memo, Update replies after the decision): the release histories above predate both.
+  releaseScenario('release-v2-approved', 'replay-v2-appr', releaseSpec({ gpu: { pool: 'replay-v2-appr' }, approval: { required: true, timeout: '1h' } }), async (h) => {
+    await waitFor(h, (s) => s.awaitingApproval);
+    await h.executeUpdate('approve', { args: [{ by: 'recorder', reason: 'replay fixture' }] });
+  }),
+  releaseScenario('release-v2-rejected', 'replay-v2-rej', releaseSpec({ gpu: { pool: 'replay-v2-rej' }, approval: { required: true, timeout: '1h' } }), async (h) => {
+    await waitFor(h, (s) => s.awaitingApproval);
+    await h.executeUpdate('reject', { args: [{ by: 'recorder', reason: 'replay fixture' }] });
+  }),
+  releaseScenario(
+    'release-v2-aborted-in-training',
+    'replay-v2-abort',
+    releaseSpec({ gpu: { pool: 'replay-v2-abort' } }),
+    async (h) => {
+      await waitFor(h, (s) => s.stage === 'train');
+      await h.executeUpdate('abort', { args: [{ by: 'recorder', reason: 'replay fixture' }] });
+    },
+    { ...releaseMocks().mocks, trainAdapter: trainUntilCancelled },
+  ),
+  releaseScenario('release-v2-invalid-spec', 'replay-v2-bad', { model: 'bad-spec', gpu: { pool: 'replay-v2-bad' } } as unknown as ReleaseSpec, undefined, {
+    ...releaseMocks().mocks,
+    ...createValidateActivities(),
+  }),
+  releaseScenario('release-v2-tracker-down', 'replay-v2-trk', releaseSpec({ gpu: { pool: 'replay-v2-trk' } }), undefined, {
+    ...releaseMocks().mocks,
+    openReleaseRun: trackerDown,
+    logGateResults: trackerDown,
+    closeReleaseRun: trackerDown,
   }),
   {
     name: 'stack-check-succeeded',
