@@ -1,20 +1,23 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { WorkflowIdReusePolicy, type Client } from '@temporalio/client';
+import { WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
 import { createArtifactStore } from '../adapters/artifact-store';
 import { LocalJobRunner } from '../adapters/local-job-runner';
 import { REPO_ROOT } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
 import { releaseWorkflowId, type OperatorDecision, type ReleaseStatus } from '../contracts/release-lifecycle';
 import { ForgelineGitSha, ForgelineModel } from '../contracts/search-attributes';
+import type { ReleaseSpec } from '../contracts/release-spec';
 import { ReleaseSpecSchema, type ReleaseSpecInput } from '../contracts/specs/release-spec';
 import { formatProblems, validateSpec } from '../contracts/validate';
 import type { ArtifactStore } from '../ports/artifact-store';
 import { ConfigError } from '../ports/errors';
-import { ModelRegistry } from '../registry/model-registry';
+import { ModelRegistry, type AliasName, type AliasRecord, type VersionRecord } from '../registry/model-registry';
+import { exitCodeForOutcome, type ExitCode } from './errors';
+import type { Output } from './output';
 import { uiUrl, type Log } from './stack';
-import { watchRelease } from './watch';
+import { heartbeatOf, watchRelease } from './watch';
 
 export function artifactStoreFor(cfg: ForgelineConfig): ArtifactStore {
   return createArtifactStore({ uri: cfg.artifacts.uri, s3: { endpoint: cfg.artifacts.s3.endpoint, region: cfg.artifacts.s3.region, forcePathStyle: cfg.artifacts.s3.forcePathStyle } });
@@ -29,10 +32,15 @@ function generatedId(): string {
  * Validate at the edge and start (or join) a release. The workflow ID is
  * `release/<model>/<git sha or generated id>`, so starting the same release twice yields one execution.
  */
-export async function startRelease(client: Client, cfg: ForgelineConfig, input: unknown, log: Log) {
+/** Validate a release spec at the edge; a ConfigError (exit 2) names every bad field. */
+export function parseReleaseSpec(input: unknown, source?: string): ReleaseSpec {
   const v = validateSpec(ReleaseSpecSchema, input);
-  if (!v.ok) throw new ConfigError(formatProblems('release spec', v.problems));
-  const spec = v.value;
+  if (!v.ok) throw new ConfigError(`${source ? `${source}: ` : ''}${formatProblems('release spec', v.problems)}`);
+  return v.value;
+}
+
+export async function startRelease(client: Client, cfg: ForgelineConfig, input: unknown, log: Log) {
+  const spec = parseReleaseSpec(input);
   const workflowId = releaseWorkflowId(spec.model, spec.git.sha ?? generatedId());
   const handle = await client.workflow
     .start('modelReleaseWorkflow', {
@@ -91,41 +99,107 @@ export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promis
   };
 }
 
+const ALIASES: readonly AliasName[] = ['candidate', 'production', 'previous'];
+
+/** One model's versions and aliases, as `registry MODEL --json` prints them. */
+export async function modelReport(cfg: ForgelineConfig, model: string): Promise<{ model: string; versions: VersionRecord[]; aliases: Partial<Record<AliasName, AliasRecord>> }> {
+  const registry = new ModelRegistry(artifactStoreFor(cfg));
+  const aliases: Partial<Record<AliasName, AliasRecord>> = {};
+  for (const alias of ALIASES) {
+    const a = await registry.getAlias(model, alias);
+    if (a) aliases[alias] = a;
+  }
+  return { model, versions: await registry.listVersions(model), aliases };
+}
+
+/** The models in the registry. */
+export function listModels(cfg: ForgelineConfig): Promise<string[]> {
+  return new ModelRegistry(artifactStoreFor(cfg)).listModels();
+}
+
 /** Print what a finished release left in the registry. */
 export async function printRegistry(cfg: ForgelineConfig, model: string, log: Log): Promise<void> {
-  const registry = new ModelRegistry(artifactStoreFor(cfg));
-  const versions = await registry.listVersions(model);
+  const { versions, aliases } = await modelReport(cfg, model);
   if (versions.length === 0) return log(`registry: no versions of ${model}`);
   log(`registry ${model}:`);
   for (const v of versions) {
     const size = v.artifact.sizeBytes !== undefined ? `${(v.artifact.sizeBytes / 1024).toFixed(0)} KiB` : '';
     log(`  ${v.kind.padEnd(12)} ${v.ref}  ${size.padStart(9)}  ${v.artifact.uri}`);
   }
-  for (const alias of ['candidate', 'production', 'previous'] as const) {
-    const a = await registry.getAlias(model, alias);
+  for (const alias of ALIASES) {
+    const a = aliases[alias];
     if (a) log(`  alias ${alias} → ${Object.entries(a.versions).map(([k, ver]) => `${k}@${ver}`).join(', ')} (by ${a.by}: ${a.reason})`);
   }
 }
 
-/** Start a release and follow it to the end, printing progress; returns the exit code. */
-export async function runRelease(client: Client, cfg: ForgelineConfig, input: unknown, log: Log): Promise<number> {
-  const handle = await startRelease(client, cfg, input, log);
-  await watchRelease(handle, log);
-  const status = (await handle.query('status')) as ReleaseStatus;
+/** Follow a started release to its end (progress in place on a terminal), report it; returns the exit code. */
+export async function followRelease(handle: WorkflowHandle, cfg: ForgelineConfig, out: Output): Promise<ExitCode> {
+  await watchRelease(handle, out.progress());
+  let headline: string;
   try {
-    const result = await handle.result();
-    log(`release ${status.outcome}: ${JSON.stringify(result.metrics)}`);
+    const result = (await handle.result()) as { metrics?: unknown };
+    headline = JSON.stringify(result.metrics ?? result);
   } catch (err) {
-    log(`release ${status.outcome}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+    headline = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
   }
-  for (const g of status.gates ?? []) log(`  gate ${g.passed ? 'PASS' : 'FAIL'} ${g.reason}`);
-  if (status.trackerRunUrl) log(`tracker run: ${status.trackerRunUrl}`);
-  await printRegistry(cfg, status.model, log);
-  return status.outcome === 'Candidate' ? 0 : 1;
+  const status = await handle.query<ReleaseStatus>('status');
+  out.log(`release ${status.outcome}: ${status.failure ?? headline}`);
+  for (const g of status.gates ?? []) out.log(`  gate ${g.passed ? 'PASS' : 'FAIL'} ${g.reason}`);
+  if (status.decision) out.log(`  ${status.decision.kind} by ${status.decision.by}: ${status.decision.reason}`);
+  if (status.trackerRunUrl) out.log(`tracker run: ${status.trackerRunUrl}`);
+  await printRegistry(cfg, status.model, out.log);
+  return exitCodeForOutcome(status.outcome);
 }
 
-export async function decide(client: Client, workflowId: string, kind: 'approve' | 'reject' | 'abort', decision: OperatorDecision, log: Log): Promise<number> {
-  const status = (await client.workflow.getHandle(workflowId).executeUpdate(kind, { args: [decision] })) as ReleaseStatus;
-  log(`${kind}: ${workflowId} is now ${status.stage}/${status.outcome}`);
+/** Start a release and follow it to the end, printing progress; returns the exit code. */
+export async function runRelease(client: Client, cfg: ForgelineConfig, input: unknown, out: Output): Promise<ExitCode> {
+  return followRelease(await startRelease(client, cfg, input, out.log), cfg, out);
+}
+
+/** `release status`: the status query, the execution's state and the running activity's progress. */
+export async function statusReport(handle: WorkflowHandle) {
+  const desc = await handle.describe();
+  const status = await handle.query<ReleaseStatus>('status');
+  const running = heartbeatOf(desc);
+  return { workflowId: handle.workflowId, execution: desc.status.name, status, ...(running ? { running } : {}) };
+}
+
+/** The human form of `release status`. */
+export function printStatus(report: Awaited<ReturnType<typeof statusReport>>, log: Log): void {
+  const { status: s, running } = report;
+  log(`release ${report.workflowId}: ${s.outcome}, stage ${s.stage} (${report.execution.toLowerCase()})`);
+  const b = running?.beat;
+  if (running) {
+    const steps = b?.step !== undefined && b.totalSteps ? ` step ${b.step}/${b.totalSteps}` : '';
+    const loss = b?.loss !== undefined ? `, loss ${b.loss.toFixed(4)}` : '';
+    const attempt = running.attempt > 1 ? ` (attempt ${running.attempt})` : '';
+    log(`  running:    ${running.activity}${attempt}${steps}${loss}${!steps && b?.message ? `: ${b.message}` : ''}`);
+    if (b?.checkpoint) log(`  checkpoint: step ${b.checkpoint.step} at ${b.checkpoint.prefix}`);
+  }
+  if (s.awaitingApproval) {
+    log(`  awaiting approval${s.approvalDeadline ? ` until ${s.approvalDeadline}` : ''}:`);
+    log(`    forgeline release approve ${report.workflowId} --by WHO --reason WHY   (or reject)`);
+  }
+  for (const g of s.gates ?? []) log(`  gate ${g.passed ? 'PASS' : 'FAIL'} ${g.reason}`);
+  if (s.decision) log(`  ${s.decision.kind} by ${s.decision.by}${s.decision.at ? ` at ${s.decision.at}` : ''}: ${s.decision.reason}`);
+  if (s.failure) log(`  failure:    ${s.failure}`);
+  for (const [kind, ref] of Object.entries(s.versions)) log(`  ${kind.padEnd(11)} ${ref}`);
+  if (s.trackerRunUrl) log(`  tracker:    ${s.trackerRunUrl}`);
+}
+
+const PAST: Record<'approve' | 'reject' | 'abort', string> = { approve: 'approved', reject: 'rejected', abort: 'aborted' };
+
+/**
+ * Send a decision (an Update, recorded in the release's history with our client identity) and
+ * print the state the release returns after it, not the one we hoped for.
+ */
+export async function decide(handle: Pick<WorkflowHandle, 'workflowId' | 'executeUpdate'>, kind: 'approve' | 'reject' | 'abort', decision: OperatorDecision, out: Output, json = false): Promise<number> {
+  const status = await handle.executeUpdate<ReleaseStatus, [OperatorDecision]>(kind, { args: [decision] });
+  if (json) {
+    out.json({ workflowId: handle.workflowId, status });
+    return 0;
+  }
+  const decided = status.decision ? `${status.decision.kind} by ${status.decision.by}` : PAST[kind];
+  out.log(`release ${handle.workflowId} is now ${decided} / ${status.outcome} (stage ${status.stage})`);
   return 0;
 }

@@ -1,0 +1,259 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Client, Connection } from '@temporalio/client';
+import { Command, type CommanderError } from 'commander';
+import { loadConfig, redactConfig, REPO_ROOT } from '../config/load';
+import type { ForgelineConfig } from '../config/schema';
+import { connectClient, temporalAddress } from '../temporal/connection';
+import { ensureSearchAttributes } from '../temporal/search-attributes';
+import { runStackCheck } from './check';
+import { CliError, describeFailure, ExitCode } from './errors';
+import { demo, dev } from './local';
+import { Output, type Stream } from './output';
+import { decide, followRelease, listModels, modelReport, parseReleaseSpec, printRegistry, printStatus, startRelease, statusReport } from './release';
+import { readSpecFile } from './spec-file';
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0  done; for release start and release watch: the release ended a Candidate
+  1  failed at run time: Temporal unreachable, the release ended Failed, an unexpected error
+  2  the request was wrong and nothing happened: an option or argument, a malformed or invalid
+     --spec, the configuration, an unknown release ID, or a decision the release refused
+  3  the release ended without a candidate by decision: a gate failed, it was rejected, its
+     approval timed out, or it was aborted
+
+Configuration comes from the environment (Temporal's TEMPORAL_* variables and temporal.toml
+profiles, FORGELINE_*), and an optional forgeline.config.json: see README.md.`;
+
+const RELEASE_ID = '<id>';
+const RELEASE_ID_HELP = 'release workflow ID, e.g. release/support-bot/3f2a1c9';
+
+/** Connect, run `fn`, and always close the connection. An unreachable server is one line, exit 1. */
+async function withClient<T>(cfg: ForgelineConfig, fn: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
+  let conn: { client: Client; connection: Connection };
+  try {
+    conn = await connectClient(cfg);
+  } catch (err) {
+    const hint = cfg.temporal.address ? 'check TEMPORAL_ADDRESS and the TLS settings' : 'is `forgeline dev` running?';
+    throw new CliError(`cannot reach Temporal at ${temporalAddress(cfg)} (namespace ${cfg.temporal.namespace}): ${(err as Error).message}; ${hint}`, ExitCode.Failure, { cause: err });
+  }
+  try {
+    return await fn(conn.client, conn.connection);
+  } finally {
+    await conn.connection.close();
+  }
+}
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** The full command path, e.g. `forgeline release start`, for hints. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** A usage error thrown by commander, remembering which command it came from. */
+class CommandUsageError extends Error {
+  constructor(readonly commanderError: CommanderError, readonly command: Command) {
+    super(commanderError.message);
+  }
+}
+
+/**
+ * The `forgeline` command line. Each action stores its exit code in `result.code`; errors
+ * propagate to runCli, which turns them into one line and an exit code.
+ */
+export function buildProgram(out: Output, result: { code: number }): Command {
+  const cfg = () => loadConfig();
+  const run =
+    <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
+    async (...args: A) => {
+      result.code = await fn(...args);
+    };
+
+  const program = new Command('forgeline')
+    .description('The LLM lifecycle as Temporal durable workflows: fine-tune, quantize, evaluate, register, approve.')
+    .version(packageVersion(), '-V, --version')
+    .configureOutput({
+      writeOut: (s) => void out.stdout.write(s),
+      writeErr: (s) => void out.stderr.write(s),
+      outputError: () => undefined, // runCli prints one line with a hint instead
+      getOutHelpWidth: () => out.stdout.columns ?? 100,
+      getErrHelpWidth: () => out.stderr.columns ?? 100,
+    })
+    .showSuggestionAfterError(true)
+    .addHelpText('after', EXIT_CODES_HELP);
+
+  program
+    .command('dev')
+    .description('start the local stack until Ctrl-C: Temporal dev server (unless TEMPORAL_ADDRESS is set), search attributes, control worker, GPU worker for FORGELINE_GPU_POOL')
+    .action(run(() => dev(cfg(), out)));
+
+  program
+    .command('demo')
+    .description('bring the local stack up (reusing a running server), run a real release of a tiny model, print what it made')
+    .action(run(() => demo(cfg(), out)));
+
+  program
+    .command('check')
+    .description('run a stack check against a running stack: control queue → gpu-<pool> → artifact store → tracker')
+    .option('--pool <pool>', 'GPU pool to probe (default: FORGELINE_GPU_POOL)')
+    .option('--timeout <duration>', 'how long the probe may take, e.g. 60s or 5m')
+    .action(
+      run(async (opts: { pool?: string; timeout?: string }) => {
+        const c = cfg();
+        await withClient(c, (client) => runStackCheck(client, c, { pool: opts.pool ?? c.gpu.pool, ...(opts.timeout ? { timeout: opts.timeout } : {}) }, out.log));
+        return ExitCode.Ok;
+      }),
+    );
+
+  program
+    .command('setup')
+    .description("register Forgeline's search attributes on the configured namespace")
+    .action(
+      run(async () => {
+        const c = cfg();
+        return withClient(c, async (_client, connection) => {
+          const created = await ensureSearchAttributes(connection, c.temporal.namespace);
+          out.log(created.length ? `created search attributes: ${created.join(', ')}` : 'search attributes already registered');
+          return ExitCode.Ok;
+        });
+      }),
+    );
+
+  program
+    .command('config')
+    .description('print the resolved configuration as JSON (secrets redacted)')
+    .action(
+      run(async () => {
+        out.json(redactConfig(cfg()));
+        return ExitCode.Ok;
+      }),
+    );
+
+  const release = program
+    .command('release')
+    .description('start, follow and decide on model releases (modelReleaseWorkflow)')
+    .addHelpText('after', EXIT_CODES_HELP);
+
+  release
+    .command('start')
+    .description('validate a release spec (JSON) and start the release, or join it if it already runs; follows its progress until it ends')
+    .requiredOption('--spec <file>', 'release spec, JSON; schema: docs/schemas/release-spec.schema.json')
+    .option('--no-wait', 'start and return at once, without following progress')
+    .action(
+      run(async (opts: { spec: string; wait: boolean }) => {
+        const c = cfg();
+        const input = readSpecFile(opts.spec);
+        parseReleaseSpec(input, `--spec ${opts.spec}`); // a bad spec fails before any connection
+        return withClient(c, async (client) => {
+          const handle = await startRelease(client, c, input, out.log);
+          return opts.wait ? followRelease(handle, c, out) : ExitCode.Ok;
+        });
+      }),
+    );
+
+  release
+    .command('status')
+    .description("show a release: outcome, stage, live progress of the running step, gates, decision, versions")
+    .argument(RELEASE_ID, RELEASE_ID_HELP)
+    .option('--json', 'print machine-readable JSON only: {workflowId, execution, status, running?}')
+    .action(
+      run(async (id: string, opts: { json?: boolean }) => {
+        const report = await withClient(cfg(), (client) => statusReport(client.workflow.getHandle(id)));
+        if (opts.json) out.json(report);
+        else printStatus(report, out.log);
+        return ExitCode.Ok;
+      }),
+    );
+
+  release
+    .command('watch')
+    .description('follow a release until it ends: stage, step, loss and newest checkpoint, in place on a terminal; the exit code says how it ended')
+    .argument(RELEASE_ID, RELEASE_ID_HELP)
+    .action(
+      run(async (id: string) => {
+        const c = cfg();
+        return withClient(c, (client) => followRelease(client.workflow.getHandle(id), c, out));
+      }),
+    );
+
+  const decisions = {
+    approve: 'approve a release that awaits approval; it then becomes the candidate',
+    reject: 'reject a release that awaits approval',
+    abort: 'abort a running release: its running step is cancelled',
+  } as const;
+  for (const [kind, description] of Object.entries(decisions) as Array<[keyof typeof decisions, string]>) {
+    release
+      .command(kind)
+      .description(`${description} (an Update, recorded in its history with who, why and from where); prints the state the release returns`)
+      .argument(RELEASE_ID, RELEASE_ID_HELP)
+      .requiredOption('--by <who>', 'who decides, e.g. alice@example.com (goes into the audit trail)')
+      .requiredOption('--reason <why>', 'why (goes into the audit trail)')
+      .option('--json', 'print machine-readable JSON only: {workflowId, status}')
+      .action(
+        run(async (id: string, opts: { by: string; reason: string; json?: boolean }) =>
+          withClient(cfg(), (client) => decide(client.workflow.getHandle(id), kind, { by: opts.by, reason: opts.reason }, out, opts.json)),
+        ),
+      );
+  }
+
+  program
+    .command('registry')
+    .description("list registered models, or a model's versions (lineage, artifacts) and aliases")
+    .argument('[model]', 'model name, e.g. support-bot')
+    .option('--json', 'print machine-readable JSON only: {models} or {model, versions, aliases}')
+    .action(
+      run(async (model: string | undefined, opts: { json?: boolean }) => {
+        const c = cfg();
+        if (model && opts.json) out.json(await modelReport(c, model));
+        else if (model) await printRegistry(c, model, out.log);
+        else {
+          const models = await listModels(c);
+          if (opts.json) out.json({ models });
+          else out.log(models.length ? models.join('\n') : 'registry is empty');
+        }
+        return ExitCode.Ok;
+      }),
+    );
+
+  // Every command reports its usage errors to runCli, which knows which command to point at.
+  const override = (cmd: Command) => {
+    cmd.exitOverride((err) => {
+      throw new CommandUsageError(err, cmd);
+    });
+    cmd.commands.forEach(override);
+  };
+  override(program);
+  return program;
+}
+
+/** `error: unknown option '--x'\n(Did you mean --by?)` → `unknown option '--x' (Did you mean --by?)`. */
+function oneLine(message: string): string {
+  return message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+}
+
+/** Run the CLI on `argv` (without node and the script); returns the exit code. */
+export async function runCli(argv: string[], io: { stdout: Stream; stderr: Stream } = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const out = new Output(io.stdout, io.stderr);
+  const result = { code: ExitCode.Ok as number };
+  try {
+    await buildProgram(out, result).parseAsync(argv, { from: 'user' });
+    return result.code;
+  } catch (err) {
+    if (err instanceof CommandUsageError) {
+      const { code, exitCode } = err.commanderError;
+      if (code === 'commander.helpDisplayed' || code === 'commander.version') return ExitCode.Ok;
+      if (code === 'commander.help') return exitCode === 0 ? ExitCode.Ok : ExitCode.Usage; // help shown for a missing command
+      out.error(`forgeline: ${oneLine(err.message)} (see: ${commandPath(err.command)} --help)`);
+      return ExitCode.Usage;
+    }
+    const failure = describeFailure(err);
+    out.error(`forgeline: ${failure.message}`);
+    if (failure.stack) out.error(failure.stack);
+    return failure.exitCode;
+  }
+}
