@@ -1,19 +1,25 @@
 /**
- * Benchmarks (npm run bench). Results go to bench/results/*.json with the peer measured in the
- * same run, so a number is always read against its baseline on the same machine.
+ * Benchmarks (npm run bench). Results go to bench/results/*.json with the peers measured in the
+ * same run, so a number is always read against its baselines on the same machine.
  *
- *   orchestration: what Temporal adds around each stage. The release and the stack check, with
- *   no-op activities, run on a real local dev server (control queue + gpu-<pool> queue, as in
- *   production) `FORGELINE_BENCH_RUNS` times (default 50) after 3 warm-ups; for each
- *   activity we take dispatch → start (ActivityTaskScheduled → ActivityTaskStarted, from the
- *   history) and for each lifecycle start → completion. Peer: the same no-op activities called
- *   directly in-process, in the same order, with the same validation.
+ *   orchestration: what an orchestrator adds around each stage. The release, with no-op
+ *   activities, runs on a real local dev server (control queue + gpu-<pool> queue, as in
+ *   production) `FORGELINE_BENCH_RUNS` times (default 50) after 3 warm-ups. For each run we take
+ *   start → completion from the history (and from the client: start call to result), and for each
+ *   activity dispatch → start (ActivityTaskScheduled → ActivityTaskStarted). Three sides, run in
+ *   interleaved batches of 10 so that the shared machine's load falls on all of them alike:
+ *     - temporal: the dev server as `forgeline dev` and the tests start it (DEV_SERVER_DYNAMIC_CONFIG);
+ *     - temporal, server defaults: plain `temporal server start-dev`, the configuration before the fix;
+ *     - prefect: the same 9-step pipeline of no-op tasks as a Prefect 3 flow against its local
+ *       server (bench/peers/prefect.ts), timed from calling the flow to its return.
+ *   Plus the in-process peer: the same no-op activities called directly, in order. The stack check
+ *   (2 activities) is measured on the first server afterwards.
  *
  *   gpu-recipes / gpu-multi: where the venv's torch sees CUDA, the Python GPU benchmarks run
  *   after it (bench/gpu_recipes.py; bench/gpu_multi.py when there are 2+ GPUs). Elsewhere they
  *   are skipped with a line saying so, and the committed results stay as they are.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,10 +33,15 @@ import { FORGELINE_SEARCH_ATTRIBUTES } from '../src/contracts/search-attributes'
 import type { StackProbeInput, StackProbeResult } from '../src/contracts/stack-check';
 import { gpuTaskQueue } from '../src/contracts/task-queues';
 import { runMain } from '../src/cli/run-main';
+import { DEV_SERVER_DYNAMIC_CONFIG, devServerDynamicConfigArgs } from '../src/temporal/dev-server';
 import { fakeProbe } from '../test/fixtures/stack-probe';
 import { releaseMocks, releaseSpec, split } from '../test/fixtures/release';
+import { startPrefectPeer, type PrefectPeer } from './peers/prefect';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
+const BATCH = 10;
+const WARMUP = 3;
+const RELEASE_STAGES = ['validateReleaseSpec', 'openReleaseRun', 'trainAdapter', 'quantizeModel', 'runEvalSuite', 'logGateResults', 'registerRelease', 'promoteCandidate', 'closeReleaseRun'] as const;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -44,6 +55,11 @@ function stats(xs: number[]) {
   return { n: s.length, p50: round(percentile(s, 50)), p95: round(percentile(s, 95)), max: round(s[s.length - 1] ?? NaN), mean: round(mean) };
 }
 
+/** p50/p95 of a whole lifecycle divided by its number of stages. */
+function perStage(lifecycle: ReturnType<typeof stats>, stages: number) {
+  return { p50: round(lifecycle.p50 / stages), p95: round(lifecycle.p95 / stages) };
+}
+
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
 function ms(t: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
@@ -55,102 +71,220 @@ const noopProbe = async (i: StackProbeInput): Promise<StackProbeResult> => fakeP
 interface Lifecycle {
   name: string;
   workflowType: string;
+  stages: number;
   args: () => unknown[];
   control: Record<string, (...a: never[]) => Promise<unknown>>;
   gpu: Record<string, (...a: never[]) => Promise<unknown>>;
-  peer: () => Promise<unknown>;
+  inProcess: () => Promise<unknown>;
 }
 
-/** Run `RUNS` lifecycles (after 3 warm-ups) on the server and the same calls in-process. */
-async function measure(env: TestWorkflowEnvironment, workflowBundle: Awaited<ReturnType<typeof bundleWorkflowCode>>, lc: Lifecycle) {
-  const peer: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
-    await lc.peer();
-    peer.push(performance.now() - t0);
+type Bundle = Awaited<ReturnType<typeof bundleWorkflowCode>>;
+
+/** One lifecycle on one Temporal server: its control and GPU workers and what its runs measured. */
+class TemporalSide {
+  readonly lifecycle: number[] = [];
+  readonly clientWall: number[] = [];
+  readonly dispatchToStart = { control: [] as number[], gpu: [] as number[] };
+  private constructor(
+    private readonly env: TestWorkflowEnvironment,
+    private readonly lc: Lifecycle,
+    private readonly taskQueue: string,
+    readonly workers: Worker[],
+  ) {}
+
+  static async create(env: TestWorkflowEnvironment, workflowBundle: Bundle, lc: Lifecycle): Promise<TemporalSide> {
+    const taskQueue = `bench-${lc.name}`;
+    const workers = [
+      await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle, activities: lc.control }),
+      await Worker.create({ connection: env.nativeConnection, taskQueue: gpuTaskQueue('bench'), activities: lc.gpu }),
+    ];
+    return new TemporalSide(env, lc, taskQueue, workers);
   }
-  const dispatchToStart: number[] = [];
-  const lifecycle: number[] = [];
-  const taskQueue = `bench-${lc.name}`;
-  const control = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle, activities: lc.control });
-  const gpu = await Worker.create({ connection: env.nativeConnection, taskQueue: gpuTaskQueue('bench'), activities: lc.gpu });
-  await gpu.runUntil(
-    control.runUntil(async () => {
-      for (let i = 0; i < RUNS + 3; i++) {
-        const handle = await env.client.workflow.start(lc.workflowType, { taskQueue, workflowId: `bench/${lc.name}/${Date.now()}-${i}`, args: lc.args() });
-        await handle.result();
-        if (i < 3) continue; // warm-up: first bundle load, first polls
-        const events = (await handle.fetchHistory()).events ?? [];
-        const scheduled = new Map<string, number>();
-        for (const e of events) {
-          if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), ms(e.eventTime));
-          if (e.activityTaskStartedEventAttributes) {
-            const at = scheduled.get(String(e.activityTaskStartedEventAttributes.scheduledEventId));
-            if (at !== undefined) dispatchToStart.push(ms(e.eventTime) - at);
-          }
-        }
-        lifecycle.push(ms(events[events.length - 1]?.eventTime) - ms(events[0]?.eventTime));
+
+  /** `n` lifecycles one after another; warm-ups (first bundle load, first polls) are not recorded. */
+  async runs(n: number, record = true): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const handle = await this.env.client.workflow.start(this.lc.workflowType, { taskQueue: this.taskQueue, workflowId: `bench/${this.lc.name}/${Date.now()}-${i}`, args: this.lc.args() });
+      await handle.result();
+      const wall = performance.now() - t0;
+      if (!record) continue;
+      this.clientWall.push(wall);
+      const events = (await handle.fetchHistory()).events ?? [];
+      const scheduled = new Map<string, { at: number; queue: string }>();
+      for (const e of events) {
+        const s = e.activityTaskScheduledEventAttributes;
+        if (s) scheduled.set(String(e.eventId), { at: ms(e.eventTime), queue: s.taskQueue?.name ?? '' });
+        const started = e.activityTaskStartedEventAttributes;
+        const from = started && scheduled.get(String(started.scheduledEventId));
+        if (from) this.dispatchToStart[from.queue === this.taskQueue ? 'control' : 'gpu'].push(ms(e.eventTime) - from.at);
       }
-    }),
-  );
-  const peerStats = stats(peer);
-  const lifecycleStats = stats(lifecycle);
-  return {
-    activityDispatchToStartMs: stats(dispatchToStart),
-    lifecycleMs: lifecycleStats,
-    peer: { what: 'the same no-op activities called directly in-process, in order (no orchestrator)', lifecycleMs: peerStats },
-    overheadPerLifecycleMs: { p50: round(lifecycleStats.p50 - peerStats.p50), p95: round(lifecycleStats.p95 - peerStats.p95) },
-  };
+      this.lifecycle.push(ms(events[events.length - 1]?.eventTime) - ms(events[0]?.eventTime));
+    }
+  }
+
+  results(server: string) {
+    const lifecycleMs = stats(this.lifecycle);
+    return {
+      server,
+      lifecycleMs,
+      perStageMs: perStage(lifecycleMs, this.lc.stages),
+      clientWallMs: stats(this.clientWall),
+      activityDispatchToStartMs: {
+        all: stats([...this.dispatchToStart.control, ...this.dispatchToStart.gpu]),
+        controlQueue: stats(this.dispatchToStart.control),
+        gpuQueue: stats(this.dispatchToStart.gpu),
+      },
+    };
+  }
+}
+
+/** Run `fn` while all `workers` poll. */
+async function whileRunning<T>(workers: Worker[], fn: () => Promise<T>): Promise<T> {
+  const [first, ...rest] = workers;
+  return first ? first.runUntil(() => whileRunning(rest, fn)) : fn();
+}
+
+async function timedInProcess(lc: Lifecycle, n: number, into: number[]): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await lc.inProcess();
+    into.push(performance.now() - t0);
+  }
+}
+
+const load = () => os.loadavg().map(round);
+
+function uptime(): string {
+  try {
+    return execFileSync('uptime', { encoding: 'utf8' }).trim();
+  } catch {
+    return `loadavg ${load().join(' ')}`;
+  }
+}
+
+function localServer(dynamicConfig: string[]) {
+  const cfg = loadConfig();
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: path.join(cfg.venv, 'bin', 'temporal') },
+      searchAttributes: [...FORGELINE_SEARCH_ATTRIBUTES],
+      extraArgs: ['--log-level', 'error', ...dynamicConfig],
+    },
+  });
 }
 
 async function orchestration(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const cfg = loadConfig();
   const { validateStackCheckSpec } = createStackCheckActivities({} as never);
+  const log = (line: string) => console.log(`bench: ${line}`);
 
   const { mocks } = releaseMocks();
   const { control: releaseControl, gpu: releaseGpu } = split(mocks);
   const spec = releaseSpec({ gpu: { pool: 'bench' } });
-  const lifecycles: Lifecycle[] = [
-    {
-      name: 'release',
-      workflowType: 'modelReleaseWorkflow',
-      args: () => [spec],
-      control: releaseControl as Lifecycle['control'],
-      gpu: releaseGpu as Lifecycle['gpu'],
-      peer: async () => {
-        for (const name of ['validateReleaseSpec', 'openReleaseRun', 'trainAdapter', 'quantizeModel', 'runEvalSuite', 'logGateResults', 'registerRelease', 'promoteCandidate', 'closeReleaseRun'] as const) {
-          await (mocks[name] as (x: unknown) => Promise<unknown>)(spec);
-        }
-      },
+  const release: Lifecycle = {
+    name: 'release',
+    workflowType: 'modelReleaseWorkflow',
+    stages: RELEASE_STAGES.length,
+    args: () => [spec],
+    control: releaseControl as Lifecycle['control'],
+    gpu: releaseGpu as Lifecycle['gpu'],
+    inProcess: async () => {
+      for (const name of RELEASE_STAGES) await (mocks[name] as (x: unknown) => Promise<unknown>)(spec);
     },
-    {
-      name: 'stack-check',
-      workflowType: 'stackCheckWorkflow',
-      args: () => [{ pool: 'bench' }],
-      control: { validateStackCheckSpec },
-      gpu: { runStackProbe: noopProbe },
-      peer: async () => noopProbe({ checkId: 'peer', pool: (await validateStackCheckSpec({ pool: 'bench' })).pool, payloadBytes: 1 }),
-    },
-  ];
+  };
+  const stackCheck: Lifecycle = {
+    name: 'stack-check',
+    workflowType: 'stackCheckWorkflow',
+    stages: 2,
+    args: () => [{ pool: 'bench' }],
+    control: { validateStackCheckSpec },
+    gpu: { runStackProbe: noopProbe },
+    inProcess: async () => noopProbe({ checkId: 'peer', pool: (await validateStackCheckSpec({ pool: 'bench' })).pool, payloadBytes: 1 }),
+  };
 
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: path.join(cfg.venv, 'bin', 'temporal') }, searchAttributes: [...FORGELINE_SEARCH_ATTRIBUTES] },
-  });
+  const loadAtStart = { uptime: uptime(), loadavg: load() };
+  const perBatchLoad1m: number[] = [];
+  const temporalCli = execFileSync(path.join(cfg.venv, 'bin', 'temporal'), ['--version'], { encoding: 'utf8' }).trim();
+
+  log('starting Temporal dev servers (ours and one with server defaults) and the Prefect server');
+  const [ours, defaults] = await Promise.all([localServer(devServerDynamicConfigArgs()), localServer([])]);
+  let prefect: PrefectPeer | undefined;
+  let prefectError: string | undefined;
+  const prefectMs: number[] = [];
   const results: Record<string, unknown> = {};
   try {
+    try {
+      prefect = await startPrefectPeer(spec, WARMUP, log);
+    } catch (err) {
+      prefectError = String((err as Error).message ?? err);
+      log(`Prefect peer unavailable, measured without it: ${prefectError}`);
+    }
     const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: new DefaultLogger('ERROR') });
-    for (const lc of lifecycles) results[lc.name] = await measure(env, workflowBundle, lc);
+
+    const a = await TemporalSide.create(ours, workflowBundle, release);
+    const b = await TemporalSide.create(defaults, workflowBundle, release);
+    const inProcess: number[] = [];
+    await whileRunning([...a.workers, ...b.workers], async () => {
+      await a.runs(WARMUP, false);
+      await b.runs(WARMUP, false);
+      for (let done = 0, batch = 0; done < RUNS; done += BATCH, batch++) {
+        const n = Math.min(BATCH, RUNS - done);
+        // Rotate who goes first, so no side always runs right after another's burst.
+        const sides: Array<() => Promise<unknown>> = [() => a.runs(n), () => b.runs(n), async () => prefect && prefectMs.push(...(await prefect.runs(n)))];
+        for (let k = 0; k < sides.length; k++) await sides[(k + batch) % sides.length]!();
+        await timedInProcess(release, n, inProcess);
+        perBatchLoad1m.push(round(os.loadavg()[0]!));
+        log(`release: ${done + n}/${RUNS} runs per side (load ${os.loadavg()[0]!.toFixed(2)})`);
+      }
+    });
+    const oursResult = a.results(`temporal server start-dev with ${devServerDynamicConfigArgs().join(' ')} (as forgeline dev and the tests start it)`);
+    const prefectStats = stats(prefectMs);
+    const inProcessStats = stats(inProcess);
+    results.release = {
+      stages: release.stages,
+      temporal: oursResult,
+      temporalServerDefaults: b.results('temporal server start-dev with no dynamic config (before the fix: 20 transfer-queue reads/s on its one history shard)'),
+      prefect: prefect
+        ? {
+            what: 'the same 9 steps as one Prefect flow of 9 sequential no-op tasks (bench/peers/prefect_release.py), timed from calling the flow to its return',
+            version: prefect.version,
+            server: 'prefect server start (SQLite file under a temporary PREFECT_HOME, UI off), same machine; PREFECT_API_URL set, logging WARNING',
+            flowRunMs: prefectStats,
+            perStageMs: perStage(prefectStats, release.stages),
+          }
+        : { skipped: prefectError },
+      inProcess: { what: 'the same no-op activities called directly in-process, in order (no orchestrator)', lifecycleMs: inProcessStats },
+      overheadPerLifecycleMs: { p50: round(oursResult.lifecycleMs.p50 - inProcessStats.p50), p95: round(oursResult.lifecycleMs.p95 - inProcessStats.p95) },
+    };
+
+    const sc = await TemporalSide.create(ours, workflowBundle, stackCheck);
+    const scInProcess: number[] = [];
+    await whileRunning(sc.workers, async () => {
+      await sc.runs(WARMUP, false);
+      await sc.runs(RUNS);
+    });
+    await timedInProcess(stackCheck, RUNS, scInProcess);
+    results['stack-check'] = {
+      stages: stackCheck.stages,
+      temporal: sc.results('the same server as the release'),
+      inProcess: { what: 'the same no-op activities called directly in-process, in order (no orchestrator)', lifecycleMs: stats(scInProcess) },
+    };
   } finally {
-    await env.teardown();
+    await prefect?.stop();
+    await Promise.all([ours.teardown(), defaults.teardown()]);
   }
 
   const result = {
     benchmark: 'orchestration',
-    what: 'Temporal overhead per lifecycle with no-op activities: release = 9 activities (6 on the control queue, 3 on gpu-<pool>), stack-check = 2',
-    server: 'temporal server start-dev (Temporal CLI 1.9.1, SQLite in memory), same machine',
+    what: 'what an orchestrator adds per lifecycle with no-op activities: release = 9 activities (6 on the control queue, eager; 3 on gpu-<pool>), stack-check = 2; lifecycleMs from the history (start → completion), clientWallMs from start call to result',
+    temporalCli,
+    devServerDynamicConfig: DEV_SERVER_DYNAMIC_CONFIG,
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
     runs: RUNS,
+    interleaving: `batches of ${BATCH} runs per side, the order rotating each batch (temporal, temporal server defaults, prefect), ${WARMUP} warm-ups each`,
+    load: { atStart: loadAtStart, loadavg1mAfterEachBatch: perBatchLoad1m, atEnd: { uptime: uptime(), loadavg: load() } },
     lifecycles: results,
     measuredAt: new Date().toISOString(),
   };
