@@ -862,7 +862,9 @@ export class FakeWandbServer {
   }
 
   private createArtifact(input: Record<string, unknown>): unknown {
-    const run = typeof input.runName === 'string' ? this.run(input.projectName as string, input.runName, input.entityName as string) : undefined;
+    // `wandb sync` sends entityName "" for the key's default entity.
+    const entity = (input.entityName as string) || this.entity;
+    const run = typeof input.runName === 'string' ? this.run(input.projectName as string, input.runName, entity) : undefined;
     if (typeof input.runName === 'string' && !run) throw new WireViolation(`createArtifact: run ${String(input.runName)} does not exist`);
     const collection = (input.artifactCollectionName as string | null | undefined) ?? (input.artifactCollectionNames as string[] | null | undefined)?.[0];
     if (!collection || !/^[-\w.]+$/.test(collection)) throw new WireViolation(`createArtifact: artifact name ${String(collection)} must be letters, digits, -, _ or .`);
@@ -877,7 +879,7 @@ export class FakeWandbServer {
     }
     const artifact: FakeArtifact = {
       id: Buffer.from(`Artifact:${this.nextId++}`).toString('base64'),
-      entity: input.entityName as string,
+      entity,
       project: input.projectName as string,
       runName: (input.runName as string | undefined) ?? '',
       type: input.artifactTypeName as string,

@@ -234,8 +234,11 @@ def run_recipe(
     events = EventWriter(stream if is_main_process() else None)
     saved_stdout = sys.stdout
     sys.stdout = sys.stderr
+    tracker = None
     try:
-        spec = parse_spec(_read_spec_file(args.spec))
+        raw = _read_spec_file(args.spec)
+        tracking = raw.pop("tracking", None)  # W&B tracking of this run, not the recipe's own input
+        spec = parse_spec(raw)
         count = processes(spec) if processes else 1
         if count > 1 and current_rank() is None:
             script = os.path.abspath(sys.argv[0])
@@ -243,6 +246,11 @@ def run_recipe(
         _limit_cpu_threads()
         out_dir = Path(args.out).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
+        if tracking is not None and is_main_process():
+            from .tracking import TrackedEventWriter, start_tracking
+
+            tracker = start_tracking(tracking, recipe, raw)
+            events = TrackedEventWriter(stream, tracker) if tracker else events
         result = run(RecipeContext(recipe=recipe, spec=spec, out_dir=out_dir, events=events))
         events.result(result)
         return EXIT_OK
@@ -255,4 +263,6 @@ def run_recipe(
         events.error(f"{type(exc).__name__}: {exc}", "RecipeCrashed", True)
         return EXIT_RETRYABLE
     finally:
+        if tracker is not None:
+            tracker.finish()
         sys.stdout = saved_stdout
