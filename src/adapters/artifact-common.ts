@@ -13,11 +13,13 @@ import { z } from 'zod';
 import { ErrorType } from '../contracts/errors';
 import type {
   ArtifactStore,
+  ConditionalPutResult,
   ListOptions,
   ListPage,
   Manifest,
   ObjectInfo,
   PutOptions,
+  VersionedObject,
 } from '../ports/artifact-store';
 import { ArtifactConflictError, ArtifactIntegrityError, ArtifactNotFoundError, ForgelineError } from '../ports/errors';
 
@@ -408,6 +410,8 @@ export function parseManifest(bytes: Buffer, uri: string): Manifest {
 export interface OpenedObject {
   body: Readable;
   info: ObjectInfo;
+  /** The store's version token for these bytes, where it has its own (S3's ETag). */
+  etag?: string;
 }
 
 export interface BaseArtifactStoreOptions {
@@ -417,7 +421,7 @@ export interface BaseArtifactStoreOptions {
 
 /**
  * Implements the composite operations of the port in terms of a few primitives. Adapters supply
- * the primitives (put, putFile, head, list, delete, openRead, putIfAbsent, uriOf); everything
+ * the primitives (put, putFile, head, list, delete, openRead, compareAndSwap, uriOf); everything
  * here goes through them, so both adapters share one behaviour for content addressing, read
  * verification and directory versions.
  */
@@ -439,12 +443,31 @@ export abstract class BaseArtifactStore implements ArtifactStore {
   protected abstract uriOf(key: string): string;
   /** Opens `key` for reading; rejects with ArtifactNotFoundError when absent. */
   protected abstract openRead(key: string): Promise<OpenedObject>;
-  /**
-   * Writes `body` at `key` only when nothing is stored there, atomically where the backend can;
-   * returns false when the key already existed. Used for manifests, so two publishers racing on
-   * one prefix cannot both "win".
-   */
-  protected abstract putIfAbsent(key: string, body: Buffer, contentType: string): Promise<boolean>;
+  abstract compareAndSwap(
+    key: string,
+    body: Buffer | string,
+    expectedEtag: string | null,
+    options?: Pick<PutOptions, 'contentType'>,
+  ): Promise<ConditionalPutResult>;
+
+  /** Also used for manifests, so two publishers racing on one prefix cannot both "win". */
+  putIfAbsent(key: string, body: Buffer | string, options?: Pick<PutOptions, 'contentType'>): Promise<ConditionalPutResult> {
+    return this.compareAndSwap(key, body, null, options);
+  }
+
+  /** Reads the whole object, verified like get(); the etag is the store's own or else the sha256. */
+  async getWithEtag(key: string): Promise<VersionedObject | undefined> {
+    let opened: OpenedObject;
+    try {
+      opened = await this.openRead(validateKey(key));
+    } catch (err) {
+      if (err instanceof ArtifactNotFoundError) return undefined;
+      throw err;
+    }
+    const body = await readAll(verifyingStream(opened.body, opened.info.uri, opened.info.sha256));
+    const sha256 = sha256Hex(body);
+    return { body, etag: opened.etag ?? sha256, info: { ...opened.info, size: body.length, sha256 } };
+  }
 
   async putContent(body: Buffer | string, options: Omit<PutOptions, 'sha256'> = {}): Promise<ObjectInfo> {
     const bytes = toBuffer(body);
@@ -517,8 +540,8 @@ export abstract class BaseArtifactStore implements ArtifactStore {
       digest,
       ...(metadata !== undefined ? { metadata } : {}),
     };
-    const created = await this.putIfAbsent(base + MANIFEST_FILE, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'application/json');
-    if (!created) {
+    const created = await this.putIfAbsent(base + MANIFEST_FILE, `${JSON.stringify(manifest, null, 2)}\n`, { contentType: 'application/json' });
+    if (!created.written) {
       // Someone published this prefix while we were uploading.
       const winner = await this.readManifest(base);
       if (!winner) throw new Error(`manifest at ${this.uriOf(base + MANIFEST_FILE)} appeared and vanished during publish`);

@@ -16,13 +16,19 @@
  * and modification time still match it; otherwise (a crash in between, a hand-edited file) head()
  * recomputes it. A filesystem cannot hold both `a` and `a/b`, so unlike S3 a key here cannot also
  * be the "directory" of other keys; such a put fails with a clear error.
+ *
+ * Conditional writes (putIfAbsent, compareAndSwap) are atomic across processes: create-if-absent
+ * links a complete temporary file into place (link() fails if the target exists), and a swap
+ * checks the current etag (the sha256 of the bytes) and renames under a per-key lock file,
+ * `.forgeline/locks/<key>.lock` (see file-lock.ts: a crashed holder's lock is broken after its
+ * lease).
  */
 import type { BigIntStats } from 'node:fs';
 import { open, readdir, readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { ListOptions, ListPage, ObjectInfo, PutOptions } from '../ports/artifact-store';
+import type { ConditionalPutResult, ListOptions, ListPage, ObjectInfo, PutOptions } from '../ports/artifact-store';
 import { ArtifactIntegrityError, ArtifactNotFoundError, ConfigError } from '../ports/errors';
 import {
   BaseArtifactStore,
@@ -39,6 +45,12 @@ import {
   validatePageSize,
   validatePrefix,
 } from './artifact-common';
+import { DEFAULT_LOCK_OPTIONS, type FileLockOptions, withFileLock } from './file-lock';
+
+export interface LocalArtifactStoreOptions extends BaseArtifactStoreOptions {
+  /** Lease and wait of compareAndSwap's per-key lock (defaults: 10 s lease, 30 s wait). */
+  lock?: Partial<FileLockOptions>;
+}
 
 /** What `.forgeline/sha256/<key>.json` holds. */
 interface ChecksumRecord {
@@ -82,12 +94,16 @@ export class LocalArtifactStore extends BaseArtifactStore {
   /** Absolute path of the root directory. It is created by the first write. */
   readonly rootDir: string;
   private readonly checksumDir: string;
+  private readonly lockDir: string;
+  private readonly lockOptions: FileLockOptions;
 
-  constructor(rootUri: string, options: BaseArtifactStoreOptions = {}) {
+  constructor(rootUri: string, options: LocalArtifactStoreOptions = {}) {
     super(options);
     this.rootDir = rootDirectoryOf(rootUri);
     this.rootUri = pathToFileURL(this.rootDir).href;
     this.checksumDir = path.join(this.rootDir, RESERVED_SEGMENT_PREFIX, 'sha256');
+    this.lockDir = path.join(this.rootDir, RESERVED_SEGMENT_PREFIX, 'locks');
+    this.lockOptions = { ...DEFAULT_LOCK_OPTIONS, ...options.lock };
   }
 
   async put(key: string, body: Buffer | string | Readable, options: PutOptions = {}): Promise<ObjectInfo> {
@@ -195,18 +211,47 @@ export class LocalArtifactStore extends BaseArtifactStore {
     }
   }
 
-  protected async putIfAbsent(key: string, body: Buffer): Promise<boolean> {
+  async compareAndSwap(key: string, body: Buffer | string, expectedEtag: string | null): Promise<ConditionalPutResult> {
     validateKey(key);
-    const { staged, stats } = await this.stage(key, body);
-    const created = await staged.commitIfAbsent();
-    if (created) await this.writeChecksum(key, staged.sha256, stats);
-    return created;
+    const { staged, stats } = await this.stage(key, toBuffer(body));
+    const written = (): ConditionalPutResult => ({ written: true, etag: staged.sha256, info: this.infoOf(key, stats, staged.sha256) });
+    try {
+      if (expectedEtag === null) {
+        // No lock needed: link() creates the file only if absent, and a swap never writes a key
+        // that is absent (there is no etag to match).
+        if (!(await staged.commitIfAbsent())) return { written: false, current: await this.currentVersion(key) };
+        await this.writeChecksum(key, staged.sha256, stats);
+        return written();
+      }
+      return await withFileLock(this.lockPathOf(validateKey(key)), this.lockOptions, async (stillHeld) => {
+        const current = await this.currentVersion(key);
+        if (current?.etag !== expectedEtag) return { written: false, current };
+        if (!(await stillHeld())) {
+          throw new Error(`lost the lock on ${this.uriOf(key)} (held past its ${this.lockOptions.leaseMs} ms lease): nothing was written, retry`);
+        }
+        await staged.commit();
+        await this.writeChecksum(key, staged.sha256, stats);
+        return written();
+      });
+    } finally {
+      await staged.discard(); // a no-op once committed
+    }
   }
 
   // -------------------------------------------------------------------------------------------
 
   private pathOf(key: string): string {
     return path.join(this.rootDir, ...key.split('/'));
+  }
+
+  /** The lock file that guards compareAndSwap on `key` (for operators and tests). */
+  lockPathOf(key: string): string {
+    return `${path.join(this.lockDir, ...key.split('/'))}.lock`;
+  }
+
+  private async currentVersion(key: string): Promise<{ etag: string; info: ObjectInfo } | undefined> {
+    const current = await this.getWithEtag(key);
+    return current && { etag: current.etag, info: current.info };
   }
 
   private checksumPathOf(key: string): string {

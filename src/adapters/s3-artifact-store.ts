@@ -18,6 +18,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import {
   DeleteObjectCommand,
@@ -29,7 +30,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { ListOptions, ListPage, ObjectInfo, PutOptions } from '../ports/artifact-store';
+import type { ConditionalPutResult, ListOptions, ListPage, ObjectInfo, PutOptions } from '../ports/artifact-store';
 import { ArtifactIntegrityError, ArtifactNotFoundError, ConfigError } from '../ports/errors';
 import {
   BaseArtifactStore,
@@ -237,7 +238,11 @@ export class S3ArtifactStore extends BaseArtifactStore {
     try {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key }));
       if (!(out.Body instanceof Readable)) throw new Error(`GetObject ${this.uriOf(key)} returned no Node.js stream`);
-      return { body: out.Body, info: this.infoOf(key, out.ContentLength, out.Metadata, out.LastModified) };
+      return {
+        body: out.Body,
+        info: this.infoOf(key, out.ContentLength, out.Metadata, out.LastModified),
+        ...(out.ETag !== undefined ? { etag: out.ETag } : {}),
+      };
     } catch (err) {
       if (this.isNotFound(err)) throw new ArtifactNotFoundError(this.uriOf(key), { cause: err });
       throw this.translate(err, this.uriOf(key));
@@ -245,27 +250,59 @@ export class S3ArtifactStore extends BaseArtifactStore {
   }
 
   /**
-   * A conditional PutObject (`If-None-Match: *`): S3 refuses it with 412 when the key exists.
-   * (Servers without conditional writes ignore the header; publishDirectory's own check for an
-   * existing manifest still applies.)
+   * A conditional PutObject: `If-None-Match: *` (create-if-absent) or `If-Match: <etag>`. S3
+   * refuses with 412 PreconditionFailed when the condition fails, and with 404 when If-Match
+   * names an object that is gone. A 409 ConditionalRequestConflict (another conditional write
+   * to the key in flight) is retried, as AWS advises; its outcome then decides.
+   *
+   * Servers that ignore these headers (s3rver 3.7.1) make this an unconditional put: see README
+   * "Atomic registry" for the servers tested.
    */
-  protected async putIfAbsent(key: string, body: Buffer, contentType: string): Promise<boolean> {
+  async compareAndSwap(
+    key: string,
+    body: Buffer | string,
+    expectedEtag: string | null,
+    options: Pick<PutOptions, 'contentType'> = {},
+  ): Promise<ConditionalPutResult> {
     validateKey(key);
+    const bytes = toBuffer(body);
+    const sha256 = sha256Hex(bytes);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const out = await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: this.keyPrefix + key,
+            Body: bytes,
+            ContentLength: bytes.length,
+            ContentType: options.contentType ?? 'application/octet-stream',
+            Metadata: { [SHA256_METADATA]: sha256 },
+            ...(expectedEtag === null ? { IfNoneMatch: '*' } : { IfMatch: expectedEtag }),
+          }),
+        );
+        if (out.ETag === undefined) throw new Error(`PutObject ${this.uriOf(key)} returned no ETag`);
+        return { written: true, etag: out.ETag, info: { key, uri: this.uriOf(key), size: bytes.length, sha256 } };
+      } catch (err) {
+        const { name, $metadata } = awsError(err);
+        const status = $metadata?.httpStatusCode;
+        if (name === 'PreconditionFailed' || status === 412 || (expectedEtag !== null && this.isNotFound(err))) {
+          return { written: false, current: await this.currentVersion(key) };
+        }
+        if ((name === 'ConditionalRequestConflict' || status === 409) && attempt < 5) {
+          await sleep(20 * attempt * (0.5 + Math.random()));
+          continue;
+        }
+        throw this.translate(err, this.uriOf(key));
+      }
+    }
+  }
+
+  private async currentVersion(key: string): Promise<{ etag: string; info: ObjectInfo } | undefined> {
     try {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: this.keyPrefix + key,
-          Body: body,
-          ContentType: contentType,
-          Metadata: { [SHA256_METADATA]: sha256Hex(body) },
-          IfNoneMatch: '*',
-        }),
-      );
-      return true;
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key }));
+      return { etag: out.ETag ?? '', info: this.infoOf(key, out.ContentLength, out.Metadata, out.LastModified) };
     } catch (err) {
-      const { name, $metadata } = awsError(err);
-      if (name === 'PreconditionFailed' || $metadata?.httpStatusCode === 412) return false;
+      if (this.isNotFound(err)) return undefined;
       throw this.translate(err, this.uriOf(key));
     }
   }

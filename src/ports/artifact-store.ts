@@ -22,6 +22,33 @@ export interface PutOptions {
   sha256?: string;
 }
 
+/**
+ * An object read together with its version token, for a later compareAndSwap.
+ *
+ * The `etag` is opaque: compare it only for equality and hand it back. (S3: the object's ETag,
+ * an MD5 of the bytes for a single PUT; local store: the hex sha256 of the bytes.) Both are
+ * content-derived, so a key rewritten A -> B -> A has A's etag again: a stale writer expecting A
+ * then succeeds. Callers that must tell such moves apart put something unique (a move ID) in the
+ * content, as the model registry does.
+ */
+export interface VersionedObject {
+  body: Buffer;
+  etag: string;
+  info: ObjectInfo;
+}
+
+/** The outcome of a conditional write: written, or refused with what is stored now. */
+export type ConditionalPutResult =
+  | { written: true; etag: string; info: ObjectInfo }
+  | {
+      written: false;
+      /**
+       * What is stored at the key now, as seen right after the refusal (another writer may have
+       * moved on since); undefined when nothing is (compareAndSwap expected an object).
+       */
+      current: { etag: string; info: ObjectInfo } | undefined;
+    };
+
 export interface ListPage {
   items: ObjectInfo[];
   /** Opaque cursor for the next page; undefined on the last page. */
@@ -61,6 +88,39 @@ export interface ArtifactStore {
    * Putting the same bytes again does not write anything.
    */
   putContent(body: Buffer | string, options?: Omit<PutOptions, 'sha256'>): Promise<ObjectInfo>;
+
+  /**
+   * Create-if-absent: writes `body` at `key` only when nothing is stored there. Atomic: of many
+   * writers racing on one key, exactly one gets `written: true`; the others get `written: false`
+   * with the winner's etag (and sha256 in `current.info`), so a retry of the same write can tell
+   * "already done" from "someone else's". Same as `compareAndSwap(key, body, null)`.
+   */
+  putIfAbsent(key: string, body: Buffer | string, options?: Pick<PutOptions, 'contentType'>): Promise<ConditionalPutResult>;
+
+  /**
+   * Compare-and-swap: writes `body` at `key` only if the object stored there still has the etag
+   * `expectedEtag` (from getWithEtag or an earlier conditional write); `null` means "only if
+   * nothing is stored there". Atomic with respect to every other conditional write on the key:
+   * of writers racing from one etag, exactly one wins. On refusal nothing is written.
+   *
+   * Meant for small documents (the registry's aliases and versions): the body is held in memory.
+   * A key written conditionally should only ever be written conditionally: an unconditional put()
+   * racing with it is atomic on S3 but can be lost on the local store.
+   *
+   * S3: PutObject with `If-Match` / `If-None-Match: *` (AWS S3 since 2024; S3-compatible servers
+   * must implement both, see README "Atomic registry"). Local store: create-if-absent is an
+   * exclusive link(); a swap runs under a per-key lock file shared by every process on the host,
+   * taken over from a crashed holder once it is older than the store's lock lease.
+   */
+  compareAndSwap(
+    key: string,
+    body: Buffer | string,
+    expectedEtag: string | null,
+    options?: Pick<PutOptions, 'contentType'>,
+  ): Promise<ConditionalPutResult>;
+
+  /** A (small) object's bytes with its etag, or undefined when absent. Verified like get(). */
+  getWithEtag(key: string): Promise<VersionedObject | undefined>;
 
   /** Streaming read. Rejects with ArtifactNotFoundError when the key is absent. */
   get(key: string): Promise<Readable>;

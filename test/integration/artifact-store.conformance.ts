@@ -16,8 +16,16 @@ import { digestStream, expectedDigest, sha256, writeRandomFile, writeTree } from
 
 export interface StoreUnderTest {
   store: ArtifactStore;
+  /** Another client of the same store (its own connection), as a second worker would have. */
+  another(): ArtifactStore;
   /** Removes whatever the store wrote (temp directories...). */
   cleanup(): Promise<void>;
+}
+
+/** What the backend under test can do; a missing capability skips its tests, saying why. */
+export interface StoreCapabilities {
+  /** Atomic putIfAbsent / compareAndSwap. Unset: supported. A string: why not (shown as skipped). */
+  conditionalWrites?: true | string;
 }
 
 const MiB = 1024 * 1024;
@@ -67,7 +75,7 @@ function failingPutFileAfter(store: ArtifactStore, okCalls: number): ArtifactSto
   });
 }
 
-export function describeArtifactStoreConformance(name: string, factory: () => Promise<StoreUnderTest>): void {
+export function describeArtifactStoreConformance(name: string, factory: () => Promise<StoreUnderTest>, capabilities: StoreCapabilities = {}): void {
   describe(`ArtifactStore conformance: ${name}`, function () {
     let sut: StoreUnderTest | undefined;
     let store: ArtifactStore;
@@ -324,6 +332,107 @@ export function describeArtifactStoreConformance(name: string, factory: () => Pr
         assert.equal((await store.getBytes('ds/c')).toString(), 'now a leaf');
       });
     });
+
+    const conditional = capabilities.conditionalWrites ?? true;
+    (conditional === true ? describe : describe.skip)(
+      `conditional writes${conditional === true ? '' : ` (skipped: ${conditional})`}`,
+      function () {
+        it('putIfAbsent creates once; later calls are refused with the existing etag and sha256', async function () {
+          const first = await store.putIfAbsent('cond/once.json', '{"n":1}', { contentType: 'application/json' });
+          assert.equal(first.written, true);
+          assert.ok(first.written && first.etag);
+          assert.equal(first.info.sha256, sha256('{"n":1}'));
+
+          const second = await store.putIfAbsent('cond/once.json', '{"n":2}');
+          assert.equal(second.written, false);
+          assert.ok(!second.written);
+          assert.equal(second.current?.etag, first.etag);
+          assert.equal(second.current?.info.sha256, sha256('{"n":1}'));
+          assert.equal((await store.getBytes('cond/once.json')).toString(), '{"n":1}');
+        });
+
+        it('getWithEtag returns the bytes with the etag of the write that stored them', async function () {
+          assert.equal(await store.getWithEtag('cond/absent'), undefined);
+          const put = await store.putIfAbsent('cond/read.txt', Buffer.from('versioned'));
+          assert.ok(put.written);
+          const got = await store.getWithEtag('cond/read.txt');
+          assert.ok(got);
+          assert.equal(got.body.toString(), 'versioned');
+          assert.equal(got.etag, put.etag);
+          assert.equal(got.info.sha256, sha256('versioned'));
+          assert.ok(got.info.uri.endsWith('cond/read.txt'));
+        });
+
+        it('compareAndSwap writes only over the expected etag, and null means "only if absent"', async function () {
+          const created = await store.compareAndSwap('cond/cas', 'v1', null);
+          assert.ok(created.written);
+          const refusedCreate = await store.compareAndSwap('cond/cas', 'v1-again', null);
+          assert.ok(!refusedCreate.written);
+          assert.equal(refusedCreate.current?.etag, created.etag);
+
+          const swapped = await store.compareAndSwap('cond/cas', 'v2', created.etag);
+          assert.ok(swapped.written);
+          assert.notEqual(swapped.etag, created.etag);
+          assert.equal((await store.getWithEtag('cond/cas'))?.etag, swapped.etag);
+
+          // A writer still holding v1's etag lost: refused, told what is there now, nothing written.
+          const stale = await store.compareAndSwap('cond/cas', 'v2-from-a-stale-writer', created.etag);
+          assert.ok(!stale.written);
+          assert.equal(stale.current?.etag, swapped.etag);
+          assert.equal(stale.current?.info.sha256, sha256('v2'));
+          assert.equal((await store.getBytes('cond/cas')).toString(), 'v2');
+          assert.equal((await store.head('cond/cas'))?.sha256, sha256('v2'));
+
+          // Expecting an object that is not there is refused too.
+          const gone = await store.compareAndSwap('cond/never-written', 'x', swapped.etag);
+          assert.deepEqual(gone, { written: false, current: undefined });
+          assert.equal(await store.head('cond/never-written'), undefined);
+        });
+
+        it('rejects invalid keys with an error naming the key', async function () {
+          for (const key of ['/abs', 'a/../b', '.forgeline/x']) {
+            await rejectsNamingKey(store.putIfAbsent(key, 'x'), key);
+            await rejectsNamingKey(store.compareAndSwap(key, 'x', null), key);
+            await rejectsNamingKey(store.getWithEtag(key), key);
+          }
+        });
+
+        it('lets exactly one of 8 clients racing to create a key win; the others see its etag', async function () {
+          this.timeout(60_000);
+          for (let round = 0; round < 3; round++) {
+            const key = `race/create-${round}`;
+            const clients = Array.from({ length: 8 }, () => sut!.another());
+            const results = await Promise.all(clients.map((client, i) => client.putIfAbsent(key, `writer ${i}`)));
+            const winners = results.flatMap((r, i) => (r.written ? [{ i, etag: r.etag }] : []));
+            assert.equal(winners.length, 1, `round ${round}: ${winners.length} winners`);
+            for (const r of results) if (!r.written) assert.equal(r.current?.etag, winners[0]!.etag);
+            assert.equal((await store.getBytes(key)).toString(), `writer ${winners[0]!.i}`);
+          }
+        });
+
+        it('loses no update when 4 clients increment one counter by compare-and-swap', async function () {
+          this.timeout(120_000);
+          await store.putIfAbsent('race/counter', '0');
+          let refusals = 0;
+          const increments = 6;
+          await Promise.all(
+            Array.from({ length: 4 }, async () => {
+              const client = sut!.another();
+              for (let done = 0; done < increments; ) {
+                const current = await client.getWithEtag('race/counter');
+                assert.ok(current);
+                const next = Number(current.body.toString()) + 1;
+                const result = await client.compareAndSwap('race/counter', String(next), current.etag);
+                if (result.written) done++;
+                else refusals++;
+              }
+            }),
+          );
+          assert.equal((await store.getBytes('race/counter')).toString(), String(4 * increments));
+          assert.ok(refusals > 0, 'the clients should have raced at least once');
+        });
+      },
+    );
 
     describe('directory versions', function () {
       const tree = {

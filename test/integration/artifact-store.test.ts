@@ -1,13 +1,18 @@
 /**
  * ArtifactStore adapters: the shared conformance suite against the local filesystem and against
- * a real S3-compatible server (s3rver), plus what is specific to each adapter and the factory.
+ * two real S3-compatible servers, plus what is specific to each adapter and the factory.
+ * s3rver ignores conditional writes (If-None-Match, If-Match), so those run against moto's
+ * server, which implements them; everything else runs against both.
  */
 import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -16,10 +21,10 @@ import { mapWithConcurrency } from '../../src/adapters/artifact-common';
 import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
 import { DEFAULT_PART_SIZE, S3ArtifactStore } from '../../src/adapters/s3-artifact-store';
 import { ErrorType } from '../../src/contracts/errors';
-import { ArtifactIntegrityError, ConfigError } from '../../src/ports/errors';
+import { ArtifactIntegrityError, ConfigError, ForgelineError } from '../../src/ports/errors';
 import { digestStream, sha256, writeRandomFile } from '../helpers/artifact-fixtures';
-import { getS3Server, type S3TestServer } from '../helpers/s3-server';
-import { describeArtifactStoreConformance } from './artifact-store.conformance';
+import { getS3Server, type S3ServerKind, type S3TestServer } from '../helpers/s3-server';
+import { describeArtifactStoreConformance, type StoreUnderTest } from './artifact-store.conformance';
 
 const MiB = 1024 * 1024;
 
@@ -47,7 +52,11 @@ function isConfigError(mentions: RegExp) {
 
 describeArtifactStoreConformance('LocalArtifactStore (local filesystem)', async () => {
   const dir = await tempDir('local-store');
-  return { store: new LocalArtifactStore(pathToFileURL(dir).href), cleanup: () => rm(dir, { recursive: true, force: true }) };
+  return {
+    store: new LocalArtifactStore(pathToFileURL(dir).href),
+    another: () => new LocalArtifactStore(pathToFileURL(dir).href),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
 });
 
 describe('LocalArtifactStore specifics', function () {
@@ -138,8 +147,8 @@ describe('LocalArtifactStore specifics', function () {
 // S3 against s3rver
 // ---------------------------------------------------------------------------------------------
 
-/** One bucket for the conformance suite; each test gets its own root prefix inside it. */
-let conformanceBucket: Promise<string> | undefined;
+/** One bucket per server for the conformance suite; each test gets its own root prefix inside it. */
+const conformanceBuckets = new Map<S3ServerKind, Promise<string>>();
 
 function s3Store(server: S3TestServer, rootUri: string, extra: Partial<ConstructorParameters<typeof S3ArtifactStore>[1]> = {}): S3ArtifactStore {
   return new S3ArtifactStore(rootUri, {
@@ -151,13 +160,21 @@ function s3Store(server: S3TestServer, rootUri: string, extra: Partial<Construct
   });
 }
 
-describeArtifactStoreConformance('S3ArtifactStore (integration, needs s3rver)', async () => {
-  const server = await getS3Server();
-  conformanceBucket ??= server.createBucket();
-  const bucket = await conformanceBucket;
-  // Nothing to clean up per test: s3rver's data directory goes when the server stops.
-  return { store: s3Store(server, `s3://${bucket}/runs/${randomName()}`), cleanup: async () => undefined };
+function s3Conformance(kind: S3ServerKind): () => Promise<StoreUnderTest> {
+  return async () => {
+    const server = await getS3Server(kind);
+    if (!conformanceBuckets.has(kind)) conformanceBuckets.set(kind, server.createBucket());
+    const root = `s3://${await conformanceBuckets.get(kind)!}/runs/${randomName()}`;
+    // Nothing to clean up per test: the server's data goes when it stops.
+    return { store: s3Store(server, root), another: () => s3Store(server, root), cleanup: async () => undefined };
+  };
+}
+
+describeArtifactStoreConformance('S3ArtifactStore (integration, needs s3rver)', s3Conformance('s3rver'), {
+  conditionalWrites: 's3rver 3.7.1 ignores If-None-Match and If-Match, so a conditional put overwrites; the moto run covers them',
 });
+
+describeArtifactStoreConformance('S3ArtifactStore (integration, moto server: conditional writes)', s3Conformance('moto'));
 
 describe('S3ArtifactStore specifics (integration, needs s3rver)', function () {
   let server: S3TestServer;
@@ -369,5 +386,100 @@ describe('LocalArtifactStore under concurrent puts to one key', function () {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('LocalArtifactStore compare-and-swap across processes', function () {
+  this.timeout(120_000);
+  const WORKER = path.join(__dirname, '..', 'helpers', 'local-cas-worker.ts');
+  let dir: string;
+  let rootUri: string;
+  const children: ChildProcess[] = [];
+
+  /** Starts a worker process and resolves once it is ready; `go()` releases it. */
+  async function startWorker(args: string[]): Promise<{ child: ChildProcess; go(): void; line(pattern: RegExp): Promise<string> }> {
+    const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), WORKER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    children.push(child);
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const lines = readline.createInterface({ input: child.stdout! });
+    const seen: string[] = [];
+    const waiters: Array<() => void> = [];
+    lines.on('line', (l) => {
+      seen.push(l);
+      for (const w of waiters.splice(0)) w();
+    });
+    const line = async (pattern: RegExp): Promise<string> => {
+      for (;;) {
+        const hit = seen.find((l) => pattern.test(l));
+        if (hit !== undefined) return hit;
+        if (child.exitCode !== null) throw new Error(`worker exited (${child.exitCode}) before printing ${pattern}: ${stderr}`);
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+          setTimeout(resolve, 200);
+        });
+      }
+    };
+    await line(/^ready$/);
+    return { child, go: () => child.stdin!.write('go\n'), line };
+  }
+
+  beforeEach(async function () {
+    dir = await tempDir('local-cas');
+    rootUri = pathToFileURL(dir).href;
+  });
+  afterEach(async function () {
+    for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loses no update when 3 processes increment one counter by compare-and-swap', async function () {
+    const store = new LocalArtifactStore(rootUri);
+    await store.putIfAbsent('shared/counter', '0');
+    const perWorker = 15;
+    const workers = await Promise.all([1, 2, 3].map(() => startWorker(['increment', rootUri, 'shared/counter', String(perWorker)])));
+    const started = Date.now();
+    for (const w of workers) w.go();
+    const reports = await Promise.all(workers.map(async (w) => JSON.parse(await w.line(/refusals/)) as { refusals: number }));
+    const refusals = reports.reduce((n, r) => n + r.refusals, 0);
+    assert.equal((await store.getBytes('shared/counter')).toString(), String(3 * perWorker));
+    console.log(`      ${3 * perWorker} increments from 3 processes in ${Date.now() - started} ms, ${refusals} swaps refused and retried`);
+    assert.deepEqual(await readdir(path.join(dir, '.forgeline', 'locks', 'shared')), [], 'every lock was released');
+  });
+
+  it('takes over the lock of a holder that was killed (kill -9) once its lease has passed', async function () {
+    const store = new LocalArtifactStore(rootUri, { lock: { leaseMs: 1500 } });
+    const created = await store.putIfAbsent('alias.json', 'v1');
+    assert.ok(created.written);
+    const holder = await startWorker(['hold-lock', rootUri, 'alias.json']);
+    holder.go();
+    await holder.line(/^held$/);
+    holder.child.kill('SIGKILL');
+    await once(holder.child, 'exit');
+    assert.ok(existsSync(store.lockPathOf('alias.json')), 'the dead holder left its lock behind');
+
+    const started = Date.now();
+    const swapped = await store.compareAndSwap('alias.json', 'v2', created.etag);
+    const waited = Date.now() - started;
+    assert.ok(swapped.written);
+    assert.equal((await store.getBytes('alias.json')).toString(), 'v2');
+    assert.ok(waited < 10_000, `took over after ${waited} ms`);
+    assert.deepEqual(await readdir(path.dirname(store.lockPathOf('alias.json'))), [], 'no lock or broken-lock file remains');
+    console.log(`      lock of a killed holder taken over after ${waited} ms (lease 1500 ms)`);
+  });
+
+  it('waits for a live holder, then fails retryably naming it, writing nothing', async function () {
+    const store = new LocalArtifactStore(rootUri, { lock: { leaseMs: 60_000, timeoutMs: 500 } });
+    const created = await store.putIfAbsent('alias.json', 'v1');
+    assert.ok(created.written);
+    const holder = await startWorker(['hold-lock', rootUri, 'alias.json']);
+    holder.go();
+    await holder.line(/^held$/);
+    await assert.rejects(store.compareAndSwap('alias.json', 'v2', created.etag), (err: Error) => {
+      assert.ok(!(err instanceof ForgelineError), 'a busy lock is transient: a plain, retryable error');
+      assert.match(err.message, new RegExp(`timed out after 500 ms waiting for the lock .*held by pid ${holder.child.pid}`));
+      return true;
+    });
+    assert.equal((await store.getBytes('alias.json')).toString(), 'v1');
   });
 });
