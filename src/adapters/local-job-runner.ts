@@ -6,10 +6,14 @@
  *
  * - The recipe runs in a process group of its own (`detached`), so that cancelling a job can kill
  *   everything it started (tokenizer pools, dataloader workers, compilers), not just the leader.
- * - Its environment is the worker's plus HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1,
- *   HF_DATASETS_OFFLINE=1, PYTHONUNBUFFERED=1, FORGELINE_EXIT_WITH_PARENT=1 (the recipe ends its
- *   group if this worker dies, so no orphan keeps a GPU) and CUDA_VISIBLE_DEVICES set to the
- *   job's GPUs ('' on cpu, which hides every GPU).
+ * - Its environment is allow-listed (`recipeEnvironment`): the worker's PATH, HOME, locale,
+ *   temporary directory and the HF_*, TRANSFORMERS_*, OMP/MKL, CUDA_*, NCCL_*, PYTHON* and
+ *   torch variables, never anything whose name says it is a secret (tokens, keys, passwords) and
+ *   nothing else (no W&B, AWS or Temporal settings); then the job's own `env` (e.g. WANDB_* for a
+ *   job that logs to W&B), then HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1, HF_DATASETS_OFFLINE=1,
+ *   PYTHONUNBUFFERED=1, FORGELINE_EXIT_WITH_PARENT=1 (the recipe ends its group if this worker
+ *   dies, so no orphan keeps a GPU) and CUDA_VISIBLE_DEVICES set to the job's GPUs ('' on cpu,
+ *   which hides every GPU).
  * - spec.json is written to a private temporary directory that is also the working directory, so
  *   nothing but the recipe's own output lands in `outDir` (which gets published afterwards); it
  *   is removed when the job ends.
@@ -17,7 +21,13 @@
  *   one after the other); every other line (plain text, malformed JSON, JSON that is not an
  *   event) and all of stderr go to `onLog`. The last stderr lines are kept for error messages.
  *   An event of a known kind whose fields break its schema (src/contracts/recipes/events.ts)
- *   stops the recipe: a terminal RecipeFailedError of type RecipeContract naming the field.
+ *   stops the recipe: a terminal RecipeFailedError of type RecipeContract naming the field. So
+ *   does a `checkpoint` whose path leads out of `outDir` (`../x`, an absolute path, a symlink).
+ * - A job with `progressTimeoutMs` whose recipe prints no event for that long is stopped as hung:
+ *   a retryable RecipeCrashedError.
+ * - `preempt()` (a worker shutting down) asks every running recipe to checkpoint and exit: SIGUSR1
+ *   to its group; a recipe that did exits 75 and the job rejects with a retryable
+ *   RecipePreemptedError (after its checkpoint event was handled). New jobs are refused the same way.
  *
  * Outcomes: exit 0 with a `result` event resolves with its payload. Exit 2 rejects with a
  * terminal RecipeFailedError carrying the type and message of the recipe's `error` event; exit 0
@@ -29,7 +39,7 @@
  * supervisor.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +69,8 @@ export const DEFAULT_KILL_GRACE_MS = 10_000;
 export const DEFAULT_STDERR_TAIL_LINES = 50;
 /** A stdout/stderr "line" longer than this is cut and passed on as a log line. */
 const MAX_LINE_CHARS = 16 * 1024 * 1024;
+/** Exit code of a recipe that saved a checkpoint and stopped because its worker asked it to (PROTOCOL.md). */
+export const EXIT_PREEMPTED = 75;
 /** Recipe names map to file names: no separators, no dots, nothing hidden. */
 const RECIPE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 
@@ -96,6 +108,76 @@ export class RecipeCrashedError extends ForgelineError {
     this.name = 'RecipeCrashedError';
     this.details = details;
   }
+}
+
+/**
+ * The recipe stopped because its worker is shutting down (SIGTERM: spot notice, rolling deploy),
+ * after saving a checkpoint where it could: a retry on another worker resumes from it.
+ */
+export class RecipePreemptedError extends ForgelineError {
+  readonly details: RecipeRunDetails;
+  constructor(message: string, details: RecipeRunDetails) {
+    super(ErrorType.RecipeFailed, message, false);
+    this.name = 'RecipePreemptedError';
+    this.details = details;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+// ---------------------------------------------------------------------------------------------
+
+/** Variables a recipe may take from the worker's environment, by name... */
+const RECIPE_ENV_NAMES = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR', 'TEMP', 'TMP', 'LD_LIBRARY_PATH', 'VIRTUAL_ENV', 'XDG_CACHE_HOME', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'TOKENIZERS_PARALLELISM', 'FORGELINE_CPU_THREADS']);
+/** ...and by prefix: locale, Hugging Face caches and modes, thread pools, CUDA/NCCL, Python, torch. */
+const RECIPE_ENV_PREFIXES = ['LC_', 'HF_', 'TRANSFORMERS_', 'OMP_', 'MKL_', 'KMP_', 'OPENBLAS_', 'CUDA_', 'NCCL_', 'NVIDIA_', 'PYTHON', 'TORCH', 'PYTORCH_', 'TRITON_'];
+/** Never passed on from the worker, whatever the prefix (HF_TOKEN, a *_API_KEY, ...). */
+const SECRET_NAME = /TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|ACCESS_KEY|PRIVATE_KEY/i;
+
+/**
+ * What a recipe sees: the allow-listed part of the worker's environment (`base`), the job's own
+ * `extra` variables, and the runner's fixed settings (offline hubs, unbuffered output, exit with
+ * the worker, the job's GPUs).
+ */
+export function recipeEnvironment(base: NodeJS.ProcessEnv, extra: Record<string, string> | undefined, gpuIndices: number[]): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(base)) {
+    if (value === undefined || SECRET_NAME.test(name)) continue;
+    if (RECIPE_ENV_NAMES.has(name) || RECIPE_ENV_PREFIXES.some((p) => name.startsWith(p))) env[name] = value;
+  }
+  return {
+    ...env,
+    ...extra,
+    HF_HUB_OFFLINE: '1',
+    TRANSFORMERS_OFFLINE: '1',
+    HF_DATASETS_OFFLINE: '1',
+    PYTHONUNBUFFERED: '1',
+    // Recipes built on forgeline_recipes.protocol end their process group if this worker dies.
+    FORGELINE_EXIT_WITH_PARENT: '1',
+    CUDA_VISIBLE_DEVICES: gpuIndices.join(','),
+  };
+}
+
+/**
+ * Why `reported` (a path a recipe named, relative to its output directory) is not a path inside
+ * `outDir`, or undefined when it is. Symbolic links are followed where the path exists.
+ */
+export function pathOutside(outDir: string, reported: string): string | undefined {
+  const inside = (root: string, p: string) => {
+    const rel = path.relative(root, p);
+    return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+  };
+  if (path.isAbsolute(reported) || !inside(outDir, path.resolve(outDir, reported))) {
+    return `path ${JSON.stringify(reported)} is not inside the output directory`;
+  }
+  let real: string;
+  try {
+    real = realpathSync(path.resolve(outDir, reported));
+  } catch {
+    return undefined; // not there (yet): nothing to follow; publishing it will say it is missing
+  }
+  if (!inside(realpathSync(outDir), real)) return `path ${JSON.stringify(reported)} leads out of the output directory (to ${real})`;
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,6 +281,9 @@ function readLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void
 export class LocalJobRunner implements JobRunner {
   private readonly killGraceMs: number;
   private readonly stderrTailLines: number;
+  /** Process groups of the recipes running now. */
+  private readonly running = new Set<number>();
+  private preempting = false;
 
   constructor(private readonly options: LocalJobRunnerOptions) {
     this.killGraceMs = options.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
@@ -216,6 +301,7 @@ export class LocalJobRunner implements JobRunner {
       throw new RecipeFailedError(ErrorType.InvalidSpec, `unknown recipe ${JSON.stringify(recipe)}: ${script} does not exist`, notStarted);
     }
     if (job.signal?.aborted) throw abortReason(job.signal);
+    if (this.preempting) throw new RecipePreemptedError(`recipe ${recipe} not started: this worker is shutting down; a retry runs it elsewhere`, notStarted);
 
     await mkdir(job.outDir, { recursive: true });
     const workDir = await mkdtemp(path.join(this.options.tempDir ?? os.tmpdir(), `forgeline-job-${recipe}-`));
@@ -230,6 +316,25 @@ export class LocalJobRunner implements JobRunner {
     }
   }
 
+  /**
+   * For a worker that is shutting down: asks every running recipe to save a checkpoint and exit
+   * (SIGUSR1 to its process group; PROTOCOL.md, "Preemption"), and refuses new jobs. Each job
+   * then ends as it would: a recipe that checkpointed exits 75 and its job rejects with a
+   * retryable RecipePreemptedError; one that finishes first succeeds; one still running when the
+   * worker's grace time is over is cancelled through the job's signal.
+   */
+  preempt(): void {
+    if (this.preempting) return;
+    this.preempting = true;
+    const ask = () => {
+      for (const pgid of this.running) signalGroup(pgid, 'SIGUSR1');
+    };
+    ask();
+    // Again every second: a recipe ignores the signal until it is ready to act on it (a train
+    // recipe from the start of its run), and one asked earlier must not miss the request.
+    setInterval(ask, 1_000).unref();
+  }
+
   /** Starts the recipe and follows it to the end: events, logs, abort, cleanup, outcome. */
   private async supervise(job: JobSpec, script: string, specFile: string, workDir: string): Promise<Record<string, unknown>> {
     const { recipe, signal } = job;
@@ -237,16 +342,7 @@ export class LocalJobRunner implements JobRunner {
       cwd: workDir,
       detached: true, // a new session and process group, led by the child: pgid = child.pid
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...(this.options.env ?? process.env),
-        HF_HUB_OFFLINE: '1',
-        TRANSFORMERS_OFFLINE: '1',
-        HF_DATASETS_OFFLINE: '1',
-        PYTHONUNBUFFERED: '1',
-        // Recipes built on forgeline_recipes.protocol end their process group if this worker dies.
-        FORGELINE_EXIT_WITH_PARENT: '1',
-        CUDA_VISIBLE_DEVICES: job.gpuIndices.join(','),
-      },
+      env: recipeEnvironment(this.options.env ?? process.env, job.env, job.gpuIndices),
     });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
       child.once('exit', (code, sig) => resolve({ code, signal: sig }));
@@ -265,6 +361,21 @@ export class LocalJobRunner implements JobRunner {
     const onAbort = () => terminate();
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted) terminate(); // aborted while we were preparing: no event will come
+    if (pgid !== undefined) this.running.add(pgid);
+
+    // ---- hung recipes --------------------------------------------------------------------------
+    let hung = false;
+    let progressTimer: NodeJS.Timeout | undefined;
+    /** (Re)starts the progress clock: called at the start and on every event. */
+    const progressed = () => {
+      if (!job.progressTimeoutMs) return;
+      clearTimeout(progressTimer);
+      progressTimer = setTimeout(() => {
+        hung = true;
+        terminate();
+      }, job.progressTimeoutMs);
+    };
+    progressed();
 
     // ---- output ------------------------------------------------------------------------------
     const stderrTail: string[] = [];
@@ -292,6 +403,14 @@ export class LocalJobRunner implements JobRunner {
       }
       if (protocolError) return;
       const event = parsed.value;
+      progressed();
+      if (event.event === 'checkpoint') {
+        const outside = pathOutside(job.outDir, event.path);
+        if (outside) {
+          protocolError ??= `checkpoint event: ${outside}`;
+          return terminate();
+        }
+      }
       if (event.event === 'result') result = event.result;
       if (event.event === 'error') recipeError = event;
       handlers = handlers.then(async () => {
@@ -314,6 +433,7 @@ export class LocalJobRunner implements JobRunner {
     let exit: Awaited<typeof exited>;
     try {
       exit = await exited;
+      clearTimeout(progressTimer);
       if (pgid !== undefined) await this.waitForGroupToEnd(pgid, terminate);
       // With every process gone, the pipes close; a process that escaped the group may still
       // hold them, so wait only briefly before giving up on the rest of its output.
@@ -324,17 +444,25 @@ export class LocalJobRunner implements JobRunner {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       clearTimeout(killTimer);
+      clearTimeout(progressTimer);
+      if (pgid !== undefined) this.running.delete(pgid);
     }
 
     // ---- outcome -----------------------------------------------------------------------------
     const details: RecipeRunDetails = { recipe, exitCode: exit.code, signal: exit.signal, stderrTail: [...stderrTail] };
     if (signal?.aborted) throw abortReason(signal);
     if (handlerError) throw handlerError.error;
+    if (hung) {
+      throw new RecipeCrashedError(`recipe ${recipe} printed no progress for ${job.progressTimeoutMs! / 1000} s (its progress timeout) and was stopped as hung${tailText(stderrTail)}`, details);
+    }
     if (protocolError) {
       throw new RecipeFailedError(ErrorType.RecipeContract, `recipe ${recipe} broke the protocol (workers/recipes/PROTOCOL.md): ${protocolError}${tailText(stderrTail)}`, details);
     }
     if (exit.error) {
       throw new RecipeCrashedError(`recipe ${recipe} could not start: ${this.options.python}: ${exit.error.message}`, details, { cause: exit.error });
+    }
+    if (exit.code === EXIT_PREEMPTED || (this.preempting && exit.signal === 'SIGUSR1')) {
+      throw new RecipePreemptedError(`recipe ${recipe} stopped because this worker is shutting down; a retry resumes from its last checkpoint`, details);
     }
     if (exit.code === 0) {
       if (result) return result;

@@ -215,6 +215,10 @@ export function loadConfig(options: LoadConfigOptions = {}): ForgelineConfig {
     if (file && !existsSync(path.resolve(cwd, file))) problems.push(`${describeValue(['temporal', 'tls', p], origins)}: file not found.`);
   }
   if (Boolean(tls.certPath ?? tls.certData) !== Boolean(tls.keyPath ?? tls.keyData)) problems.push('TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH (or their _DATA forms) go together: set both for mTLS, or neither.');
+  const visible = cfg.gpu.visibleDevices?.split(',').length;
+  if (cfg.gpu.pool !== 'cpu' && visible !== undefined && visible < cfg.gpu.count) {
+    problems.push(`FORGELINE_GPU_COUNT=${cfg.gpu.count}, but CUDA_VISIBLE_DEVICES=${cfg.gpu.visibleDevices} names only ${visible} GPU(s): lower the count or list more devices.`);
+  }
   if (problems.length) throw new ConfigError(`invalid Forgeline configuration:\n${problems.map((p) => '  - ' + p).join('\n')}`);
   return cfg;
 }

@@ -78,6 +78,14 @@ export const ConfigSchema = z.object({
   gpu: z.object({
     pool: poolName,
     count: z.coerce.number({ error: 'expected a whole number' }).int('expected a whole number').min(1, 'expected at least 1').max(64, 'expected at most 64'),
+    /** CUDA_VISIBLE_DEVICES of the worker: the physical GPUs it may lease (default 0..count-1). */
+    visibleDevices: z.string().regex(/^\s*\d+\s*(,\s*\d+\s*)*$/, 'expected comma-separated GPU indices such as 0,1,2,3').optional(),
+  }),
+  worker: z.object({
+    /** How long running recipes get to checkpoint and stop after SIGTERM before they are cancelled. */
+    shutdownGrace: z.string().regex(/^\d{1,6}(ms|s|m|h)$/, 'expected a duration such as 30s, 2m or 0s'),
+    /** Stop (gracefully) when this process goes away: set by `forgeline dev` for the workers it starts. */
+    parentPid: z.coerce.number({ error: 'expected a process id' }).int('expected a process id').positive('expected a process id').optional(),
   }),
 });
 
@@ -126,7 +134,10 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'WANDB_ENTITY', path: ['tracker', 'wandb', 'entity'], doc: 'W&B entity (team or user). Default: the API key\'s default entity.' },
   { env: 'WANDB_PROJECT', path: ['tracker', 'wandb', 'project'], default: 'forgeline', doc: 'W&B project for lifecycle runs.' },
   { env: 'FORGELINE_GPU_POOL', path: ['gpu', 'pool'], default: 'cpu', doc: 'Pool served by this GPU worker; it polls task queue `gpu-<pool>`.' },
-  { env: 'FORGELINE_GPU_COUNT', path: ['gpu', 'count'], default: '1', doc: 'GPUs this GPU worker owns; it runs that many heavy activities at once.' },
+  { env: 'FORGELINE_GPU_COUNT', path: ['gpu', 'count'], default: '1', doc: 'GPUs this GPU worker owns. It takes a task only when one of them is free and every task it holds has its GPUs, so a job using all of them leaves the next task to another worker.' },
+  { env: 'CUDA_VISIBLE_DEVICES', path: ['gpu', 'visibleDevices'], doc: 'Physical GPUs (indices) this GPU worker may lease, the first `FORGELINE_GPU_COUNT` of them; each recipe sees only its own. Default: 0..count-1.' },
+  { env: 'FORGELINE_SHUTDOWN_GRACE', path: ['worker', 'shutdownGrace'], default: '30s', doc: 'After SIGTERM (spot notice, rolling deploy) a GPU worker stops polling and asks running recipes to checkpoint and exit; this long they get before they are cancelled. The retry resumes from that checkpoint on another worker. `0s`: cancel at once.' },
+  { env: 'FORGELINE_PARENT_PID', path: ['worker', 'parentPid'], doc: 'Set by `forgeline dev` for the workers it starts: a worker stops (as on SIGTERM) when that process is gone.' },
 ];
 
 /**

@@ -22,6 +22,13 @@ export interface JobSpec {
   onLog?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Abort kills the recipe's whole process group. */
   signal?: AbortSignal;
+  /**
+   * Extra environment variables for this job only (e.g. WANDB_* when the job logs to W&B). The
+   * recipe otherwise gets an allow-listed environment, never the worker's secrets.
+   */
+  env?: Record<string, string>;
+  /** A recipe that prints no protocol event for this long is killed; the job fails retryably. */
+  progressTimeoutMs?: number;
 }
 
 export interface JobRunner {

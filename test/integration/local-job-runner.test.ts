@@ -11,7 +11,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from '../../src/config/load';
 import { ErrorType } from '../../src/contracts/errors';
-import { LocalJobRunner, parseEventLine, processGroupAlive, RecipeCrashedError, RecipeFailedError } from '../../src/adapters/local-job-runner';
+import { LocalJobRunner, parseEventLine, processGroupAlive, RecipeCrashedError, RecipeFailedError, RecipePreemptedError } from '../../src/adapters/local-job-runner';
 import type { JobSpec, RecipeEvent } from '../../src/ports/job-runner';
 import { pidAlive, venvPython } from '../helpers/python';
 
@@ -78,6 +78,87 @@ describe('LocalJobRunner (integration, runs Python)', function () {
     // Only the recipe's output is in outDir, and the private directory is gone.
     assert.deepEqual(await readdir(j.outDir), ['checkpoint-2']);
     assert.deepEqual(await readdir(tempDir), []);
+  });
+
+  it('gives the recipe an allow-listed environment (no W&B, AWS or Temporal secrets) plus the job\'s own variables', async function () {
+    const worker = {
+      PATH: process.env.PATH,
+      HOME: '/home/worker',
+      LANG: 'C.UTF-8',
+      TMPDIR: tempDir,
+      HF_HOME: '/models/hf',
+      OMP_NUM_THREADS: '2',
+      NCCL_DEBUG: 'WARN',
+      PYTHONHASHSEED: '0',
+      AWS_ACCESS_KEY_ID: 'AKIA...',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+      WANDB_API_KEY: 'worker-key',
+      WANDB_BASE_URL: 'https://wandb.example',
+      TEMPORAL_API_KEY: 'temporal-key',
+      TEMPORAL_ADDRESS: 'ns.tmprl.cloud:7233',
+      HF_TOKEN: 'hf_secret',
+      FORGELINE_ARTIFACT_URI: 's3://bucket',
+      DATABASE_URL: 'postgres://user:pw@db/x',
+    };
+    const sandboxed = new LocalJobRunner({ python: venvPython(), recipesDir: RECIPES, tempDir, env: worker });
+    const result = (await sandboxed.run(job('runner_events', {}, { env: { WANDB_MODE: 'offline', WANDB_API_KEY: 'job-key' } }))) as { env_names: string[] };
+    const seen = new Set(result.env_names);
+    for (const name of ['PATH', 'HOME', 'LANG', 'TMPDIR', 'HF_HOME', 'OMP_NUM_THREADS', 'NCCL_DEBUG', 'PYTHONHASHSEED', 'WANDB_MODE', 'WANDB_API_KEY']) {
+      assert.ok(seen.has(name), `${name} is passed on`);
+    }
+    const leaked = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'WANDB_BASE_URL', 'TEMPORAL_API_KEY', 'TEMPORAL_ADDRESS', 'HF_TOKEN', 'FORGELINE_ARTIFACT_URI', 'DATABASE_URL'].filter((n) => seen.has(n));
+    assert.deepEqual(leaked, [], 'the worker\'s secrets and settings stay out of the recipe');
+  });
+
+  it('stops a recipe that prints no progress for its progress timeout: retryable, as hung', async function () {
+    const started = Date.now();
+    await assert.rejects(runner.run(job('runner_tree', {}, { progressTimeoutMs: 1_000 })), (err: unknown) => {
+      assert.ok(err instanceof RecipeCrashedError, String(err));
+      assert.equal(err.terminal, false);
+      assert.match(err.message, /^recipe runner_tree printed no progress for 1 s \(its progress timeout\) and was stopped as hung/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 15_000, 'stopped long before the recipe would have ended (600 s)');
+  });
+
+  it('refuses a checkpoint path outside the output directory (../, absolute, a symlink out): terminal, the event never handed on', async function () {
+    for (const [input, why] of [
+      [{ path: '../escape' }, /checkpoint event: path "\.\.\/escape" is not inside the output directory/],
+      [{ path: path.join(scratch, 'elsewhere') }, /is not inside the output directory/],
+      [{ path: 'ckpt', symlink_to: scratch }, /checkpoint event: path "ckpt" leads out of the output directory/],
+    ] as const) {
+      const j = job('runner_checkpoint', input, { outDir: path.join(scratch, `out-${Math.random().toString(36).slice(2)}`) });
+      await assert.rejects(runner.run(j), (err: unknown) => {
+        assert.ok(err instanceof RecipeFailedError, String(err));
+        assert.equal(err.type, ErrorType.RecipeContract);
+        assert.match(err.message, why);
+        return true;
+      });
+      assert.deepEqual(j.events.filter((e) => e.event === 'checkpoint'), [], 'nobody was asked to publish it');
+    }
+    const fine = job('runner_checkpoint', { path: 'checkpoints/step-1' });
+    await runner.run(fine);
+    assert.deepEqual(fine.events[0], { event: 'checkpoint', step: 1, path: 'checkpoints/step-1' });
+  });
+
+  it('preempt(): the recipe checkpoints the current step and exits 75, the job fails retryably, new jobs are refused', async function () {
+    let checkpointed: { step: number; path: string } | undefined;
+    const j = job('runner_preempt', { steps: 400 }, {
+      onEvent: (e) => {
+        if (e.event === 'progress' && e.step === 3) runner.preempt(); // the worker got SIGTERM
+        if (e.event === 'checkpoint') checkpointed = e;
+      },
+    });
+    await assert.rejects(runner.run(j), (err: unknown) => {
+      assert.ok(err instanceof RecipePreemptedError, String(err));
+      assert.equal(err.terminal, false);
+      assert.equal(err.details.exitCode, 75);
+      assert.match(err.message, /^recipe runner_preempt stopped because this worker is shutting down; a retry resumes from its last checkpoint/);
+      return true;
+    });
+    assert.ok(checkpointed && checkpointed.step >= 3 && checkpointed.step < 400, `checkpoint event before the exit: ${JSON.stringify(checkpointed)}`);
+    assert.ok(existsSync(path.join(j.outDir, checkpointed.path, 'state.json')));
+    await assert.rejects(runner.run(job('runner_events')), (err: unknown) => err instanceof RecipePreemptedError && /not started: this worker is shutting down/.test(err.message));
   });
 
   it('gives the job its GPUs through CUDA_VISIBLE_DEVICES and tells the recipe device cuda', async function () {

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forgeline_recipes import preemption
 from forgeline_recipes.launch import gather_from_ranks, is_distributed
 from forgeline_recipes.protocol import EventWriter, InputNotFound, RecipeContext, SpecError, log, run_recipe
 from forgeline_recipes.spec import ATTENTION_IMPLEMENTATIONS, SpecReader, read_common
@@ -280,6 +281,7 @@ def load_base_model(spec: TrainSpec, device: torch.device) -> Any:
 
 
 def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
+    preemption.watch()  # the worker's "save a checkpoint and stop" (preemption.py), from the start
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -355,13 +357,14 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
         task_type="CAUSAL_LM",
     )
     callback = make_protocol_callback(ctx.events, out_dir, total_steps)
+    stop = preemption.make_preemption_callback()
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         processing_class=tokenizer,
         peft_config=lora_config,
-        callbacks=[callback],
+        callbacks=[callback, stop],
         **({"data_collator": collator} if collator else {}),
     )
     parameters = sum(logical_numel(p) for p in trainer.model.parameters())
@@ -378,6 +381,9 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(spec.resume_from) if spec.resume_from else None)
     runtime_s = time.perf_counter() - started
+    if stop.stopped_early and trainer.state.global_step < total_steps:
+        # The checkpoint of this step is saved and its event sent (ProtocolCallback.on_save).
+        raise preemption.Preempted(f"saved a checkpoint at step {trainer.state.global_step} of {total_steps} and stopped")
     steady_tokens_per_s = callback.steady_tokens_per_s(trainer.state)
 
     peak_per_process = gather_from_ranks(peak_memory_bytes(device))

@@ -13,7 +13,8 @@ the environment torch.distributed and the HF Trainer read (``RANK``, ``LOCAL_RAN
   leave GPUs held; that is why the launcher is ours.)
 - The first rank to fail ends the run: the others get SIGTERM, then SIGKILL after a grace
   period. The launcher's exit code follows the protocol: 2 when rank 0 reported a non-retryable
-  error, otherwise 1 with one ``error`` event naming the rank that failed.
+  error, 75 when every rank stopped on a preemption request (:mod:`.preemption`), otherwise 1
+  with one ``error`` event naming the rank that failed.
 - CPU threads are shared out: each rank gets ``cpu_threads() // N`` (at least 1).
 """
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from .protocol import EXIT_NON_RETRYABLE, EXIT_OK, EXIT_RETRYABLE, EventWriter, cpu_threads, log
+from .preemption import EXIT_PREEMPTED
 
 RANK_MARKER = "FORGELINE_RANK"  # set in every rank's environment; absent in the launcher
 DEFAULT_GRACE_S = 10.0
@@ -153,6 +155,8 @@ def launch(
 
     if failed is None:
         return EXIT_OK
+    if all(p.returncode in (EXIT_OK, EXIT_PREEMPTED) for p in ranks):
+        return EXIT_PREEMPTED  # every rank saved its part of the checkpoint and stopped on request
     rank, code = failed
     if ranks[0].returncode == EXIT_NON_RETRYABLE and reported_error.is_set():
         return EXIT_NON_RETRYABLE  # rank 0 already said why (a spec or data problem every rank shares)

@@ -221,6 +221,7 @@ def run_recipe(
     script (:mod:`forgeline_recipes.launch`) once the spec is valid; in the ranks it started,
     only rank 0 writes events.
     """
+    from . import preemption
     from .launch import current_rank, is_main_process, launch
 
     parser = argparse.ArgumentParser(prog=f"{recipe}.py", description=f"Forgeline recipe {recipe}")
@@ -230,6 +231,7 @@ def run_recipe(
 
     if os.environ.get(EXIT_WITH_PARENT) == "1":
         _exit_with_parent()
+    preemption.ignore()  # a recipe that can checkpoint on request watches for it (preemption.py)
     stream = event_stream if event_stream is not None else sys.stdout
     events = EventWriter(stream if is_main_process() else None)
     saved_stdout = sys.stdout
@@ -254,6 +256,9 @@ def run_recipe(
         result = run(RecipeContext(recipe=recipe, spec=spec, out_dir=out_dir, events=events))
         events.result(result)
         return EXIT_OK
+    except preemption.Preempted as exc:
+        log(f"{recipe}: preempted: {exc}")
+        return preemption.EXIT_PREEMPTED
     except RecipeError as exc:
         log(f"{recipe}: {exc.error_type}: {exc.message}")
         events.error(exc.message, exc.error_type, exc.retryable)
