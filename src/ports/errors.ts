@@ -35,6 +35,22 @@ export class ArtifactConflictError extends ForgelineError {
   }
 }
 
+/**
+ * A registry version or alias is held by someone else: a racing release won, or a move's
+ * precondition no longer holds. Terminal (retrying the same write cannot succeed); the message
+ * names the model, the alias or version, and the holder.
+ */
+export class RegistryConflictError extends ForgelineError {
+  constructor(
+    readonly model: string,
+    /** What is contended, e.g. `alias candidate` or `version adapter@3f2a9c1b7d00`. */
+    readonly subject: string,
+    detail: string,
+  ) {
+    super(ErrorType.RegistryConflict, `registry conflict on ${model} ${subject}: ${detail}`, true);
+  }
+}
+
 export class ConfigError extends ForgelineError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorType.InvalidConfig, message, true, options);
