@@ -2,7 +2,7 @@ import type { ForgelineConfig } from '../config/schema';
 import { runStackCheck } from './check';
 import { ExitCode } from './errors';
 import type { Output } from './output';
-import { prepareDemoRelease, runRelease } from './release';
+import { demoReleaseId, prepareDemoRelease, runRelease } from './release';
 import { LocalStack } from './stack';
 
 /** `forgeline dev`: the local stack until Ctrl-C or SIGTERM. */
@@ -56,7 +56,7 @@ export async function demo(cfg: ForgelineConfig, out: Output): Promise<number> {
     await Promise.race([runStackCheck(stack.client, cfg, { pool: cfg.gpu.pool, note: 'forgeline demo' }, log), died]);
     log('\npreparing the demo release: tiny Llama base model + tiny-instruct dataset');
     const spec = await Promise.race([prepareDemoRelease(cfg, log), died]);
-    const code = await Promise.race([runRelease(stack.client, cfg, spec, out), died]);
+    const code = await Promise.race([runRelease(stack.client, cfg, spec, out, { workflowId: demoReleaseId(spec) }), died]);
     log(`demo finished in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
     if (stack.serverMode === 'started') log('the dev server stops with the demo; `npm run dev` keeps it up to browse the history in the Web UI');
     return code;

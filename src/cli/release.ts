@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
+import { execFileSync } from 'node:child_process';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
 import { createArtifactStore } from '../adapters/artifact-store';
 import { LocalJobRunner } from '../adapters/local-job-runner';
 import { REPO_ROOT } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
 import { releaseWorkflowId, type OperatorDecision, type ReleaseStatus } from '../contracts/release-lifecycle';
-import { ForgelineGitSha, ForgelineModel } from '../contracts/search-attributes';
+import { ForgelineGitSha, ForgelineLifecycle, ForgelineModel, Lifecycle } from '../contracts/search-attributes';
 import type { ReleaseSpec } from '../contracts/release-spec';
 import { ReleaseSpecSchema, type ReleaseSpecInput } from '../contracts/specs/release-spec';
 import { formatProblems, validateSpec } from '../contracts/validate';
@@ -39,22 +40,34 @@ export function parseReleaseSpec(input: unknown, source?: string): ReleaseSpec {
   return v.value;
 }
 
-export async function startRelease(client: Client, cfg: ForgelineConfig, input: unknown, log: Log) {
+/**
+ * Start a release, or join it. Same model and git sha, same workflow ID: a running or successful
+ * release is joined (never duplicated), while one that failed (infrastructure, a bad stage) can be
+ * started again for the same sha (ALLOW_DUPLICATE_FAILED_ONLY). `opts.workflowId` overrides the
+ * derived ID (the demo: a fresh release of the checkout on every run).
+ */
+export async function startRelease(client: Client, cfg: ForgelineConfig, input: unknown, log: Log, opts: { workflowId?: string } = {}) {
   const spec = parseReleaseSpec(input);
-  const workflowId = releaseWorkflowId(spec.model, spec.git.sha ?? generatedId());
+  const workflowId = opts.workflowId ?? releaseWorkflowId(spec.model, spec.git.sha ?? generatedId());
   const handle = await client.workflow
     .start('modelReleaseWorkflow', {
       taskQueue: cfg.taskQueues.control,
       workflowId,
       args: [input],
-      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      typedSearchAttributes: [{ key: ForgelineModel, value: spec.model }, ...(spec.git.sha ? [{ key: ForgelineGitSha, value: spec.git.sha }] : [])],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      typedSearchAttributes: [
+        { key: ForgelineLifecycle, value: Lifecycle.Release },
+        { key: ForgelineModel, value: spec.model },
+        ...(spec.git.sha ? [{ key: ForgelineGitSha, value: spec.git.sha }] : []),
+      ],
       memo: { summary: `${spec.model} release${spec.git.sha ? ` of ${spec.git.sha}` : ''}` },
       staticSummary: `Release ${spec.model}: fine-tune → quantize (${spec.quantization.method}) → evaluate → register`,
     })
     .catch((err: Error) => {
+      // A release of this ID already succeeded (or was rejected, aborted, ...): show it, never redo it.
       if (err.name === 'WorkflowExecutionAlreadyStartedError') {
-        log(`release ${workflowId} already exists: following it`);
+        log(`release ${workflowId} already ran: following it`);
         return client.workflow.getHandle(workflowId);
       }
       throw err;
@@ -63,6 +76,26 @@ export async function startRelease(client: Client, cfg: ForgelineConfig, input: 
   const ui = uiUrl(cfg, workflowId);
   if (ui) log(`  Temporal UI: ${ui}`);
   return handle;
+}
+
+/** The demo releases the checkout afresh on every run: `release/tiny-demo/<sha12>-<time>-<random>`. */
+export function demoReleaseId(spec: ReleaseSpecInput): string {
+  const sha = spec.git?.sha?.slice(0, 12);
+  return releaseWorkflowId(spec.model, sha ? `${sha}-${generatedId()}` : generatedId());
+}
+
+/** HEAD of the git checkout at `dir` (and its branch), or undefined outside a git checkout. */
+export function checkoutGit(dir: string): { sha: string; ref?: string; dirty: boolean } | undefined {
+  const git = (...args: string[]) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    const sha = git('rev-parse', 'HEAD');
+    if (!/^[0-9a-f]{40}$/.test(sha)) return undefined;
+    const ref = git('rev-parse', '--abbrev-ref', 'HEAD');
+    const dirty = git('status', '--porcelain', '--untracked-files=no') !== '';
+    return { sha, ...(ref && ref !== 'HEAD' ? { ref } : {}), dirty };
+  } catch {
+    return undefined;
+  }
 }
 
 /** A short digest of the code that builds the tiny model, so a changed recipe never reuses a stale cached model. */
@@ -89,6 +122,8 @@ export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promis
   const published = await store.publishDirectory(baseDir, `models/tiny-llama/base-${recipe}/`);
   const base = await registry.registerVersion({ model: 'tiny-llama', kind: 'base', prefix: published.prefix, lineage: { recipe: 'make_tiny_model', hyperparameters: { size: 'tiny', seed: 0 } }, createdAt: new Date().toISOString() });
   log(`base      ${base.ref}`);
+  const git = checkoutGit(REPO_ROOT);
+  if (git) log(`git       ${git.sha.slice(0, 12)}${git.ref ? ` (${git.ref})` : ''}${git.dirty ? ', with uncommitted changes' : ''}`);
   return {
     model: 'tiny-demo',
     base: { ref: base.ref },
@@ -96,6 +131,8 @@ export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promis
     trainer: { steps: 200, checkpointEvery: 50, learningRate: 3e-3, batchSize: 16, seqLength: 64, lora: { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] } },
     quantization: { method: 'gptq', bits: 4, groupSize: 32, calibrationSamples: 32 },
     evaluation: { suite: 'tiny-instruct', compareTo: 'base', gates: [{ metric: 'exact_match', op: '>', threshold: 0, on: 'delta' }] },
+    // The checkout's commit goes into the registry's lineage (the spec gives none).
+    ...(git ? { git: { sha: git.sha, ...(git.ref ? { ref: git.ref } : {}) } } : {}),
   };
 }
 
@@ -152,8 +189,8 @@ export async function followRelease(handle: WorkflowHandle, cfg: ForgelineConfig
 }
 
 /** Start a release and follow it to the end, printing progress; returns the exit code. */
-export async function runRelease(client: Client, cfg: ForgelineConfig, input: unknown, out: Output): Promise<ExitCode> {
-  return followRelease(await startRelease(client, cfg, input, out.log), cfg, out);
+export async function runRelease(client: Client, cfg: ForgelineConfig, input: unknown, out: Output, opts: { workflowId?: string } = {}): Promise<ExitCode> {
+  return followRelease(await startRelease(client, cfg, input, out.log, opts), cfg, out);
 }
 
 /** `release status`: the status query, the execution's state and the running activity's progress. */

@@ -94,7 +94,7 @@ describe('release operators: what the Temporal UI and the CLI see (real dev serv
       assert.match(await currentDetails(handle), /^## demo: candidate, approved by alice@example.com/);
     });
     assert.equal(promoteInputs.length, 2);
-    const [first, second] = promoteInputs as Array<{ at: string }>;
+    const [first, second] = promoteInputs as [{ at: string }, { at: string }];
     assert.equal(first.at, second.at, 'a retried activity gets the same audit time (workflow time)');
     assert.ok(calls.includes('promoteCandidate'));
   });
