@@ -30,7 +30,7 @@ export interface ReleaseSpec {
     gradientCheckpointing: boolean;
     strategy: 'ddp' | 'fsdp';
   };
-  gpu: { pool: string; count: number; heartbeatTimeout: string };
+  gpu: { pool: string; count: number; heartbeatTimeout: string; progressTimeout: string };
   quantization: { method: 'gptq' | 'awq' | 'none'; bits: 4 | 8; groupSize: number; calibrationSamples: number };
   evaluation: { suite: string; gates: Gate[]; compareTo: 'production' | 'base' };
   approval: { required: boolean; timeout: string };

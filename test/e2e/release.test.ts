@@ -63,7 +63,7 @@ describe('release on CPU (e2e: real workers, real recipes, real Temporal dev ser
     // before any heartbeat naming a checkpoint reached the server.
     const steps = 300;
     const every = 10;
-    const handle = await startRelease(env.client, cfg, { ...spec, model: 'tiny-resume', trainer: { ...spec.trainer, steps, checkpointEvery: every }, gpu: { pool: 'cpu', heartbeatTimeout: '8s' } }, (l) => log.push(l));
+    const handle = await startRelease(env.client, cfg, { ...spec, model: 'tiny-resume', trainer: { ...spec.trainer, steps, checkpointEvery: every }, gpu: { pool: 'cpu', heartbeatTimeout: '10s' } }, (l) => log.push(l));
 
     const beat = await waitForCheckpoint(handle, every, 300_000);
     // Spot preemption: the worker and everything it ran vanish at once.

@@ -5,6 +5,17 @@ import { z } from 'zod';
  * schedule) and again as the workflow's first activity. JSON Schema: docs/schemas/release-spec.schema.json.
  */
 const duration = z.string().regex(/^[1-9]\d{0,5}(s|m|h|d)$/, 'expected a duration such as 90s, 30m, 24h or 7d');
+
+const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+/** Milliseconds of a spec duration (`90s`, `30m`, `24h`, `7d`). */
+export function durationMs(d: string): number {
+  return Number(d.slice(0, -1)) * UNIT_MS[d.slice(-1) as keyof typeof UNIT_MS];
+}
+
+/** GPU workers send an activity's heartbeats at most this often (workers/build.ts). */
+export const GPU_HEARTBEAT_THROTTLE_MS = 3_000;
+/** The shortest gpu.heartbeatTimeout: three throttle windows, so one late heartbeat is not a lost worker. */
+export const MIN_GPU_HEARTBEAT_TIMEOUT_MS = 10_000;
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters (sha256 of the file)');
 const positiveInt = (what: string) => z.number().int(`expected a whole number of ${what}`).positive(`expected a positive number of ${what}`);
 
@@ -62,7 +73,13 @@ export const ReleaseSpecSchema = z.strictObject({
       pool: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a pool name like cpu or h200').default('cpu'),
       count: positiveInt('GPUs').max(64).default(1),
       /** How long a silent GPU worker is trusted before its stage moves to another worker. */
-      heartbeatTimeout: duration.default('2m'),
+      heartbeatTimeout: duration
+        .refine((d) => durationMs(d) >= MIN_GPU_HEARTBEAT_TIMEOUT_MS, {
+          message: `expected at least ${MIN_GPU_HEARTBEAT_TIMEOUT_MS / 1000}s: GPU workers send heartbeats at most every ${GPU_HEARTBEAT_THROTTLE_MS / 1000}s, so a shorter timeout would fail healthy stages`,
+        })
+        .default('2m'),
+      /** How long a recipe may print no progress (no event) before it is stopped as hung and its attempt retried. */
+      progressTimeout: duration.default('30m'),
     })
     .prefault({}),
   quantization: z
