@@ -1,4 +1,4 @@
-import { NamespaceNotFoundError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { NamespaceNotFoundError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ReleaseOutcome } from '../contracts/release-lifecycle';
 import { ForgelineError } from '../ports/errors';
 
@@ -46,15 +46,23 @@ export class UsageError extends CliError {
 }
 
 /**
+ * Temporal's errors by name: they carry it (the SDK makes instanceof work across copies the same
+ * way), and checking the name keeps the SDK out of the CLI's start-up.
+ */
+function isTemporalError<T extends Error>(err: unknown, name: string): err is T {
+  return err instanceof Error && err.name === name;
+}
+
+/**
  * One message and an exit code for any error a command ends with. Known errors read as one line
  * (the configuration's one line per bad variable); only an unexpected error keeps its stack.
  */
 export function describeFailure(err: unknown): { message: string; exitCode: ExitCode; stack?: string } {
   if (err instanceof CliError) return { message: err.message, exitCode: err.exitCode };
   if (err instanceof ForgelineError && err.terminal) return { message: err.message, exitCode: ExitCode.Usage };
-  if (err instanceof WorkflowNotFoundError) return { message: `no workflow with ID ${err.workflowId}${err.runId ? ` (run ${err.runId})` : ''}: check the ID (forgeline release start prints it)`, exitCode: ExitCode.Usage };
-  if (err instanceof NamespaceNotFoundError) return { message: `${err.message}: check TEMPORAL_NAMESPACE`, exitCode: ExitCode.Usage };
-  if (err instanceof WorkflowUpdateFailedError) {
+  if (isTemporalError<WorkflowNotFoundError>(err, 'WorkflowNotFoundError')) return { message: `no workflow with ID ${err.workflowId}${err.runId ? ` (run ${err.runId})` : ''}: check the ID (forgeline release start prints it)`, exitCode: ExitCode.Usage };
+  if (isTemporalError<NamespaceNotFoundError>(err, 'NamespaceNotFoundError')) return { message: `${err.message}: check TEMPORAL_NAMESPACE`, exitCode: ExitCode.Usage };
+  if (isTemporalError<WorkflowUpdateFailedError>(err, 'WorkflowUpdateFailedError')) {
     const reason = err.cause?.message ?? err.message;
     return { message: `refused, nothing changed: ${reason}`, exitCode: ExitCode.Usage };
   }

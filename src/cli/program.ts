@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, Connection } from '@temporalio/client';
 import { Command, type CommanderError } from 'commander';
-import { loadConfig, redactConfig, REPO_ROOT } from '../config/load';
+import { loadConfig, redactConfig } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
 import { connectClient, temporalAddress } from '../temporal/connection';
 import { ensureSearchAttributes } from '../temporal/search-attributes';
@@ -45,7 +45,7 @@ async function withClient<T>(cfg: ForgelineConfig, fn: (client: Client, connecti
 }
 
 function packageVersion(): string {
-  return (JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  return (JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 /** The full command path, e.g. `forgeline release start`, for hints. */
@@ -90,12 +90,12 @@ export function buildProgram(out: Output, result: { code: number }): Command {
   program
     .command('dev')
     .description('start the local stack until Ctrl-C: Temporal dev server (unless TEMPORAL_ADDRESS is set), search attributes, control worker, GPU worker for FORGELINE_GPU_POOL')
-    .action(run(() => dev(cfg(), out)));
+    .action(run(async () => dev(cfg(), out)));
 
   program
     .command('demo')
     .description('bring the local stack up (reusing a running server), run a real release of a tiny model, print what it made')
-    .action(run(() => demo(cfg(), out)));
+    .action(run(async () => demo(cfg(), out)));
 
   program
     .command('check')
@@ -195,9 +195,9 @@ export function buildProgram(out: Output, result: { code: number }): Command {
       .requiredOption('--reason <why>', 'why (goes into the audit trail)')
       .option('--json', 'print machine-readable JSON only: {workflowId, status}')
       .action(
-        run(async (id: string, opts: { by: string; reason: string; json?: boolean }) =>
-          withClient(cfg(), (client) => decide(client.workflow.getHandle(id), kind, { by: opts.by, reason: opts.reason }, out, opts.json)),
-        ),
+        run(async (id: string, opts: { by: string; reason: string; json?: boolean }) => {
+          return withClient(cfg(), (client) => decide(client.workflow.getHandle(id), kind, { by: opts.by, reason: opts.reason }, out, opts.json));
+        }),
       );
   }
 

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { Client, Connection } from '@temporalio/client';
 import { toClientOptions, type ClientConfigProfile, type ConfigDataSource } from '@temporalio/envconfig';
-import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
+import type { NativeConnection, NativeConnectionOptions } from '@temporalio/worker';
 import type { ForgelineConfig } from '../config/schema';
 
 /** The frontend address Forgeline talks to: TEMPORAL_ADDRESS, or the local dev server. */
@@ -54,7 +54,8 @@ export async function connectClient(cfg: ForgelineConfig, identity = clientIdent
   return { connection, client: new Client({ connection, namespace: cfg.temporal.namespace, identity }) };
 }
 
-/** A worker connection (the Rust core's). */
-export function connectWorker(cfg: ForgelineConfig): Promise<NativeConnection> {
+/** A worker connection (the Rust core's). The worker SDK loads only here, so the CLI starts faster. */
+export async function connectWorker(cfg: ForgelineConfig): Promise<NativeConnection> {
+  const { NativeConnection } = await import('@temporalio/worker');
   return NativeConnection.connect(connectionOptions(cfg));
 }
