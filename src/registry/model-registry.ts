@@ -311,6 +311,14 @@ export class ModelRegistry {
 
     const current = await this.readAlias(model, alias);
     const landed = await this.landedMove(model, alias, move, current?.record);
+    if (landed && !sameVersions(landed.versions, move.versions)) {
+      throw new RegistryConflictError(
+        model,
+        `alias ${alias}`,
+        `move ID ${move.moveId} was already used, by the move to ${formatVersions(landed.versions)} at ${landed.movedAt}${describeRelease(landed.releaseWorkflowId)}; ` +
+          'each move needs its own ID (include the workflow run ID). Nothing was changed',
+      );
+    }
     if (landed) {
       await this.completeMove(landed, move.moveId);
       return landed;

@@ -272,6 +272,16 @@ function registrySuite(name: string, makeStore: () => Promise<{ store: ArtifactS
         assert.equal((await registry.aliasHistory('demo', 'candidate')).length, 1);
       });
 
+      it('refuses a move ID reused for a different move', async function () {
+        const [v1, v2] = await twoVersions();
+        await registry.moveAlias('demo', 'candidate', move(v1.version, '2026-11-29T01:00:00Z', 'release-demo-abc-12'));
+        await assert.rejects(
+          registry.moveAlias('demo', 'candidate', move(v2.version, '2026-11-29T03:00:00Z', 'release-demo-abc-12')),
+          isConflict('demo', 'alias candidate', 'move ID release-demo-abc-12 was already used', `adapter@${v1.version}`),
+        );
+        assert.deepEqual((await registry.getAlias('demo', 'candidate'))?.versions, { adapter: v1.version });
+      });
+
       it('completes a move whose worker died after moving the alias, on retry, with one history entry', async function () {
         const [v1, v2] = await twoVersions();
         await registry.moveAlias('demo', 'production', move(v1.version, '2026-11-29T01:00:00Z', 'm1'));
