@@ -5,6 +5,7 @@
  * Layout under the root directory:
  *   <key>                             the object's bytes, at the path the key names
  *   .forgeline/sha256/<key>.json      checksum record: {sha256, size, mtimeNs, ino} of the object
+ *   .forgeline/locks/<key>.lock       held while a compareAndSwap on <key> checks and writes
  *   **\/.forgeline-tmp-*              writes in progress (renamed into place when complete)
  *
  * Keys may not contain segments starting with ".forgeline" (see validateKey), so bookkeeping

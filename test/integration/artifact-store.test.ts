@@ -342,6 +342,46 @@ describe('S3ArtifactStore specifics (integration, needs s3rver)', function () {
   });
 });
 
+describe('S3ArtifactStore conditional writes (integration, moto server)', function () {
+  it('sends If-None-Match / If-Match, and retries a 409 ConditionalRequestConflict until the condition decides', async function () {
+    const server = await getS3Server('moto');
+    const bucket = await server.createBucket();
+    const client = server.newClient();
+    const headers: Array<Record<string, string>> = [];
+    let conflictsToInject = 2;
+    // AWS answers 409 while another conditional write to the key is in flight; moto never does.
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as { headers: Record<string, string> };
+        headers.push({ ...request.headers });
+        if (conflictsToInject-- > 0) {
+          throw Object.assign(new Error('A conflicting conditional operation is currently in progress'), {
+            name: 'ConditionalRequestConflict',
+            $metadata: { httpStatusCode: 409 },
+          });
+        }
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'injectConditionalConflict' },
+    );
+    try {
+      const store = new S3ArtifactStore(`s3://${bucket}/cond`, { client });
+      const created = await store.putIfAbsent('alias.json', '{"v":1}');
+      assert.ok(created.written);
+      assert.equal(headers.length, 3, 'two 409s, then the write');
+      assert.ok(headers.every((h) => h['if-none-match'] === '*'));
+
+      headers.length = 0;
+      const swapped = await store.compareAndSwap('alias.json', '{"v":2}', created.etag);
+      assert.ok(swapped.written);
+      assert.equal(headers[0]?.['if-match'], created.etag);
+      assert.equal((await store.getWithEtag('alias.json'))?.etag, swapped.etag);
+    } finally {
+      client.destroy();
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Factory
 // ---------------------------------------------------------------------------------------------
