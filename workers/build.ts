@@ -9,6 +9,7 @@ import { LocalJobRunner } from '../src/adapters/local-job-runner';
 import { REPO_ROOT } from '../src/config/load';
 import { ModelRegistry } from '../src/registry/model-registry';
 import type { ForgelineConfig } from '../src/config/schema';
+import { GPU_HEARTBEAT_THROTTLE_MS } from '../src/contracts/specs/release-spec';
 import { gpuTaskQueue } from '../src/contracts/task-queues';
 
 export type WorkerKind = 'control' | 'gpu';
@@ -16,10 +17,13 @@ export type WorkerKind = 'control' | 'gpu';
 const LOG_LEVELS: Record<ForgelineConfig['logLevel'], LogLevel> = { debug: 'DEBUG', info: 'INFO', warn: 'WARN', error: 'ERROR' };
 
 let runtimeInstalled = false;
-/** Install the Temporal runtime once per process with our log level. */
+/**
+ * Install the Temporal runtime once per process with our log level. It handles no signals: the
+ * worker entry does (workers/main.ts), so a GPU worker can ask its recipes to checkpoint first.
+ */
 export function installRuntime(cfg: ForgelineConfig): void {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger(LOG_LEVELS[cfg.logLevel]) });
+  Runtime.install({ logger: new DefaultLogger(LOG_LEVELS[cfg.logLevel]), shutdownSignals: [] });
   runtimeInstalled = true;
 }
 
@@ -32,8 +36,21 @@ export function taskQueueFor(kind: WorkerKind, cfg: ForgelineConfig): string {
   return kind === 'control' ? cfg.taskQueues.control : gpuTaskQueue(cfg.gpu.pool);
 }
 
+/** What a worker runs recipes with: the job runner and the GPUs it owns (none on pool cpu and on the control worker). */
+export interface WorkerResources {
+  jobs: LocalJobRunner;
+  gpus: LocalGpuAllocator;
+}
+
+export function workerResources(kind: WorkerKind, cfg: ForgelineConfig): WorkerResources {
+  return {
+    jobs: new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') }),
+    gpus: kind === 'gpu' ? LocalGpuAllocator.forPool(cfg.gpu.pool, cfg.gpu.count, cfg.gpu.visibleDevices) : LocalGpuAllocator.forPool('cpu', 1),
+  };
+}
+
 /** Adapters from config, then the activity set over them. */
-export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig) {
+export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resources: WorkerResources = workerResources(kind, cfg)) {
   const artifacts = createArtifactStore({
     uri: cfg.artifacts.uri,
     s3: { endpoint: cfg.artifacts.s3.endpoint, region: cfg.artifacts.s3.region, forcePathStyle: cfg.artifacts.s3.forcePathStyle },
@@ -47,8 +64,8 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig) {
     artifacts,
     tracker,
     registry: new ModelRegistry(artifacts),
-    jobs: new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') }),
-    gpus: kind === 'gpu' ? LocalGpuAllocator.forPool(cfg.gpu.pool, cfg.gpu.count, process.env.CUDA_VISIBLE_DEVICES) : LocalGpuAllocator.forPool('cpu', 1),
+    jobs: resources.jobs,
+    gpus: resources.gpus,
     workDir: path.join(cfg.home, 'work', kind === 'gpu' ? gpuTaskQueue(cfg.gpu.pool) : 'control'),
     trackerProject: cfg.tracker.wandb.project,
     workerIdentity: workerIdentity(kind, cfg),
@@ -78,32 +95,61 @@ export interface CreateWorkerOptions {
   taskQueue?: string;
 }
 
+export interface ForgelineWorker {
+  worker: Worker;
+  /**
+   * Stop gracefully (SIGTERM, SIGINT, the parent gone). The worker stops polling; on a GPU worker
+   * running recipes are asked to save a checkpoint and exit, and get FORGELINE_SHUTDOWN_GRACE to
+   * do so before they are cancelled. `worker.run()` returns once every task has ended.
+   */
+  stop(): void;
+}
+
 /**
  * A control worker polls the control queue and runs workflows plus light activities; a GPU
- * worker polls `gpu-<pool>` and runs heavy activities, as many at once as it owns GPUs.
+ * worker polls `gpu-<pool>` and runs heavy activities, taking a task only when it has a GPU free
+ * for it (gpuWorkerTuner).
  */
-export function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts: CreateWorkerOptions): Promise<Worker> {
+export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts: CreateWorkerOptions): Promise<ForgelineWorker> {
+  const resources = workerResources(kind, cfg);
   const common = {
     connection: opts.connection,
     namespace: cfg.temporal.namespace,
     taskQueue: opts.taskQueue ?? taskQueueFor(kind, cfg),
     identity: workerIdentity(kind, cfg),
-    activities: buildActivities(kind, cfg),
+    activities: buildActivities(kind, cfg, resources),
   };
   if (kind === 'control') {
     const workflows = opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
-    return Worker.create({ ...common, ...workflows });
+    const worker = await Worker.create({ ...common, ...workflows });
+    return { worker, stop: () => worker.shutdown() };
   }
-  // Heartbeats carry training progress (step, loss, latest checkpoint) to operators and to the
-  // next attempt: send them every few seconds rather than the SDK's default of up to 60 s.
-  return Worker.create({ ...common, maxConcurrentActivityTaskExecutions: cfg.gpu.count, maxHeartbeatThrottleInterval: '3s' });
+  const worker = await Worker.create({
+    ...common,
+    tuner: gpuWorkerTuner(resources.gpus, cfg.gpu.count),
+    // Heartbeats carry training progress (step, loss, latest checkpoint) to operators and to the
+    // next attempt: send them every few seconds rather than the SDK's default of up to 60 s.
+    maxHeartbeatThrottleInterval: GPU_HEARTBEAT_THROTTLE_MS,
+    // Without a grace time the SDK would cancel running training at once on shutdown.
+    shutdownGraceTime: cfg.worker.shutdownGrace,
+  });
+  let stopping = false;
+  return {
+    worker,
+    stop: () => {
+      if (stopping) return;
+      stopping = true;
+      resources.jobs.preempt();
+      worker.shutdown();
+    },
+  };
 }
 
 /**
  * Stop the worker when the process that started us (`forgeline dev`) goes away, so a killed
  * parent never leaves orphan workers behind.
  */
-export function shutdownWithParent(worker: Worker, parentPid: number | undefined): void {
+export function shutdownWithParent(worker: { shutdown(): void }, parentPid: number | undefined): void {
   if (!parentPid) return;
   const timer = setInterval(() => {
     try {

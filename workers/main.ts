@@ -10,11 +10,18 @@ export function runWorkerProcess(kind: WorkerKind): void {
     installRuntime(cfg);
     const connection = await connectWorker(cfg);
     try {
-      const worker = await createWorker(kind, cfg, { connection });
-      const parent = process.env.FORGELINE_PARENT_PID ? Number(process.env.FORGELINE_PARENT_PID) : undefined;
-      shutdownWithParent(worker, parent);
+      const { worker, stop } = await createWorker(kind, cfg, { connection });
+      // The first SIGTERM/SIGINT stops gracefully (a GPU worker's recipes checkpoint first); a
+      // second one finds no handler left and ends the process at once.
+      for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+        process.once(signal, () => {
+          console.log(`forgeline ${kind} worker: ${signal}, stopping${kind === 'gpu' ? ` (running recipes checkpoint and exit; grace ${cfg.worker.shutdownGrace})` : ''}`);
+          stop();
+        });
+      }
+      shutdownWithParent({ shutdown: stop }, cfg.worker.parentPid);
       console.log(`forgeline ${kind} worker polling ${taskQueueFor(kind, cfg)} (identity ${worker.options.identity})`);
-      await worker.run(); // returns after SIGINT/SIGTERM, once in-flight tasks are done
+      await worker.run(); // returns after stop(), once in-flight tasks are done
     } finally {
       await connection.close();
     }

@@ -1,5 +1,6 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ErrorType } from '../../src/contracts/errors';
+import { durationMs, GPU_HEARTBEAT_THROTTLE_MS } from '../../src/contracts/specs/release-spec';
 import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
 import type { DeviceLease } from '../../src/ports/gpu-allocator';
 import { ForgelineError } from '../../src/ports/errors';
@@ -20,9 +21,14 @@ export function releasePrefix(releaseId: string, part: string): string {
 /** `<prefix ending in step-NNNNNNN/>MANIFEST.json`: a published training checkpoint. */
 const CHECKPOINT_MANIFEST = /^(.*\/step-(\d+)\/)MANIFEST\.json$/;
 
-/** Retryable unless the recipe said otherwise; keeps the stage's name in the message. */
+/**
+ * Retryable unless the recipe said otherwise; keeps the stage's name in the message. A recipe its
+ * worker stopped for shutdown (after checkpointing) is `RecipePreempted`, any other `RecipeCrashed`.
+ */
 function recipeFailure(stage: string, err: unknown): never {
-  if (err instanceof ForgelineError && !err.terminal) throw ApplicationFailure.retryable(`${stage}: ${err.message}`, 'RecipeCrashed');
+  if (err instanceof ForgelineError && !err.terminal) {
+    throw ApplicationFailure.retryable(`${stage}: ${err.message}`, err.name === 'RecipePreemptedError' ? 'RecipePreempted' : 'RecipeCrashed');
+  }
   throw err;
 }
 
@@ -70,8 +76,9 @@ export function createRecipeTools(deps: ActivityDeps) {
   }
 
   /**
-   * Run one recipe on this worker's GPU(s): heartbeat every event (and every 10 s while the
-   * recipe is quiet), stream its metrics and tables to the tracker, and kill it on cancellation.
+   * Run one recipe on this worker's GPU(s): heartbeat every event (and every few seconds while the
+   * recipe is quiet), stream its metrics and tables to the tracker, kill it on cancellation, and
+   * stop it as hung after `spec.gpu.progressTimeout` without an event.
    *
    * A data-parallel stage (training) takes `spec.gpu.count` GPUs and runs one process per GPU
    * (`processes` in the recipe's input); the other stages take one GPU each, so a worker with
@@ -93,7 +100,9 @@ export function createRecipeTools(deps: ActivityDeps) {
     // Heartbeat from the start: a stage queued behind another job's GPUs is waiting, not lost,
     // and must not be timed out and run twice.
     ctx.heartbeat(beat);
-    const ticker = setInterval(() => ctx.heartbeat(beat), 10_000);
+    const ticker = setInterval(() => ctx.heartbeat(beat), GPU_HEARTBEAT_THROTTLE_MS);
+    // Specs validated before progressTimeout existed (a release started by an older version) have none.
+    const progressTimeout = (input.spec.gpu as Partial<StageInput['spec']['gpu']>).progressTimeout;
     let lease: DeviceLease | undefined;
     let run: TrackerRun | undefined;
     try {
@@ -117,9 +126,13 @@ export function createRecipeTools(deps: ActivityDeps) {
         outDir,
         gpuIndices: lease.indices,
         signal: ctx.cancellationSignal,
+        ...(progressTimeout ? { progressTimeoutMs: durationMs(progressTimeout) } : {}),
         onLog: (line) => ctx.log.debug(`[${recipe}] ${line}`),
         onEvent: async (e) => {
-          if (e.event === 'progress') {
+          if (e.event === 'start' && e.total_steps !== undefined) {
+            // Live progress from the first beat: where this attempt starts, out of how many steps.
+            Object.assign(beat, { step: e.resumed_from_step ?? 0, totalSteps: e.total_steps, message: undefined });
+          } else if (e.event === 'progress') {
             Object.assign(beat, { step: e.step, totalSteps: e.total_steps, loss: e.loss, message: undefined });
             const row: Record<string, Scalar> = { [`${stage}/step`]: e.step };
             if (e.loss !== undefined) row[`${stage}/loss`] = e.loss;

@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { z } from 'zod';
@@ -306,13 +306,24 @@ export async function stageFile(source: Readable | Buffer, target: string): Prom
   };
 }
 
-/** Regular files under `dir` (following symbolic links), as sorted '/'-separated relative paths. */
-export async function listLocalFiles(dir: string): Promise<string[]> {
+/**
+ * Regular files under `dir` (following symbolic links), as sorted '/'-separated relative paths.
+ * With `confine`, a symbolic link that leads out of `dir` is an error naming it (publishing must
+ * not upload whatever a link points at).
+ */
+export async function listLocalFiles(dir: string, options: { confine?: boolean } = {}): Promise<string[]> {
   const found: string[] = [];
+  const root = options.confine ? await realpath(dir) : '';
   async function walk(absDir: string, rel: string): Promise<void> {
     for (const entry of await readdir(absDir, { withFileTypes: true })) {
       const abs = path.join(absDir, entry.name);
       const relPath = rel ? `${rel}/${entry.name}` : entry.name;
+      if (options.confine && entry.isSymbolicLink()) {
+        const target = await realpath(abs);
+        if (path.relative(root, target).startsWith('..') || path.isAbsolute(path.relative(root, target))) {
+          throw new Error(`cannot publish ${dir}: ${relPath} is a symbolic link to ${target}, outside the directory`);
+        }
+      }
       const info = entry.isSymbolicLink() ? await stat(abs) : entry;
       if (info.isDirectory()) await walk(abs, relPath);
       else if (info.isFile()) found.push(relPath);
@@ -511,7 +522,7 @@ export abstract class BaseArtifactStore implements ArtifactStore {
    */
   async publishDirectory(localDir: string, prefix: string, metadata?: Record<string, unknown>): Promise<Manifest> {
     const base = versionPrefix(prefix);
-    const paths = await listLocalFiles(localDir);
+    const paths = await listLocalFiles(localDir, { confine: true });
     if (paths.length === 0) throw new Error(`cannot publish ${localDir}: it contains no files`);
     if (paths.includes(MANIFEST_FILE)) {
       throw new Error(`cannot publish ${localDir}: it contains a top-level ${MANIFEST_FILE}, a name reserved for the version's manifest`);
