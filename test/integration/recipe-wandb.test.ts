@@ -98,12 +98,12 @@ function finishedRun(fake: FakeWandbServer, runId: string): FakeRun {
 }
 
 describe('recipes log to W&B with the official wandb SDK (against a local endpoint that checks W&B wire format)', function () {
-  this.timeout(240_000);
+  this.timeout(420_000);
   let tinyModel: string;
   let untracked: RecipeOutcome;
 
   before(async function () {
-    this.timeout(240_000);
+    this.timeout(420_000);
     work = await mkdtemp(path.join(os.tmpdir(), 'forgeline-recipe-wandb-'));
     registerTeardown(`temp dir ${work}`, () => rm(work, { recursive: true, force: true }));
     untracked = await runRecipe('make_tiny_model', { ...COMMON, size: 'tiny' }, recipeEnv({}));

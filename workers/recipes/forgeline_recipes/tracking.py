@@ -4,7 +4,7 @@ A recipe logs to W&B only when its input asks for it with a ``tracking`` object 
 adds it when the worker's tracker is W&B)::
 
     "tracking": {"project": "forgeline", "entity": "my-team", "group": "<release id>",
-                 "job_type": "train", "run_name": "train <release id>", "run_id": "<id>",
+                 "job_type": "train", "run_name": "train <release id>", "run_id": "<unique per attempt>",
                  "mode": "online", "dir": "/work/attempt-1/wandb", "tags": ["tiny-llama"]}
 
 The API key is never in the input: the SDK reads ``WANDB_API_KEY`` (and ``WANDB_BASE_URL`` for a
@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .protocol import EXIT_NON_RETRYABLE, EXIT_OK, EXIT_RETRYABLE, EventWriter, log
 
 # Run ids W&B accepts (they end up in URLs and file names).
-RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 # Fields of a progress event that are bookkeeping, not curves.
 PROGRESS_BOOKKEEPING = {"step", "total_steps"}
 
@@ -54,7 +54,9 @@ class TrackingSpec(BaseModel):
     job_type: str = Field(min_length=1, max_length=64, description="the stage: train, quantize, evaluate")
     run_name: str | None = Field(default=None, min_length=1, description="display name; W&B makes one up when absent")
     run_id: str | None = Field(
-        default=None, pattern=RUN_ID_PATTERN, description="a stable id makes a retried attempt continue the same run"
+        default=None,
+        pattern=RUN_ID_PATTERN,
+        description="unique per attempt (a retried attempt is a run of its own in the group); absent: W&B picks one",
     )
     mode: Literal["online", "offline"] | None = Field(default=None, description="absent: WANDB_MODE decides (default online)")
     dir: str = Field(min_length=1, description="where the SDK writes the run (offline runs stay here for `wandb sync`)")
@@ -193,7 +195,6 @@ def start_tracking(raw: Any, recipe: str, config: Mapping[str, Any]) -> WandbTra
                 job_type=spec.job_type,
                 name=spec.run_name,
                 id=spec.run_id,
-                resume="allow" if spec.run_id else None,
                 tags=spec.tags or None,
                 dir=spec.dir,
                 config={"recipe": recipe, **config},
