@@ -9,7 +9,7 @@ import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
 import { describeFailure, ExitCode, exitCodeForOutcome } from '../../src/cli/errors';
 import { Output } from '../../src/cli/output';
 import { runCli } from '../../src/cli/program';
-import { decide } from '../../src/cli/release';
+import { decide, printStatus } from '../../src/cli/release';
 import { readSpecFile } from '../../src/cli/spec-file';
 import { REPO_ROOT } from '../../src/config/load';
 import { ReleaseOutcome, type ReleaseStatus } from '../../src/contracts/release-lifecycle';
@@ -183,6 +183,35 @@ describe('forgeline CLI (commander)', function () {
     const json = sink();
     await decide(handle, 'approve', { by: 'a', reason: 'b' }, new Output(json, sink()), true);
     assert.deepEqual(JSON.parse(json.text), { workflowId: 'release/m/1', status: after });
+  });
+
+  it('release status (human): outcome, stage, the running step with loss and newest checkpoint, how to decide', function () {
+    const lines: string[] = [];
+    printStatus(
+      {
+        workflowId: 'release/m/1',
+        execution: 'RUNNING',
+        status: { model: 'm', stage: 'train', outcome: 'Running', awaitingApproval: false, versions: {} },
+        running: { activity: 'trainAdapter', attempt: 2, beat: { step: 120, totalSteps: 200, loss: 1.5, checkpoint: { step: 100, prefix: 'checkpoints/m/1/attempt-2/step-100/' } } },
+      },
+      (l) => lines.push(l),
+    );
+    assert.deepEqual(lines, [
+      'release release/m/1: Running, stage train (running)',
+      '  running:    trainAdapter (attempt 2) step 120/200, loss 1.5000',
+      '  checkpoint: step 100 at checkpoints/m/1/attempt-2/step-100/',
+    ]);
+    lines.length = 0;
+    printStatus(
+      { workflowId: 'release/m/1', execution: 'RUNNING', status: { model: 'm', stage: 'approval', outcome: 'Running', awaitingApproval: true, approvalDeadline: '2026-12-02T12:00:00Z', versions: { adapter: 'registry://m/adapter@aaaaaaaaaaaa' } } },
+      (l) => lines.push(l),
+    );
+    assert.deepEqual(lines, [
+      'release release/m/1: Running, stage approval (running)',
+      '  awaiting approval until 2026-12-02T12:00:00Z:',
+      '    forgeline release approve release/m/1 --by WHO --reason WHY   (or reject)',
+      '  adapter     registry://m/adapter@aaaaaaaaaaaa',
+    ]);
   });
 
   it('maps outcomes and errors to documented exit codes', function () {
