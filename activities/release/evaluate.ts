@@ -1,10 +1,9 @@
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import type { MetricEstimate } from '../../src/contracts/release-gates';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, safeId, type RecipeTools } from './run-recipe';
+import { releasePrefix, type RecipeTools } from './run-recipe';
 import type { EvalResult, PublishedRef, StageInput } from './types';
 
 export function createEvaluateActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -12,10 +11,9 @@ export function createEvaluateActivities(deps: ActivityDeps, tools: RecipeTools)
   return {
     /** GPU queue: score candidate (quantized and merged) and comparator on the held-out set (recipe workers/recipes/evaluate.py). */
     async runEvalSuite(input: StageInput & { merged: PublishedRef; quantized?: PublishedRef }): Promise<EvalResult> {
-      return asActivityFailure(async () => {
+      return tools.inAttemptDir('eval', input.releaseId, (outDir) => asActivityFailure(async () => {
         const { spec, releaseId } = input;
         const cache = path.join(deps.workDir, 'cache');
-        const outDir = path.join(deps.workDir, 'releases', safeId(releaseId), `eval-attempt-${Context.current().info.attempt}`);
         const production = spec.evaluation.compareTo === 'production' ? await registry.getAlias(spec.model, 'production') : undefined;
         const comparatorPrefix = production?.versions.merged
           ? (await registry.getVersion(spec.model, 'merged', production.versions.merged))?.artifact.prefix
@@ -40,7 +38,7 @@ export function createEvaluateActivities(deps: ActivityDeps, tools: RecipeTools)
           if (m.delta !== undefined) summary[`${k}_delta`] = m.delta;
         }
         return { metrics, summary, report, comparator };
-      });
+      }));
     },
   };
 }

@@ -1,9 +1,8 @@
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, safeId, type RecipeTools } from './run-recipe';
+import { releasePrefix, type RecipeTools } from './run-recipe';
 import type { PublishedRef, QuantizeResult, StageInput } from './types';
 
 export function createQuantizeActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -11,10 +10,9 @@ export function createQuantizeActivities(deps: ActivityDeps, tools: RecipeTools)
   return {
     /** GPU queue: merge the adapter into the base model, then quantize (GPTQ/AWQ) into compressed-tensors (recipe workers/recipes/quantize.py). */
     async quantizeModel(input: StageInput & { adapter: PublishedRef }): Promise<QuantizeResult> {
-      return asActivityFailure(async () => {
+      return tools.inAttemptDir('quantize', input.releaseId, (outDir) => asActivityFailure(async () => {
         const { spec, releaseId } = input;
         const cache = path.join(deps.workDir, 'cache');
-        const outDir = path.join(deps.workDir, 'releases', safeId(releaseId), `quantize-attempt-${Context.current().info.attempt}`);
         const [dataset, base, adapter] = await Promise.all([
           localDataset(artifacts, spec, cache),
           localBaseModel(artifacts, registry, spec, cache),
@@ -39,7 +37,7 @@ export function createQuantizeActivities(deps: ActivityDeps, tools: RecipeTools)
         await run.setSummary({ 'quantize/size_before_bytes': out.sizeBeforeBytes, 'quantize/size_after_bytes': out.sizeAfterBytes, 'quantize/seconds': out.seconds });
         await run.flush();
         return out;
-      });
+      }));
     },
   };
 }

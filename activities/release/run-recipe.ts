@@ -1,3 +1,5 @@
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ErrorType } from '../../src/contracts/errors';
 import { durationMs, GPU_HEARTBEAT_THROTTLE_MS } from '../../src/contracts/specs/release-spec';
@@ -20,6 +22,9 @@ export function releasePrefix(releaseId: string, part: string): string {
 
 /** `<prefix ending in step-NNNNNNN/>MANIFEST.json`: a published training checkpoint. */
 const CHECKPOINT_MANIFEST = /^(.*\/step-(\d+)\/)MANIFEST\.json$/;
+
+/** Published checkpoints a release keeps once its adapter is published (the newest, over all attempts). */
+export const KEEP_CHECKPOINTS = 2;
 
 /**
  * Retryable unless the recipe said otherwise; keeps the stage's name in the message. A recipe its
@@ -58,6 +63,45 @@ export function createRecipeTools(deps: ActivityDeps) {
       jobType: 'release',
       tags: [input.spec.model, ...(input.spec.git.sha ? [input.spec.git.sha.slice(0, 12)] : [])],
     });
+  }
+
+  /**
+   * Runs a stage in this attempt's own work directory, `<workDir>/releases/<release>/<stage>-attempt-<n>`:
+   * created first, removed when the stage ends, whatever the outcome. What a retry needs (the
+   * checkpoints) is in the store, so a worker's disk does not fill up with old attempts.
+   */
+  async function inAttemptDir<T>(stage: string, releaseId: string, fn: (dir: string) => Promise<T>): Promise<T> {
+    const dir = path.join(deps.workDir, 'releases', safeId(releaseId), `${stage}-attempt-${Context.current().info.attempt}`);
+    await mkdir(dir, { recursive: true });
+    try {
+      return await fn(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Retention: once training has published its adapter, deletes all but the `keep` newest
+   * published checkpoints of the release (over every attempt), manifest first so a half-deleted
+   * one never reads as complete. Returns the steps it deleted.
+   */
+  async function pruneCheckpoints(releaseId: string, keep = KEEP_CHECKPOINTS): Promise<number[]> {
+    const found: Array<{ step: number; prefix: string }> = [];
+    for await (const obj of artifacts.listAll(releasePrefix(releaseId, 'checkpoints'))) {
+      const m = CHECKPOINT_MANIFEST.exec(obj.key);
+      if (m) found.push({ step: Number(m[2]), prefix: m[1]! });
+    }
+    // Newest first; of two copies of one step (a redone step), the later attempt's.
+    found.sort((a, b) => b.step - a.step || b.prefix.localeCompare(a.prefix, 'en', { numeric: true }));
+    const deleted: number[] = [];
+    for (const old of found.slice(keep)) {
+      await artifacts.delete(`${old.prefix}MANIFEST.json`);
+      const keys: string[] = [];
+      for await (const obj of artifacts.listAll(old.prefix)) keys.push(obj.key);
+      for (const key of keys) await artifacts.delete(key);
+      deleted.push(old.step);
+    }
+    return deleted;
   }
 
   /**
@@ -157,7 +201,7 @@ export function createRecipeTools(deps: ActivityDeps) {
     }
   }
 
-  return { publish, openRun, latestCheckpoint, runRecipe };
+  return { publish, openRun, latestCheckpoint, runRecipe, inAttemptDir, pruneCheckpoints };
 }
 
 export type RecipeTools = ReturnType<typeof createRecipeTools>;

@@ -1,11 +1,10 @@
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, safeId, type RecipeTools } from './run-recipe';
+import { releasePrefix, type RecipeTools } from './run-recipe';
 import type { StageInput, TrainResult } from './types';
 
 export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -17,12 +16,10 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
      * resumes from the latest one, on this host or another.
      */
     async trainAdapter(input: StageInput): Promise<TrainResult> {
-      return asActivityFailure(async () => {
+      return tools.inAttemptDir('train', input.releaseId, (outDir) => asActivityFailure(async () => {
         const { spec, releaseId } = input;
         const attempt = Context.current().info.attempt;
         const cache = path.join(deps.workDir, 'cache');
-        const outDir = path.join(deps.workDir, 'releases', safeId(releaseId), `train-attempt-${attempt}`);
-        mkdirSync(outDir, { recursive: true });
         const [dataset, base] = await Promise.all([localDataset(artifacts, spec, cache), localBaseModel(artifacts, registry, spec, cache)]);
         const prior = Context.current().info.heartbeatDetails as StageHeartbeat | undefined;
         const checkpoint = await tools.latestCheckpoint(releaseId, prior?.checkpoint);
@@ -61,6 +58,7 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
           },
         );
         const adapter = await tools.publish(path.join(outDir, 'adapter'), releasePrefix(releaseId, 'adapter'), { baseModel: base.ref, releaseId });
+        await tools.pruneCheckpoints(releaseId);
         const num = (k: string) => (typeof result[k] === 'number' ? (result[k] as number) : undefined);
         return {
           adapter,
@@ -71,7 +69,7 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
           tokensPerS: num('tokens_per_s'),
           recipeResult: result,
         };
-      });
+      }));
     },
   };
 }
