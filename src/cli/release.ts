@@ -29,10 +29,6 @@ function generatedId(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').toLowerCase() + '-' + Math.random().toString(16).slice(2, 8);
 }
 
-/**
- * Validate at the edge and start (or join) a release. The workflow ID is
- * `release/<model>/<git sha or generated id>`, so starting the same release twice yields one execution.
- */
 /** Validate a release spec at the edge; a ConfigError (exit 2) names every bad field. */
 export function parseReleaseSpec(input: unknown, source?: string): ReleaseSpec {
   const v = validateSpec(ReleaseSpecSchema, input);

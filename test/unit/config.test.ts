@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, redactConfig, REPO_ROOT } from '../../src/config/load';
@@ -141,6 +141,10 @@ namespace = "prod.acct"
 api_key = "from-file"
 [profile.cloud.tls]
 server_ca_cert_path = "${path.join(dir, 'ca.pem')}"
+
+[profile.plain.tls]
+disabled = true
+server_name = "ignored.example"
 `);
       const dflt = loadConfig({ env: { TEMPORAL_CONFIG_FILE: file }, cwd: dir });
       assert.equal(dflt.temporal.address, 'localhost:7233');
@@ -152,6 +156,10 @@ server_ca_cert_path = "${path.join(dir, 'ca.pem')}"
       assert.equal(cloud.temporal.apiKey, 'from-file');
       assert.equal(cloud.temporal.tls.enabled, true, 'a [tls] table turns TLS on');
       assert.equal(cloud.temporal.tls.caPath, path.join(dir, 'ca.pem'));
+
+      const plain = loadConfig({ env: { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'plain' }, cwd: dir });
+      assert.equal(plain.temporal.tls.enabled, false, '`disabled = true` keeps TLS off');
+      assert.equal(connectionOptions(plain).tls, false);
 
       const overridden = loadConfig({ env: { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'cloud', TEMPORAL_NAMESPACE: 'other.acct', TEMPORAL_TLS: 'false' }, cwd: dir });
       assert.equal(overridden.temporal.namespace, 'other.acct');
@@ -168,7 +176,7 @@ server_ca_cert_path = "${path.join(dir, 'ca.pem')}"
     });
 
     it('finds temporal.toml where the temporal CLI keeps it ($XDG_CONFIG_HOME/temporalio)', function () {
-      execFileSync('mkdir', ['-p', path.join(dir, 'xdg', 'temporalio')]);
+      mkdirSync(path.join(dir, 'xdg', 'temporalio'), { recursive: true });
       writeFileSync(path.join(dir, 'xdg', 'temporalio', 'temporal.toml'), '[profile.default]\nnamespace = "xdg"\n');
       assert.equal(loadConfig({ env: { XDG_CONFIG_HOME: path.join(dir, 'xdg') }, cwd: dir }).temporal.namespace, 'xdg');
     });
