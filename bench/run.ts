@@ -20,10 +20,11 @@
  *   are skipped with a line saying so, and the committed results stay as they are.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { temporal } from '@temporalio/proto';
@@ -66,6 +67,69 @@ function ms(t: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
   return Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
 }
 
+/**
+ * CPU time (user + system, ms) that process `pid` has used so far, from /proc (Linux, 100 ticks a
+ * second); undefined where that cannot be read.
+ */
+function cpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid of the `temporal server start-dev` listening on `address` (host:port), from /proc. */
+function devServerPid(address: string): number | undefined {
+  const port = address.split(':').pop();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (args.includes('start-dev') && args[args.indexOf('--port') + 1] === port) return Number(entry);
+    } catch {
+      /* gone, or not ours to read */
+    }
+  }
+  return undefined;
+}
+
+/** CPU time spent by a side's client process (here: the worker + client, or the flow's process) and its server. */
+class CpuMeter {
+  client = 0;
+  server = 0;
+  runs = 0;
+  /** `clientPid` undefined: this process. */
+  constructor(
+    private readonly serverPid: number | undefined,
+    private readonly clientPid?: number,
+  ) {}
+  private clientNow(): number | undefined {
+    if (this.clientPid === undefined) {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    }
+    return cpuMs(this.clientPid);
+  }
+  async measure<T>(runs: number, fn: () => Promise<T>): Promise<T> {
+    const c0 = this.clientNow();
+    const s0 = cpuMs(this.serverPid);
+    const out = await fn();
+    const c1 = this.clientNow();
+    const s1 = cpuMs(this.serverPid);
+    if (c0 !== undefined && c1 !== undefined) this.client += c1 - c0;
+    if (s0 !== undefined && s1 !== undefined) this.server += s1 - s0;
+    this.runs += runs;
+    return out;
+  }
+  perRun() {
+    if (this.runs === 0) return undefined;
+    return { client: round(this.client / this.runs), server: round(this.server / this.runs), total: round((this.client + this.server) / this.runs) };
+  }
+}
+
 const noopProbe = async (i: StackProbeInput): Promise<StackProbeResult> => fakeProbe(i, 'bench');
 
 interface Lifecycle {
@@ -85,12 +149,17 @@ class TemporalSide {
   readonly lifecycle: number[] = [];
   readonly clientWall: number[] = [];
   readonly dispatchToStart = { control: [] as number[], gpu: [] as number[] };
+  /** Where a stage's time goes, from the history: the workflow task's dispatch and processing, the activity's run. */
+  readonly breakdown = { workflowTaskDispatch: [] as number[], workflowTaskProcessing: [] as number[], activityStartToCompleted: [] as number[] };
+  readonly cpu: CpuMeter;
   private constructor(
     private readonly env: TestWorkflowEnvironment,
     private readonly lc: Lifecycle,
     private readonly taskQueue: string,
     readonly workers: Worker[],
-  ) {}
+  ) {
+    this.cpu = new CpuMeter(devServerPid(env.address));
+  }
 
   static async create(env: TestWorkflowEnvironment, workflowBundle: Bundle, lc: Lifecycle): Promise<TemporalSide> {
     const taskQueue = `bench-${lc.name}`;
@@ -101,23 +170,37 @@ class TemporalSide {
     return new TemporalSide(env, lc, taskQueue, workers);
   }
 
-  /** `n` lifecycles one after another; warm-ups (first bundle load, first polls) are not recorded. */
+  /**
+   * `n` lifecycles one after another; warm-ups (first bundle load, first polls) are not recorded.
+   * CPU is metered over the runs only; their histories are read afterwards.
+   */
   async runs(n: number, record = true): Promise<void> {
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      const handle = await this.env.client.workflow.start(this.lc.workflowType, { taskQueue: this.taskQueue, workflowId: `bench/${this.lc.name}/${Date.now()}-${i}`, args: this.lc.args() });
-      await handle.result();
-      const wall = performance.now() - t0;
-      if (!record) continue;
-      this.clientWall.push(wall);
+    const handles: WorkflowHandle[] = [];
+    const run = async () => {
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        const handle = await this.env.client.workflow.start(this.lc.workflowType, { taskQueue: this.taskQueue, workflowId: `bench/${this.lc.name}/${Date.now()}-${i}`, args: this.lc.args() });
+        await handle.result();
+        if (record) this.clientWall.push(performance.now() - t0);
+        handles.push(handle);
+      }
+    };
+    if (!record) return run();
+    await this.cpu.measure(n, run);
+    for (const handle of handles) {
       const events = (await handle.fetchHistory()).events ?? [];
       const scheduled = new Map<string, { at: number; queue: string }>();
+      const at = new Map<string, number>(events.map((e) => [String(e.eventId), ms(e.eventTime)]));
+      const since = (id: unknown, e: (typeof events)[number]) => ms(e.eventTime) - (at.get(String(id)) ?? NaN);
       for (const e of events) {
         const s = e.activityTaskScheduledEventAttributes;
         if (s) scheduled.set(String(e.eventId), { at: ms(e.eventTime), queue: s.taskQueue?.name ?? '' });
         const started = e.activityTaskStartedEventAttributes;
         const from = started && scheduled.get(String(started.scheduledEventId));
         if (from) this.dispatchToStart[from.queue === this.taskQueue ? 'control' : 'gpu'].push(ms(e.eventTime) - from.at);
+        if (e.activityTaskCompletedEventAttributes) this.breakdown.activityStartToCompleted.push(since(e.activityTaskCompletedEventAttributes.startedEventId, e));
+        if (e.workflowTaskStartedEventAttributes) this.breakdown.workflowTaskDispatch.push(since(e.workflowTaskStartedEventAttributes.scheduledEventId, e));
+        if (e.workflowTaskCompletedEventAttributes) this.breakdown.workflowTaskProcessing.push(since(e.workflowTaskCompletedEventAttributes.startedEventId, e));
       }
       this.lifecycle.push(ms(events[events.length - 1]?.eventTime) - ms(events[0]?.eventTime));
     }
@@ -130,10 +213,16 @@ class TemporalSide {
       lifecycleMs,
       perStageMs: perStage(lifecycleMs, this.lc.stages),
       clientWallMs: stats(this.clientWall),
+      cpuMsPerRun: this.cpu.perRun(),
       activityDispatchToStartMs: {
         all: stats([...this.dispatchToStart.control, ...this.dispatchToStart.gpu]),
         controlQueue: stats(this.dispatchToStart.control),
         gpuQueue: stats(this.dispatchToStart.gpu),
+      },
+      breakdownMs: {
+        workflowTaskDispatch: stats(this.breakdown.workflowTaskDispatch),
+        workflowTaskProcessing: stats(this.breakdown.workflowTaskProcessing),
+        activityStartToCompleted: stats(this.breakdown.activityStartToCompleted),
       },
     };
   }
@@ -213,10 +302,12 @@ async function orchestration(): Promise<void> {
   let prefect: PrefectPeer | undefined;
   let prefectError: string | undefined;
   const prefectMs: number[] = [];
+  let prefectCpu: CpuMeter | undefined;
   const results: Record<string, unknown> = {};
   try {
     try {
       prefect = await startPrefectPeer(spec, WARMUP, log);
+      prefectCpu = new CpuMeter(prefect.pids.server, prefect.pids.client);
     } catch (err) {
       prefectError = String((err as Error).message ?? err);
       log(`Prefect peer unavailable, measured without it: ${prefectError}`);
@@ -232,7 +323,7 @@ async function orchestration(): Promise<void> {
       for (let done = 0, batch = 0; done < RUNS; done += BATCH, batch++) {
         const n = Math.min(BATCH, RUNS - done);
         // Rotate who goes first, so no side always runs right after another's burst.
-        const sides: Array<() => Promise<unknown>> = [() => a.runs(n), () => b.runs(n), async () => prefect && prefectMs.push(...(await prefect.runs(n)))];
+        const sides: Array<() => Promise<unknown>> = [() => a.runs(n), () => b.runs(n), async () => prefect && prefectMs.push(...(await prefectCpu!.measure(n, () => prefect!.runs(n))))];
         for (let k = 0; k < sides.length; k++) await sides[(k + batch) % sides.length]!();
         await timedInProcess(release, n, inProcess);
         perBatchLoad1m.push(round(os.loadavg()[0]!));
@@ -253,6 +344,7 @@ async function orchestration(): Promise<void> {
             server: 'prefect server start (SQLite file under a temporary PREFECT_HOME, UI off), same machine; PREFECT_API_URL set, logging WARNING',
             flowRunMs: prefectStats,
             perStageMs: perStage(prefectStats, release.stages),
+            cpuMsPerRun: prefectCpu?.perRun(),
           }
         : { skipped: prefectError },
       inProcess: { what: 'the same no-op activities called directly in-process, in order (no orchestrator)', lifecycleMs: inProcessStats },
@@ -278,7 +370,7 @@ async function orchestration(): Promise<void> {
 
   const result = {
     benchmark: 'orchestration',
-    what: 'what an orchestrator adds per lifecycle with no-op activities: release = 9 activities (6 on the control queue, eager; 3 on gpu-<pool>), stack-check = 2; lifecycleMs from the history (start → completion), clientWallMs from start call to result',
+    what: 'what an orchestrator adds per lifecycle with no-op activities: release = 9 activities (6 on the control queue, eager; 3 on gpu-<pool>), stack-check = 2; lifecycleMs from the history (start → completion), clientWallMs from start call to result; cpuMsPerRun: CPU time per lifecycle of the client side (Temporal: this process, i.e. workers + client; Prefect: the flow\'s process) and of the server, over the measured runs (load-independent, unlike wall times)',
     temporalCli,
     devServerDynamicConfig: DEV_SERVER_DYNAMIC_CONFIG,
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },

@@ -22,6 +22,8 @@ export interface PrefectPeer {
   version: string;
   /** Wall times (ms) of `n` flow runs, each from calling the flow to its return. */
   runs(n: number): Promise<number[]>;
+  /** The process ids whose CPU time the flow runs cost: the flow's own process and the server. */
+  pids: { client: number | undefined; server: number | undefined };
   stop(): Promise<void>;
 }
 
@@ -93,6 +95,7 @@ export async function startPrefectPeer(spec: unknown, warmup: number, log: (line
     return {
       version: String(ready.prefect),
       runs: async (n) => (await ask({ runs: n })).ms as number[],
+      pids: { client: peer.pid, server: server.pid },
       stop: async () => {
         peer.stdin.end();
         await new Promise((r) => (peer.exitCode !== null ? r(null) : peer.once('exit', r)));
