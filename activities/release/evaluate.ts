@@ -1,9 +1,9 @@
 import path from 'node:path';
-import type { MetricEstimate } from '../../src/contracts/release-gates';
+import { parseRecipeResult, type EvaluateRecipeInput } from '../../src/contracts/recipes';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, type RecipeTools } from './run-recipe';
+import { releasePrefix, type RecipeTools, type StageRecipeInput } from './run-recipe';
 import type { EvalResult, PublishedRef, StageInput } from './types';
 
 export function createEvaluateActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -29,9 +29,9 @@ export function createEvaluateActivities(deps: ActivityDeps, tools: RecipeTools)
         const comparator = comparatorDir ? 'production' : 'base';
         const models: Record<string, string> = { candidate: quantized ?? merged, comparator: comparatorDir ?? base.dir };
         if (quantized) models.candidate_unquantized = merged;
-        const result = await tools.runRecipe('evaluate', 'evaluate', input, { models, dataset_dir: dataset, suite: spec.evaluation.suite }, outDir);
+        const result = await tools.runRecipe('evaluate', 'evaluate', input, { models, dataset_dir: dataset, suite: spec.evaluation.suite } satisfies StageRecipeInput<EvaluateRecipeInput>, outDir);
+        const { metrics } = parseRecipeResult('evaluate', result);
         const report = await tools.publish(outDir, releasePrefix(releaseId, 'eval-report'), { comparator });
-        const metrics = (result.metrics ?? {}) as Record<string, MetricEstimate>;
         const summary: Record<string, number> = {};
         for (const [k, m] of Object.entries(metrics)) {
           summary[k] = m.value;

@@ -1,8 +1,9 @@
 import path from 'node:path';
+import { parseRecipeResult, type QuantizeRecipeInput } from '../../src/contracts/recipes';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, type RecipeTools } from './run-recipe';
+import { releasePrefix, type RecipeTools, type StageRecipeInput } from './run-recipe';
 import type { PublishedRef, QuantizeResult, StageInput } from './types';
 
 export function createQuantizeActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -27,11 +28,11 @@ export function createQuantizeActivities(deps: ActivityDeps, tools: RecipeTools)
           bits: q.bits,
           group_size: q.groupSize,
           calibration_samples: q.calibrationSamples,
-        }, outDir);
+        } satisfies StageRecipeInput<QuantizeRecipeInput>, outDir);
+        const reported = parseRecipeResult('quantize', result);
         const merged = await tools.publish(path.join(outDir, 'merged'), releasePrefix(releaseId, 'merged'));
         const quantized = q.method === 'none' ? undefined : await tools.publish(path.join(outDir, 'quantized'), releasePrefix(releaseId, 'quantized'), { method: q.method, bits: q.bits });
-        const num = (k: string) => (typeof result[k] === 'number' ? (result[k] as number) : 0);
-        const out: QuantizeResult = { merged, sizeBeforeBytes: num('size_before_bytes'), sizeAfterBytes: num('size_after_bytes'), seconds: num('seconds') };
+        const out: QuantizeResult = { merged, sizeBeforeBytes: reported.size_before_bytes, sizeAfterBytes: reported.size_after_bytes, seconds: reported.seconds };
         if (quantized) out.quantized = quantized;
         const run = await tools.openRun(input);
         await run.setSummary({ 'quantize/size_before_bytes': out.sizeBeforeBytes, 'quantize/size_after_bytes': out.sizeAfterBytes, 'quantize/seconds': out.seconds });

@@ -37,6 +37,9 @@ function recipeFailure(stage: string, err: unknown): never {
   throw err;
 }
 
+/** A recipe's input (src/contracts/recipes) as a stage builds it: runRecipe adds `device`, `seed` and `processes`. */
+export type StageRecipeInput<T> = Omit<T, 'device' | 'seed' | 'processes'>;
+
 export interface RunRecipeOptions {
   dataParallel?: boolean;
   /** The checkpoint this attempt resumes from, carried in every heartbeat until a newer one is published. */

@@ -1,10 +1,11 @@
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { parseRecipeResult, type TrainRecipeInput } from '../../src/contracts/recipes';
 import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, type RecipeTools } from './run-recipe';
+import { releasePrefix, type RecipeTools, type StageRecipeInput } from './run-recipe';
 import type { StageInput, TrainResult } from './types';
 
 export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -44,7 +45,7 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
             gradient_checkpointing: t.gradientCheckpointing,
             strategy: t.strategy,
             ...(resumeFrom ? { resume_from: resumeFrom } : {}),
-          },
+          } satisfies StageRecipeInput<TrainRecipeInput>,
           outDir,
           {
             dataParallel: true,
@@ -57,17 +58,17 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
             },
           },
         );
+        const trained = parseRecipeResult('train', result);
         const adapter = await tools.publish(path.join(outDir, 'adapter'), releasePrefix(releaseId, 'adapter'), { baseModel: base.ref, releaseId });
         await tools.pruneCheckpoints(releaseId);
-        const num = (k: string) => (typeof result[k] === 'number' ? (result[k] as number) : undefined);
         return {
           adapter,
-          totalSteps: num('total_steps') ?? num('global_step') ?? 0,
-          stepsThisRun: num('steps_done_this_run') ?? 0,
-          resumedFromStep: num('resumed_from_step') ?? 0,
-          finalLoss: num('final_loss'),
-          tokensPerS: num('tokens_per_s'),
-          recipeResult: result,
+          totalSteps: trained.total_steps,
+          stepsThisRun: trained.steps_done_this_run,
+          resumedFromStep: trained.resumed_from_step,
+          ...(trained.final_loss !== null ? { finalLoss: trained.final_loss } : {}),
+          tokensPerS: trained.tokens_per_s,
+          recipeResult: trained,
         };
       }));
     },

@@ -17,32 +17,7 @@ import {
   TrainInputSchema,
   type RecipeName,
 } from '../../src/contracts/recipes';
-
-/** What train.py reports for a CPU run (no CUDA-only fields). */
-const TRAIN_RESULT = {
-  total_steps: 200,
-  steps_done_this_run: 150,
-  resumed_from_step: 50,
-  final_loss: 0.42,
-  mean_train_loss: 0.8,
-  tokens_this_run: 96000,
-  tokens_per_s: 5100.5,
-  steady_tokens_per_s: 5300,
-  train_runtime_s: 18.8,
-  parameters: 420000,
-  trainable_parameters: 16384,
-  examples: 400,
-  packing: false,
-  attn_implementation: 'sdpa',
-  liger: false,
-  compile: false,
-  seq_length: 64,
-  batch_size: 16,
-  processes: 1,
-  strategy: 'single',
-  global_batch_size: 16,
-  adapter: 'adapter',
-};
+import { EVALUATE_RESULT, QUANTIZE_RESULT, TRAIN_RESULT } from '../fixtures/recipe-results';
 
 const QUANTIZE_NONE_RESULT = {
   method: 'none',
@@ -54,24 +29,6 @@ const QUANTIZE_NONE_RESULT = {
   size_after_bytes: 1_700_000,
   compression_ratio: 1,
   seconds: 0.4,
-  peak_memory_bytes: null,
-};
-
-const EVALUATE_RESULT = {
-  suite: 'tiny-instruct',
-  dataset: '/data/tiny-instruct/eval.jsonl',
-  examples: 40,
-  candidate: 'candidate',
-  comparator: 'comparator',
-  metrics: { exact_match: { value: 0.9, ci: [0.8, 0.97], delta: 0.85, deltaCi: [0.7, 0.95] } },
-  lower_is_better: ['loss', 'perplexity'],
-  models: {
-    candidate: { path: '/runs/r1/quantized', metrics: { exact_match: { value: 0.9, ci: [0.8, 0.97] } }, examples_per_s: 120 },
-    comparator: { path: '/models/base', metrics: { exact_match: { value: 0.05, ci: [0, 0.12] } }, examples_per_s: 130 },
-  },
-  comparisons: [{ candidate: 'candidate', comparator: 'comparator', metrics: { exact_match: { delta: 0.85, ci: [0.7, 0.95] } } }],
-  bootstrap: { resamples: 1000, confidence: 0.95, seed: 0, paired: true },
-  report: 'eval-report.json',
   peak_memory_bytes: null,
 };
 
@@ -98,6 +55,7 @@ describe('recipe contracts (src/contracts/recipes)', function () {
       assert.equal(trained.total_steps, 200);
       assert.equal(parseRecipeResult('train', { ...TRAIN_RESULT, peak_memory_bytes: 2e9, peak_memory_bytes_per_process: [2e9], gpu: 'H200', flops_per_token: 2.5e6, mfu: null }).gpu, 'H200');
       assert.equal(parseRecipeResult('quantize', QUANTIZE_NONE_RESULT).quantized, null);
+      assert.equal(parseRecipeResult('quantize', QUANTIZE_RESULT).verify?.finite, true);
       assert.deepEqual(parseRecipeResult('evaluate', EVALUATE_RESULT).metrics.exact_match?.deltaCi, [0.7, 0.95]);
     });
 
@@ -120,7 +78,7 @@ describe('recipe contracts (src/contracts/recipes)', function () {
       const checked = checkRecipeResult('evaluate', {
         ...EVALUATE_RESULT,
         metrics: { exact_match: { value: null, ci: [0.8] } },
-        comparisons: [{ ...EVALUATE_RESULT.comparisons[0], candidate: undefined }],
+        comparisons: [{ ...EVALUATE_RESULT.comparisons[0]!, candidate: undefined }],
       });
       assert.deepEqual(checked, {
         ok: false,

@@ -17,6 +17,7 @@ import type { ReleaseSpec } from '../../src/contracts/release-spec';
 import { ReleaseSpecSchema } from '../../src/contracts/specs/release-spec';
 import type { JobRunner, JobSpec } from '../../src/ports/job-runner';
 import { ModelRegistry } from '../../src/registry/model-registry';
+import { recipeResultFor } from '../fixtures/recipe-results';
 
 /** Records each job and writes the directories the stage publishes afterwards. */
 class RecordingJobRunner implements JobRunner {
@@ -27,7 +28,7 @@ class RecordingJobRunner implements JobRunner {
       mkdirSync(path.join(job.outDir, dir), { recursive: true });
       writeFileSync(path.join(job.outDir, dir, 'weights.bin'), `${job.recipe} ${dir}`);
     }
-    return { total_steps: 4, steps_done_this_run: 4, size_before_bytes: 10, size_after_bytes: 4, seconds: 1 };
+    return recipeResultFor(job.recipe);
   }
 }
 
@@ -164,7 +165,7 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
       await checkpoint(job, 4, 'attempt 2 step 4, not byte-identical'); // redone after the retry
       mkdirSync(path.join(job.outDir, 'adapter'), { recursive: true });
       writeFileSync(path.join(job.outDir, 'adapter', 'adapter_model.safetensors'), 'final');
-      return { total_steps: 6, steps_done_this_run: 2 };
+      return { ...recipeResultFor('train'), total_steps: 6, steps_done_this_run: 2 };
     };
     const first = new MockActivityEnvironment({ attempt: 1 });
     await assert.rejects(first.run(acts.trainAdapter, stage()), /worker lost/);

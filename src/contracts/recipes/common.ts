@@ -5,7 +5,9 @@
  * schemas here are the single source: scripts/gen-json-schema.ts publishes them as JSON Schema
  * (docs/schemas/recipes/), and the Python side's pydantic models are tested against those files.
  *
- * Field names are snake_case, as the recipes (Python) spell them.
+ * Field names are snake_case, as the recipes (Python) spell them. An optional input field may
+ * also be null, which the recipes read as not set (`.nullish()`); an optional result field is
+ * absent or has its type (`.optional()`), and null only where the schema says `.nullable()`.
  */
 import { z } from 'zod';
 import type { Validated } from '../validate';

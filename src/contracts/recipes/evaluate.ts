@@ -16,11 +16,11 @@ export const BootstrapInputSchema = z.strictObject({
 
 export const EvaluateInputSchema = z.strictObject({
   /** name → model directory, or name → { path, adapter } (a LoRA adapter applied unmerged). */
-  models: z.record(modelName, z.union([localPath, z.strictObject({ path: localPath, adapter: localPath.optional() })])),
+  models: z.record(modelName, z.union([localPath, z.strictObject({ path: localPath, adapter: localPath.nullish() })])),
   /** The model whose metrics the result headlines; default `candidate` if there is one, else the first. */
-  candidate: z.string().min(1).optional(),
+  candidate: z.string().min(1).nullish(),
   /** The model every other is compared with; default `comparator` if there is one, else none. */
-  comparator: z.string().min(1).optional(),
+  comparator: z.string().min(1).nullish(),
   /** Directory holding `<split>.jsonl`. */
   dataset_dir: localPath,
   split: z.string().min(1).default('eval'),
@@ -32,7 +32,7 @@ export const EvaluateInputSchema = z.strictObject({
   max_examples: count.default(0),
   batch_size: positiveInt.default(32),
   /** Default: the longest reference completion plus 4. */
-  max_new_tokens: positiveInt.optional(),
+  max_new_tokens: positiveInt.nullish(),
   bootstrap: BootstrapInputSchema.default(BootstrapInputSchema.parse({})),
   /** Rows of the `samples` table. */
   sample_rows: count.default(20),

@@ -6,14 +6,14 @@
 import { z } from 'zod';
 import { count, device, positiveInt, seed } from './common';
 
-/** `tiny` (~0.4M parameters, CPU tests and demo) or `0.5b` (GPU throughput runs). */
-export const TINY_MODEL_SIZES = ['tiny', '0.5b'] as const;
+/** `tiny` (~0.4M parameters, CPU tests and demo); the others have real models' shapes, for GPU benchmarks (forgeline_recipes/tiny.py). */
+export const TINY_MODEL_SIZES = ['tiny', '0.5b', '1.5b', '8b'] as const;
 export const TINY_MODEL_DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 
 export const MakeTinyModelInputSchema = z.strictObject({
   size: z.enum(TINY_MODEL_SIZES).default('tiny'),
   /** Default: the size's own (float32 for tiny, bfloat16 for 0.5b). */
-  dtype: z.enum(TINY_MODEL_DTYPES).optional(),
+  dtype: z.enum(TINY_MODEL_DTYPES).nullish(),
   device,
   seed,
 });

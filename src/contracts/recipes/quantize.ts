@@ -14,7 +14,7 @@ const bits = z.union([z.literal(4), z.literal(8)]);
 export const QuantizeInputSchema = z.strictObject({
   base_model: localPath,
   /** A PEFT adapter directory to merge first; without it the base alone is quantized. */
-  adapter: localPath.optional(),
+  adapter: localPath.nullish(),
   /** Directory holding train.jsonl: the calibration texts (not read when method is none). */
   dataset_dir: localPath,
   method: z.enum(QUANTIZATION_METHODS).default('gptq'),

@@ -27,8 +27,8 @@ export const TrainInputSchema = z.strictObject({
   /** 4-bit QLoRA base (CUDA with bitsandbytes only). */
   qlora: z.boolean().default(false),
   /** Total optimizer steps; or `epochs`, not both (one epoch when neither is set). */
-  steps: positiveInt.optional(),
-  epochs: z.number().gt(0).optional(),
+  steps: positiveInt.nullish(),
+  epochs: z.number().gt(0).nullish(),
   learning_rate: z.number().gt(0).max(1).default(2e-4),
   lr_scheduler: z.enum(LR_SCHEDULERS).default('linear'),
   warmup_steps: count.default(0),
@@ -49,7 +49,7 @@ export const TrainInputSchema = z.strictObject({
   processes: z.number().int().min(1).max(64).default(1),
   strategy: z.enum(TRAIN_STRATEGIES).default('ddp'),
   /** A checkpoint directory (`checkpoints/step-<n>` of an earlier attempt) to continue from. */
-  resume_from: localPath.optional(),
+  resume_from: localPath.nullish(),
   device,
   seed,
 });

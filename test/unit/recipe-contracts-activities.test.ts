@@ -1,0 +1,114 @@
+/**
+ * The GPU stages read their recipe's result through its contract: a result with a missing or
+ * renamed field fails the stage, non-retryable, naming the recipe and the field (it used to read
+ * as 0 steps or 0 bytes).
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ApplicationFailure } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '../../activities';
+import { digestDirectory } from '../../activities/release/inputs';
+import type { StageInput, TrainResult } from '../../activities/release';
+import { LocalGpuAllocator } from '../../src/adapters/gpu-allocator';
+import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
+import { LocalTracker } from '../../src/adapters/local-tracker';
+import { REPO_ROOT } from '../../src/config/load';
+import { ErrorType } from '../../src/contracts/errors';
+import type { ReleaseSpec } from '../../src/contracts/release-spec';
+import { ReleaseSpecSchema } from '../../src/contracts/specs/release-spec';
+import type { JobRunner, JobSpec } from '../../src/ports/job-runner';
+import { ModelRegistry } from '../../src/registry/model-registry';
+import { recipeResultFor, TRAIN_RESULT } from '../fixtures/recipe-results';
+
+/** Writes the directories a stage publishes, and answers with `results[recipe]` (default: a good result). */
+class FakeJobRunner implements JobRunner {
+  readonly results: Record<string, Record<string, unknown>> = {};
+  async run(job: JobSpec): Promise<Record<string, unknown>> {
+    for (const dir of ['adapter', 'merged', 'quantized']) {
+      mkdirSync(path.join(job.outDir, dir), { recursive: true });
+      writeFileSync(path.join(job.outDir, dir, 'weights.bin'), `${job.recipe} ${dir}`);
+    }
+    return this.results[job.recipe] ?? recipeResultFor(job.recipe);
+  }
+}
+
+describe('GPU stages read recipe results through their contracts (MockActivityEnvironment)', function () {
+  let dir: string;
+  let jobs: FakeJobRunner;
+  let acts: ReturnType<typeof createActivities>;
+  let stage: StageInput;
+
+  beforeEach(async function () {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-contracts-'));
+    jobs = new FakeJobRunner();
+    const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
+    acts = createActivities({
+      artifacts: store,
+      tracker: new LocalTracker({ home: dir }),
+      registry: new ModelRegistry(store),
+      jobs,
+      gpus: new LocalGpuAllocator([0]),
+      workDir: path.join(dir, 'work'),
+      trackerProject: 'forgeline',
+      workerIdentity: 'unit-test',
+      pool: 'h200',
+    });
+    const base = path.join(dir, 'base');
+    mkdirSync(base);
+    writeFileSync(path.join(base, 'config.json'), '{}');
+    const dataset = path.join(REPO_ROOT, 'workers', 'recipes', 'data', 'tiny-instruct');
+    const spec = ReleaseSpecSchema.parse({
+      model: 'contracts',
+      base: { path: base },
+      dataset: { uri: pathToFileURL(dataset).href, sha256: await digestDirectory(dataset) },
+      trainer: { steps: 4 },
+    }) as ReleaseSpec;
+    stage = { releaseId: 'release/contracts/abc', runId: 'release-contracts-abc', spec };
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  async function failure(run: Promise<unknown>): Promise<ApplicationFailure> {
+    const err = await run.then(
+      () => assert.fail('the stage should have failed'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ApplicationFailure, String(err));
+    assert.equal(err.type, ErrorType.RecipeContract);
+    assert.equal(err.nonRetryable, true);
+    return err;
+  }
+
+  it('train: a good result gives the typed numbers', async function () {
+    const trained: TrainResult = await new MockActivityEnvironment().run(acts.trainAdapter, stage);
+    assert.equal(trained.totalSteps, TRAIN_RESULT.total_steps);
+    assert.equal(trained.stepsThisRun, TRAIN_RESULT.steps_done_this_run);
+    assert.equal(trained.finalLoss, TRAIN_RESULT.final_loss);
+  });
+
+  it('train: a result without total_steps fails the stage naming the field, instead of reporting 0 steps', async function () {
+    const { total_steps: _, ...rest } = TRAIN_RESULT;
+    jobs.results.train = rest;
+    const err = await failure(new MockActivityEnvironment().run(acts.trainAdapter, stage));
+    assert.equal(err.message, 'train result: total_steps: required');
+  });
+
+  it('quantize: a renamed size field fails the stage naming both names', async function () {
+    const trained: TrainResult = await new MockActivityEnvironment().run(acts.trainAdapter, stage);
+    const { size_after_bytes, ...rest } = recipeResultFor('quantize');
+    jobs.results.quantize = { ...rest, size_after: size_after_bytes };
+    const err = await failure(new MockActivityEnvironment().run(acts.quantizeModel, { ...stage, adapter: trained.adapter }));
+    assert.equal(err.message, 'quantize result: size_after_bytes: required; size_after: unknown field');
+  });
+
+  it('evaluate: metrics of the wrong shape fail the stage naming the metric', async function () {
+    const trained: TrainResult = await new MockActivityEnvironment().run(acts.trainAdapter, stage);
+    const merged = trained.adapter; // any published directory will do as the model here
+    jobs.results.evaluate = { ...recipeResultFor('evaluate'), metrics: { exact_match: { value: '0.9', ci: [0.8, 0.97] } } };
+    const err = await failure(new MockActivityEnvironment().run(acts.runEvalSuite, { ...stage, merged }));
+    assert.equal(err.message, 'evaluate result: metrics.exact_match.value: expected number, received string');
+  });
+});
