@@ -51,7 +51,7 @@ def pick(result: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 TRAIN_KEYS = (
-    "attn_implementation", "packing", "seq_length", "batch_size", "total_steps", "tokens_this_run", "tokens_per_s", "steady_tokens_per_s",
+    "attn_implementation", "liger", "compile", "packing", "seq_length", "batch_size", "total_steps", "tokens_this_run", "tokens_per_s", "steady_tokens_per_s",
     "train_runtime_s", "flops_per_token", "mfu", "peak_memory_bytes", "final_loss", "parameters", "trainable_parameters",
     "processes", "global_batch_size", "peak_memory_bytes_per_process",
 )

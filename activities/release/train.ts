@@ -1,11 +1,11 @@
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { parseRecipeResult, type TrainRecipeInput } from '../../src/contracts/recipes';
 import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, type RecipeTools, type StageRecipeInput } from './run-recipe';
+import { releasePrefix, safeId, type RecipeTools } from './run-recipe';
 import type { StageInput, TrainResult } from './types';
 
 export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -17,10 +17,12 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
      * resumes from the latest one, on this host or another.
      */
     async trainAdapter(input: StageInput): Promise<TrainResult> {
-      return tools.inAttemptDir('train', input.releaseId, (outDir) => asActivityFailure(async () => {
+      return asActivityFailure(async () => {
         const { spec, releaseId } = input;
         const attempt = Context.current().info.attempt;
         const cache = path.join(deps.workDir, 'cache');
+        const outDir = path.join(deps.workDir, 'releases', safeId(releaseId), `train-attempt-${attempt}`);
+        mkdirSync(outDir, { recursive: true });
         const [dataset, base] = await Promise.all([localDataset(artifacts, spec, cache), localBaseModel(artifacts, registry, spec, cache)]);
         const prior = Context.current().info.heartbeatDetails as StageHeartbeat | undefined;
         const checkpoint = await tools.latestCheckpoint(releaseId, prior?.checkpoint);
@@ -44,8 +46,10 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
             packing: t.packing,
             gradient_checkpointing: t.gradientCheckpointing,
             strategy: t.strategy,
+            liger: t.liger,
+            compile: t.compile,
             ...(resumeFrom ? { resume_from: resumeFrom } : {}),
-          } satisfies StageRecipeInput<TrainRecipeInput>,
+          },
           outDir,
           {
             dataParallel: true,
@@ -58,19 +62,18 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
             },
           },
         );
-        const trained = parseRecipeResult('train', result);
         const adapter = await tools.publish(path.join(outDir, 'adapter'), releasePrefix(releaseId, 'adapter'), { baseModel: base.ref, releaseId });
-        await tools.pruneCheckpoints(releaseId);
+        const num = (k: string) => (typeof result[k] === 'number' ? (result[k] as number) : undefined);
         return {
           adapter,
-          totalSteps: trained.total_steps,
-          stepsThisRun: trained.steps_done_this_run,
-          resumedFromStep: trained.resumed_from_step,
-          ...(trained.final_loss !== null ? { finalLoss: trained.final_loss } : {}),
-          tokensPerS: trained.tokens_per_s,
-          recipeResult: trained,
+          totalSteps: num('total_steps') ?? num('global_step') ?? 0,
+          stepsThisRun: num('steps_done_this_run') ?? 0,
+          resumedFromStep: num('resumed_from_step') ?? 0,
+          finalLoss: num('final_loss'),
+          tokensPerS: num('tokens_per_s'),
+          recipeResult: result,
         };
-      }));
+      });
     },
   };
 }

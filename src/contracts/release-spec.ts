@@ -28,6 +28,8 @@ export interface ReleaseSpec {
     checkpointEvery: number;
     packing: boolean;
     gradientCheckpointing: boolean;
+    liger: 'auto' | 'on' | 'off';
+    compile: boolean;
     strategy: 'ddp' | 'fsdp';
   };
   gpu: { pool: string; count: number; heartbeatTimeout: string; progressTimeout: string };

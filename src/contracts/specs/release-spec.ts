@@ -63,6 +63,14 @@ export const ReleaseSpecSchema = z.strictObject({
       packing: z.boolean().default(false),
       /** Recompute activations in the backward pass: less GPU memory, about a third more compute. */
       gradientCheckpointing: z.boolean().default(false),
+      /**
+       * Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU). `auto`: on CUDA workers that have
+       * liger-kernel, unless `compile` is on (compile alone measured faster); `on`: required (a CPU
+       * worker refuses the stage); `off`: never. 8B on an H200: +17-21% tokens/s, 12 GB less memory.
+       */
+      liger: z.enum(['auto', 'on', 'off'], { error: 'expected auto, on or off' }).default('auto'),
+      /** torch.compile each decoder layer: +21-39% tokens/s at 8B on an H200; the first step of each attempt compiles (10-20 s at 8B). */
+      compile: z.boolean({ error: 'expected true or false' }).default(false),
       /** With gpu.count > 1: `ddp` keeps a replica of the model on every GPU; `fsdp` shards the frozen base over them (models that do not fit one GPU). */
       strategy: z.enum(['ddp', 'fsdp'], { error: 'expected ddp or fsdp' }).default('ddp'),
     })

@@ -156,6 +156,31 @@ SIZES: dict[str, LlamaShape] = {
         initializer_range=0.02,
         default_dtype="bfloat16",
     ),
+    # Llama-3.2-1B's shape with untied embeddings (~1.5B): GPU benchmarks between the two.
+    "1.5b": LlamaShape(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=8192,
+        initializer_range=0.02,
+        default_dtype="bfloat16",
+    ),
+    # Llama-3-8B's shape (~8.0B; 128k vocabulary, so logits dominate memory unless fused): the size
+    # users fine-tune, for bench/gpu_8b.py.
+    "8b": LlamaShape(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=8192,
+        initializer_range=0.02,
+        default_dtype="bfloat16",
+    ),
 }
 
 

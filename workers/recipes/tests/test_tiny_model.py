@@ -45,5 +45,5 @@ def test_configs_fit_gptq_groups_and_target_size(size: str) -> None:
         assert dim % 128 == 0, f"{size}: {dim} is not a multiple of the largest group size"
     with torch.device("meta"):  # shapes only: nothing is allocated
         parameters = sum(p.numel() for p in LlamaForCausalLM(config).parameters())
-    low, high = {"tiny": (3e5, 6e5), "0.5b": (4e8, 6e8)}[size]
+    low, high = {"tiny": (3e5, 6e5), "0.5b": (4e8, 6e8), "1.5b": (1.4e9, 1.6e9), "8b": (7.9e9, 8.1e9)}[size]
     assert low < parameters < high, parameters
