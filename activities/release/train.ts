@@ -1,11 +1,11 @@
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { parseRecipeResult, type TrainRecipeInput } from '../../src/contracts/recipes';
 import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, safeId, type RecipeTools } from './run-recipe';
+import { releasePrefix, type RecipeTools, type StageRecipeInput } from './run-recipe';
 import type { StageInput, TrainResult } from './types';
 
 export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -17,12 +17,10 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
      * resumes from the latest one, on this host or another.
      */
     async trainAdapter(input: StageInput): Promise<TrainResult> {
-      return asActivityFailure(async () => {
+      return tools.inAttemptDir('train', input.releaseId, (outDir) => asActivityFailure(async () => {
         const { spec, releaseId } = input;
         const attempt = Context.current().info.attempt;
         const cache = path.join(deps.workDir, 'cache');
-        const outDir = path.join(deps.workDir, 'releases', safeId(releaseId), `train-attempt-${attempt}`);
-        mkdirSync(outDir, { recursive: true });
         const [dataset, base] = await Promise.all([localDataset(artifacts, spec, cache), localBaseModel(artifacts, registry, spec, cache)]);
         const prior = Context.current().info.heartbeatDetails as StageHeartbeat | undefined;
         const checkpoint = await tools.latestCheckpoint(releaseId, prior?.checkpoint);
@@ -49,7 +47,7 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
             liger: t.liger,
             compile: t.compile,
             ...(resumeFrom ? { resume_from: resumeFrom } : {}),
-          },
+          } satisfies StageRecipeInput<TrainRecipeInput>,
           outDir,
           {
             dataParallel: true,
@@ -62,18 +60,19 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
             },
           },
         );
+        const trained = parseRecipeResult('train', result);
         const adapter = await tools.publish(path.join(outDir, 'adapter'), releasePrefix(releaseId, 'adapter'), { baseModel: base.ref, releaseId });
-        const num = (k: string) => (typeof result[k] === 'number' ? (result[k] as number) : undefined);
+        await tools.pruneCheckpoints(releaseId);
         return {
           adapter,
-          totalSteps: num('total_steps') ?? num('global_step') ?? 0,
-          stepsThisRun: num('steps_done_this_run') ?? 0,
-          resumedFromStep: num('resumed_from_step') ?? 0,
-          finalLoss: num('final_loss'),
-          tokensPerS: num('tokens_per_s'),
-          recipeResult: result,
+          totalSteps: trained.total_steps,
+          stepsThisRun: trained.steps_done_this_run,
+          resumedFromStep: trained.resumed_from_step,
+          ...(trained.final_loss !== null ? { finalLoss: trained.final_loss } : {}),
+          tokensPerS: trained.tokens_per_s,
+          recipeResult: trained,
         };
-      });
+      }));
     },
   };
 }
