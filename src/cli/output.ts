@@ -72,6 +72,8 @@ export class PlainProgress implements Progress {
 export class TtyProgress implements Progress {
   private readonly bars: MultiBar;
   private bar?: SingleBar;
+  /** Whoever ends the process (Ctrl-C, the demo's own shutdown) gets the cursor and line wrapping back. */
+  private readonly restoreTerminal = () => void this.stream.write('\x1b[?25h\x1b[?7h\n');
   constructor(private readonly stream: Stream, options: Partial<Options> = {}) {
     const format = (opts: Options, params: Params, payload: { view?: ReleaseView }): string => {
       const v = payload.view;
@@ -86,14 +88,18 @@ export class TtyProgress implements Progress {
       barCompleteChar: '█',
       barIncompleteChar: '░',
       hideCursor: true,
-      gracefulExit: true,
+      // cli-progress's own SIGINT handler would keep Ctrl-C from ending the process; see restoreTerminal.
+      gracefulExit: false,
       ...options,
     });
   }
   update(view: ReleaseView): void {
     const total = hasSteps(view.beat) ? view.beat.totalSteps : 1;
     const value = hasSteps(view.beat) ? view.beat.step : 0;
-    if (!this.bar) this.bar = this.bars.create(total, value, { view });
+    if (!this.bar) {
+      this.bar = this.bars.create(total, value, { view });
+      process.once('exit', this.restoreTerminal);
+    }
     this.bar.setTotal(total);
     this.bar.update(value, { view });
   }
@@ -106,6 +112,7 @@ export class TtyProgress implements Progress {
     this.bars.update(); // flush lines logged since the last redraw
     this.bars.stop();
     this.bar = undefined;
+    process.off('exit', this.restoreTerminal);
   }
 }
 

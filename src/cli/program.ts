@@ -44,6 +44,20 @@ async function withClient<T>(cfg: ForgelineConfig, fn: (client: Client, connecti
   }
 }
 
+/**
+ * While a command follows a release, Ctrl-C (or SIGTERM) ends only the following: the release
+ * runs on in Temporal. Exit 130 as a shell expects; the progress display restores the terminal on exit.
+ */
+function stopFollowingOnSignal(out: Output, workflowId: () => string | undefined): void {
+  const onSignal = () => {
+    const id = workflowId();
+    out.error(`\nstopped following${id ? `; the release runs on: forgeline release watch ${id}` : ''}`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
+
 function packageVersion(): string {
   return (JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
@@ -149,8 +163,11 @@ export function buildProgram(out: Output, result: { code: number }): Command {
         const c = cfg();
         const input = readSpecFile(opts.spec);
         parseReleaseSpec(input, `--spec ${opts.spec}`); // a bad spec fails before any connection
+        let started: string | undefined;
+        if (opts.wait) stopFollowingOnSignal(out, () => started);
         return withClient(c, async (client) => {
           const handle = await startRelease(client, c, input, out.log);
+          started = handle.workflowId;
           return opts.wait ? followRelease(handle, c, out) : ExitCode.Ok;
         });
       }),
@@ -177,6 +194,7 @@ export function buildProgram(out: Output, result: { code: number }): Command {
     .action(
       run(async (id: string) => {
         const c = cfg();
+        stopFollowingOnSignal(out, () => id);
         return withClient(c, (client) => followRelease(client.workflow.getHandle(id), c, out));
       }),
     );

@@ -49,12 +49,15 @@ describe('release watch rendering', function () {
   it('a terminal: one line redrawn in place with a bar for training steps; other output prints above it', async function () {
     const out = sink(true);
     const p = new TtyProgress(out, { fps: 50 });
+    const exitListeners = process.listenerCount('exit');
     p.update(training(50, 2.5));
+    assert.equal(process.listenerCount('exit'), exitListeners + 1, 'a process that ends while drawing gets its cursor back');
     await until(() => out.text.includes('step 50/200'));
     p.update(training(150, 1.25, 100));
     p.log('[gpu-cpu] a worker line');
     await until(() => out.text.includes('step 150/200'));
     p.stop();
+    assert.equal(process.listenerCount('exit'), exitListeners);
     const text = out.text;
     assert.ok(text.includes(`${ESC}[?25l`) && text.includes(`${ESC}[?25h`), 'hides the cursor while drawing and shows it again');
     assert.match(text, /\[train\] █{6}░{18} step 50\/200 loss 2\.5000/, 'a quarter of the bar for step 50 of 200');
