@@ -7,6 +7,9 @@
  *     then prints {"refusals": <count>}
  *   node --require tsx/cjs test/helpers/local-cas-worker.ts hold-lock <root-uri> <key>
  *     takes <key>'s compare-and-swap lock, prints "held", and waits (to be killed)
+ *   node --require tsx/cjs test/helpers/local-cas-worker.ts promote <root-uri> <move-json>
+ *     moves model `demo`'s production alias (ModelRegistry.moveAlias with the given AliasMove),
+ *     then prints {"won": true} or {"won": false, "type": <error type>, "message": <message>}
  *
  * It waits for a line on stdin before starting, so that the parent can release all workers at
  * once, and exits when stdin closes.
@@ -14,10 +17,12 @@
 import readline from 'node:readline';
 import { DEFAULT_LOCK_OPTIONS, withFileLock } from '../../src/adapters/file-lock';
 import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
+import { ForgelineError } from '../../src/ports/errors';
+import { type AliasMove, ModelRegistry } from '../../src/registry/model-registry';
 
 async function main(): Promise<void> {
   const [mode, rootUri, key, count] = process.argv.slice(2);
-  if (!mode || !rootUri || !key) throw new Error('usage: local-cas-worker.ts increment|hold-lock <root-uri> <key> [n]');
+  if (!mode || !rootUri || !key) throw new Error('usage: local-cas-worker.ts increment|hold-lock|promote <root-uri> <key|move-json> [n]');
   const store = new LocalArtifactStore(rootUri);
   const lines = readline.createInterface({ input: process.stdin });
   const go = new Promise<void>((resolve) => lines.once('line', () => resolve()));
@@ -42,6 +47,16 @@ async function main(): Promise<void> {
       process.stdout.write('held\n');
       await new Promise(() => undefined); // until killed
     });
+  }
+  if (mode === 'promote') {
+    try {
+      await new ModelRegistry(store).moveAlias('demo', 'production', JSON.parse(key) as AliasMove);
+      process.stdout.write(`${JSON.stringify({ won: true })}\n`);
+    } catch (err) {
+      if (!(err instanceof ForgelineError)) throw err;
+      process.stdout.write(`${JSON.stringify({ won: false, type: err.type, message: err.message })}\n`);
+    }
+    process.exit(0);
   }
   throw new Error(`unknown mode ${mode}`);
 }

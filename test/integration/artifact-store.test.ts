@@ -5,14 +5,12 @@
  * server, which implements them; everything else runs against both.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -23,6 +21,7 @@ import { DEFAULT_PART_SIZE, S3ArtifactStore } from '../../src/adapters/s3-artifa
 import { ErrorType } from '../../src/contracts/errors';
 import { ArtifactIntegrityError, ConfigError, ForgelineError } from '../../src/ports/errors';
 import { digestStream, sha256, writeRandomFile } from '../helpers/artifact-fixtures';
+import { startCasWorker, stopCasWorkers } from '../helpers/cas-workers';
 import { getS3Server, type S3ServerKind, type S3TestServer } from '../helpers/s3-server';
 import { describeArtifactStoreConformance, type StoreUnderTest } from './artifact-store.conformance';
 
@@ -431,45 +430,16 @@ describe('LocalArtifactStore under concurrent puts to one key', function () {
 
 describe('LocalArtifactStore compare-and-swap across processes', function () {
   this.timeout(120_000);
-  const WORKER = path.join(__dirname, '..', 'helpers', 'local-cas-worker.ts');
   let dir: string;
   let rootUri: string;
-  const children: ChildProcess[] = [];
-
-  /** Starts a worker process and resolves once it is ready; `go()` releases it. */
-  async function startWorker(args: string[]): Promise<{ child: ChildProcess; go(): void; line(pattern: RegExp): Promise<string> }> {
-    const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), WORKER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    children.push(child);
-    let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const lines = readline.createInterface({ input: child.stdout! });
-    const seen: string[] = [];
-    const waiters: Array<() => void> = [];
-    lines.on('line', (l) => {
-      seen.push(l);
-      for (const w of waiters.splice(0)) w();
-    });
-    const line = async (pattern: RegExp): Promise<string> => {
-      for (;;) {
-        const hit = seen.find((l) => pattern.test(l));
-        if (hit !== undefined) return hit;
-        if (child.exitCode !== null) throw new Error(`worker exited (${child.exitCode}) before printing ${pattern}: ${stderr}`);
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve);
-          setTimeout(resolve, 200);
-        });
-      }
-    };
-    await line(/^ready$/);
-    return { child, go: () => child.stdin!.write('go\n'), line };
-  }
+  const startWorker = startCasWorker;
 
   beforeEach(async function () {
     dir = await tempDir('local-cas');
     rootUri = pathToFileURL(dir).href;
   });
   afterEach(async function () {
-    for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+    stopCasWorkers();
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -17,6 +17,7 @@ import type { ArtifactStore } from '../../src/ports/artifact-store';
 import { RegistryConflictError } from '../../src/ports/errors';
 import { type AliasMove, ModelRegistry, parseVersionRef, type VersionRecord } from '../../src/registry/model-registry';
 import { writeTree } from '../helpers/artifact-fixtures';
+import { startCasWorker, stopCasWorkers } from '../helpers/cas-workers';
 import { getS3Server } from '../helpers/s3-server';
 import { registerTeardown } from '../setup';
 
@@ -322,4 +323,57 @@ registrySuite('S3 (moto server: implements the conditional writes the registry n
   const make = () =>
     new S3ArtifactStore(`s3://${bucket}/forgeline`, { endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials });
   return { store: make(), another: make };
+});
+
+describe('ModelRegistry on the local filesystem, releases in separate processes', function () {
+  this.timeout(120_000);
+  let dir: string;
+  afterEach(() => {
+    stopCasWorkers();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lets exactly one of three worker processes promote over the same production; the others get RegistryConflict', async function () {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-regproc-'));
+    const uri = pathToFileURL(dir).href;
+    const registry = new ModelRegistry(new LocalArtifactStore(uri));
+    const versions: string[] = [];
+    for (const n of [0, 1, 2, 3]) {
+      const source = path.join(dir, '..', `${path.basename(dir)}-src-${n}`);
+      await writeTree(source, { 'weights.bin': `weights ${n}` });
+      await new LocalArtifactStore(uri).publishDirectory(source, `r${n}/`);
+      rmSync(source, { recursive: true, force: true });
+      versions.push((await registry.registerVersion({ model: 'demo', kind: 'adapter', prefix: `r${n}/`, lineage: {}, createdAt: '2026-11-29T00:00:00Z' })).version);
+    }
+    await registry.moveAlias('demo', 'production', { versions: { adapter: versions[0]! }, by: 'ops', reason: 'first', at: '2026-11-29T01:00:00Z', moveId: 'first' });
+
+    const workers = await Promise.all(
+      [1, 2, 3].map((n) =>
+        startCasWorker([
+          'promote',
+          uri,
+          JSON.stringify({
+            versions: { adapter: versions[n] },
+            expectedVersions: { adapter: versions[0] },
+            releaseWorkflowId: `release/demo/sha${n}`,
+            by: `worker-${n}`,
+            reason: 'gates passed',
+            at: '2026-11-29T02:00:00Z',
+            moveId: `promote-${n}`,
+          }),
+        ]),
+      ),
+    );
+    for (const w of workers) w.go();
+    const outcomes = await Promise.all(workers.map(async (w) => JSON.parse(await w.line(/"won"/)) as { won: boolean; type?: string; message?: string }));
+
+    assert.equal(outcomes.filter((o) => o.won).length, 1, 'exactly one release wins');
+    const production = await registry.getAlias('demo', 'production');
+    for (const lost of outcomes.filter((o) => !o.won)) {
+      assert.equal(lost.type, ErrorType.RegistryConflict);
+      assert.match(lost.message!, new RegExp(`demo alias production.*${production!.releaseWorkflowId!}`));
+    }
+    assert.deepEqual((await registry.getAlias('demo', 'previous'))?.versions, { adapter: versions[0] });
+    assert.deepEqual((await registry.aliasHistory('demo', 'production')).map((h) => h.moveId), ['first', production!.moveId]);
+  });
 });
