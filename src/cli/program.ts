@@ -21,6 +21,7 @@ Exit codes:
      --spec, the configuration, an unknown release ID, or a decision the release refused
   3  the release ended without a candidate by decision: a gate failed, it was rejected, its
      approval timed out, or it was aborted
+  130  interrupted while following a release (Ctrl-C); the release runs on
 
 Configuration comes from the environment (Temporal's TEMPORAL_* variables and temporal.toml
 profiles, FORGELINE_*), and an optional forgeline.config.json: see README.md.`;
