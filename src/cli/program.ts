@@ -15,12 +15,12 @@ import { readSpecFile } from './spec-file';
 
 const EXIT_CODES_HELP = `
 Exit codes:
-  0  done; for release start and release watch: the release ended a Candidate
-  1  failed at run time: Temporal unreachable, the release ended Failed, an unexpected error
-  2  the request was wrong and nothing happened: an option or argument, a malformed or invalid
-     --spec, the configuration, an unknown release ID, or a decision the release refused
-  3  the release ended without a candidate by decision: a gate failed, it was rejected, its
-     approval timed out, or it was aborted
+  0    done; for release start and release watch: the release ended a Candidate
+  1    failed at run time: Temporal unreachable, the release ended Failed, an unexpected error
+  2    the request was wrong and nothing happened: an option or argument, a malformed or
+       invalid --spec, the configuration, an unknown release ID, or a decision the release refused
+  3    the release ended without a candidate by decision: a gate failed, it was rejected, its
+       approval timed out, or it was aborted
   130  interrupted while following a release (Ctrl-C); the release runs on
 
 Configuration comes from the environment (Temporal's TEMPORAL_* variables and temporal.toml
