@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_recipes import LORA, REPO, StageFailed, _git_sha, peer_training_loop, pick, stage, train  # noqa: E402
+from gpu_recipes import REPO, StageFailed, _git_sha, peer_training_loop, pick, stage, train  # noqa: E402
 
 STEPS = 12  # optimizer steps per variant; tokens/s and MFU are the steady state after the first
 BUDGET_S = {"train": 60, "train-compile": 70, "peer": 60, "quantize": 150, "evaluate": 60, "quantize-awq": 400}  # rough costs at 8B on one H200
@@ -48,7 +48,6 @@ class Variant:
     liger: str = "off"
     compile: bool = False
     gradient_checkpointing: bool = False
-    best_options: bool = False  # take liger/compile from the fastest bf16 2,048 variant measured so far
     peer: bool = False  # the bare PyTorch + PEFT loop instead of the recipe
 
 
@@ -58,13 +57,12 @@ TRAINING: list[Variant] = [
     Variant("lora_2048", 2048, 4),
     Variant("lora_2048_liger", 2048, 4, liger="on"),
     Variant("peer", 2048, 4, peer=True),
-    Variant("lora_4096", 4096, 2, best_options=True),
-    Variant("qlora_2048", 2048, 4, qlora=True, best_options=True),
-    Variant("qlora_4096", 4096, 2, qlora=True, best_options=True),
+    Variant("lora_4096", 4096, 2),
+    Variant("qlora_2048", 2048, 4, qlora=True),
+    Variant("qlora_4096", 4096, 2, qlora=True),
     Variant("lora_2048_liger_compile", 2048, 4, liger="on", compile=True),
     Variant("lora_2048_compile", 2048, 4, compile=True),
-    Variant("lora_2048_batch8", 2048, 8, best_options=True),
-    # compile won the 2,048 rows after the runs above had taken liger as the best option
+    Variant("lora_2048_batch8", 2048, 8),
     Variant("lora_4096_compile", 4096, 2, compile=True),
     Variant("qlora_2048_compile", 2048, 4, qlora=True, compile=True),
     Variant("qlora_4096_compile", 4096, 2, qlora=True, compile=True),
@@ -132,18 +130,6 @@ def build_base(size: str, out: Path, device: str, seed: int = 0) -> dict[str, An
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return facts
-
-
-def best_bf16_options(training: dict[str, Any]) -> dict[str, Any]:
-    """liger/compile of the fastest measured bf16 LoRA variant on 2,048-token rows of batch 4."""
-    measured = {
-        name: run for name, run in training.items()
-        if name.startswith("lora_2048") and run.get("batch_size") == 4 and run.get("steady_tokens_per_s")
-    }
-    if not measured:
-        return {"liger": "off", "compile": False}
-    best = max(measured.values(), key=lambda run: run["steady_tokens_per_s"])
-    return dict(best["options"])
 
 
 def derived(run: dict[str, Any], base: dict[str, Any], peak_flops: float | None) -> dict[str, Any]:
@@ -246,7 +232,7 @@ def main() -> None:
                     results["peer"] = peer
                 save_results(args.out, results)
                 continue
-            options = best_bf16_options(training) if variant.best_options else {"liger": variant.liger, "compile": variant.compile}
+            options = {"liger": variant.liger, "compile": variant.compile}
             shape = {"seq_length": variant.seq_length // args.scale, "batch_size": variant.batch_size}
             fields = {
                 **shape, **options, "packing": True, "qlora": variant.qlora, "gradient_checkpointing": variant.gradient_checkpointing,
@@ -351,9 +337,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     gptq = (results.get("quantization") or {}).get("gptq") or {}
     if gptq.get("quantize_seconds"):
         out.update({k: gptq[k] for k in ("quantize_seconds", "size_before_bytes", "size_after_bytes", "top1_agreement_with_merged")})
-    for name in ("lora_2048", "lora_2048_liger", "lora_2048_compile", "lora_2048_liger_compile", "lora_4096", "qlora_2048", "qlora_4096", "lora_2048_batch8"):
-        if tps(name):
-            out[f"{name}_tokens_per_s"] = round(tps(name) or 0)
+    for variant in TRAINING:
+        if tps(variant.name):
+            out[f"{variant.name}_tokens_per_s"] = round(tps(variant.name) or 0)
     return out
 
 
