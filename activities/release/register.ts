@@ -74,7 +74,8 @@ export function createRegisterActivities(deps: ActivityDeps) {
           by: input.by,
           reason: input.reason,
           at: auditTime(input.at),
-          moveId: `${safeId(input.releaseId)}-${info.activityId}`,
+          // Unique per run: a failed release started again for the same sha makes its own move.
+          moveId: `${safeId(input.releaseId)}-${info.workflowExecution?.runId ?? 'run'}-${info.activityId}`,
         });
       });
     },
