@@ -26,15 +26,14 @@ comparator: what release gates read), ``models`` and ``comparisons``. Deltas are
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from forgeline_recipes.protocol import EventWriter, InputNotFound, RecipeContext, SpecError, run_recipe
-from forgeline_recipes.spec import SpecReader, read_common
+from forgeline_recipes.protocol import EventWriter, RecipeContext, SpecError, run_recipe
+from forgeline_recipes.spec import EvaluateInput, EvaluateResult, ModelEntry, parse_input, require_dir
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
     from forgeline_recipes.metrics import Bootstrap
 
 LOSS_METRICS = ("loss", "perplexity")  # teacher-forced, lower is better
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -73,14 +71,14 @@ class EvalSpec:
 
 
 def parse_spec(raw: dict[str, Any]) -> EvalSpec:
+    """Validate the spec (src/contracts/recipes/evaluate.ts) without importing torch; errors name the field."""
     from forgeline_recipes.metrics import METRICS  # numpy only; no torch
 
-    r = SpecReader(raw)
-    device, seed = read_common(r)
-    models = _read_models(r)
+    spec = parse_input(EvaluateInput, raw)
+    models = _models(spec)
     names = [m.name for m in models]
-    candidate = r.string("candidate", "candidate" if "candidate" in names else names[0])
-    comparator = r.string("comparator", "comparator" if "comparator" in names else None)
+    candidate = spec.candidate or ("candidate" if "candidate" in names else names[0])
+    comparator = spec.comparator or ("comparator" if "comparator" in names else None)
     for key, name in (("candidate", candidate), ("comparator", comparator)):
         if name is not None and name not in names:
             raise SpecError(key, f"{name!r} is not one of the models ({', '.join(names)})")
@@ -89,52 +87,39 @@ def parse_spec(raw: dict[str, Any]) -> EvalSpec:
     comparisons = [(name, comparator) for name in names if comparator is not None and name != comparator]
     comparisons.sort(key=lambda pair: pair[0] != candidate)  # the candidate's comparison first
 
-    dataset_dir = r.path("dataset_dir", kind="dir")
-    split = r.string("split", "eval")
-    metrics = r.string_list("metrics", ["exact_match", "token_f1"])
-    unknown = [m for m in metrics if m not in METRICS]
+    unknown = [m for m in spec.metrics if m not in METRICS]
     if unknown:
         raise SpecError("metrics", f"unknown metric(s) {', '.join(unknown)}; registered: {', '.join(sorted(METRICS))}")
-    boot = r.section("bootstrap")
-    spec = EvalSpec(
+    require_dir("dataset_dir", spec.dataset_dir, containing=f"{spec.split}.jsonl")
+    return EvalSpec(
         models=models,
         candidate=candidate,
         comparisons=comparisons,
-        dataset_file=dataset_dir / f"{split}.jsonl",
-        suite=r.string("suite", "heldout"),
-        metrics=metrics,
-        max_examples=r.integer("max_examples", 0, minimum=0),
-        batch_size=r.integer("batch_size", 32, minimum=1),
-        max_new_tokens=r.integer("max_new_tokens", None, minimum=1),
-        resamples=boot.integer("resamples", 1000, minimum=100),
-        confidence=boot.number("confidence", 0.95, exclusive_minimum=0, exclusive_maximum=1),
-        sample_rows=r.integer("sample_rows", 20, minimum=0),
-        device=device,
-        seed=seed,
+        dataset_file=spec.dataset_dir / f"{spec.split}.jsonl",
+        suite=spec.suite,
+        metrics=spec.metrics,
+        max_examples=spec.max_examples,
+        batch_size=spec.batch_size,
+        max_new_tokens=spec.max_new_tokens,
+        resamples=spec.bootstrap.resamples,
+        confidence=spec.bootstrap.confidence,
+        sample_rows=spec.sample_rows,
+        device=spec.device,
+        seed=spec.seed,
     )
-    r.finish()
-    if not spec.dataset_file.is_file():
-        raise InputNotFound("dataset_dir", spec.dataset_file)
-    return spec
 
 
-def _read_models(r: SpecReader) -> list[ModelRef]:
+def _models(spec: EvaluateInput) -> list[ModelRef]:
     """``models``: name → model directory, or name → {"path", "adapter"?} (a LoRA adapter applied unmerged)."""
-    section = r.section("models", required=True)
-    if not section.keys():
+    if not spec.models:
         raise SpecError("models", 'expected at least one model, e.g. {"candidate": "/path/to/model"}')
-    models: list[ModelRef] = []
-    for name in section.keys():
-        if not MODEL_NAME.match(name):
-            raise SpecError(section.field(name), "model names are 1-64 letters, digits, '_', '-' or '.'")
-        if section.is_object(name):
-            entry = section.section(name)
-            models.append(ModelRef(name, entry.path("path", kind="dir"), entry.path("adapter", None, kind="dir")))
-        else:
-            models.append(ModelRef(name, section.path(name, kind="dir")))
+    models = [
+        ModelRef(name, entry.path, entry.adapter) if isinstance(entry, ModelEntry) else ModelRef(name, entry)
+        for name, entry in spec.models.items()
+    ]
     for model in models:
-        if not (model.path / "config.json").is_file():
-            raise InputNotFound(f"models.{model.name}", model.path / "config.json")
+        require_dir(f"models.{model.name}", model.path, containing="config.json")
+        require_dir(f"models.{model.name}.adapter", model.adapter)
     return models
 
 
@@ -370,4 +355,4 @@ def _emit_tables(
 
 
 if __name__ == "__main__":
-    sys.exit(run_recipe("evaluate", parse_spec, run))
+    sys.exit(run_recipe("evaluate", parse_spec, run, result_model=EvaluateResult))

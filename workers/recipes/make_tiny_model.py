@@ -23,13 +23,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from forgeline_recipes.protocol import RecipeContext, run_recipe
-from forgeline_recipes.spec import SpecReader, read_common
+from forgeline_recipes.spec import MakeTinyModelInput, MakeTinyModelResult, TinyModelDtype, parse_input
 from forgeline_recipes.tiny import SIZES
 
-DTYPES = ["float32", "bfloat16", "float16"]
+DTYPES = list(get_args(TinyModelDtype))
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,9 @@ class MakeModelSpec:
 
 
 def parse_spec(raw: dict[str, Any]) -> MakeModelSpec:
-    r = SpecReader(raw)
-    device, seed = read_common(r)
-    size = r.string("size", "tiny", choices=list(SIZES))
-    spec = MakeModelSpec(size=size, dtype=r.string("dtype", SIZES[size].default_dtype, choices=DTYPES), device=device, seed=seed)
-    r.finish()
-    return spec
+    """Validate the spec (src/contracts/recipes/make-tiny-model.ts); errors name the field."""
+    spec = parse_input(MakeTinyModelInput, raw)
+    return MakeModelSpec(size=spec.size, dtype=spec.dtype or SIZES[spec.size].default_dtype, device=spec.device, seed=spec.seed)
 
 
 def build_model(size: str, seed: int, out_dir: Path, dtype: str | None = None) -> dict[str, Any]:
@@ -89,7 +86,7 @@ def run(ctx: RecipeContext[MakeModelSpec]) -> dict[str, Any]:
 def main(argv: Sequence[str]) -> int:
     """The protocol invocation, or the ``--size/--seed/--out`` shorthand (writes a spec for it)."""
     if "--spec" in argv:
-        return run_recipe("make_tiny_model", parse_spec, run, argv)
+        return run_recipe("make_tiny_model", parse_spec, run, argv, result_model=MakeTinyModelResult)
     parser = argparse.ArgumentParser(description="Build a seeded Llama from a config (no download).")
     parser.add_argument("--size", choices=list(SIZES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
@@ -100,7 +97,7 @@ def main(argv: Sequence[str]) -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(spec, handle)
     try:
-        return run_recipe("make_tiny_model", parse_spec, run, ["--spec", handle.name, "--out", args.out])
+        return run_recipe("make_tiny_model", parse_spec, run, ["--spec", handle.name, "--out", args.out], result_model=MakeTinyModelResult)
     finally:
         Path(handle.name).unlink(missing_ok=True)
 

@@ -20,55 +20,26 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forgeline_recipes.protocol import InputNotFound, RecipeContext, RecipeError, SpecError, log, run_recipe
-from forgeline_recipes.spec import SpecReader, read_common
+from forgeline_recipes.spec import QuantizeInput, QuantizeResult, parse_input, require_dir
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-METHODS = ["gptq", "awq", "none"]
 STAGES = 3  # merge, quantize, verify
 
 
-@dataclass(frozen=True)
-class QuantizeSpec:
-    base_model: Path
-    adapter: Path | None
-    dataset_dir: Path
-    method: str
-    bits: int
-    group_size: int
-    calibration_samples: int
-    calibration_seq_length: int
-    device: str
-    seed: int
-
-
-def parse_spec(raw: dict[str, Any]) -> QuantizeSpec:
-    r = SpecReader(raw)
-    device, seed = read_common(r)
-    spec = QuantizeSpec(
-        base_model=r.path("base_model", kind="dir"),
-        adapter=r.path("adapter", None, kind="dir"),
-        dataset_dir=r.path("dataset_dir", kind="dir"),
-        method=r.string("method", "gptq", choices=METHODS),
-        bits=r.integer("bits", 4),
-        group_size=r.integer("group_size", 128, minimum=1),
-        calibration_samples=r.integer("calibration_samples", 64, minimum=1),
-        calibration_seq_length=r.integer("calibration_seq_length", 256, minimum=8),
-        device=device,
-        seed=seed,
-    )
-    r.finish()
-    if spec.bits not in (4, 8):
-        raise SpecError("bits", f"expected 4 or 8, got {spec.bits}")
-    if spec.adapter is not None and not (spec.adapter / "adapter_config.json").is_file():
-        raise InputNotFound("adapter", spec.adapter / "adapter_config.json")
+def parse_spec(raw: dict[str, Any]) -> QuantizeInput:
+    """Validate the spec (src/contracts/recipes/quantize.ts) without importing torch; errors name the field."""
+    spec = parse_input(QuantizeInput, raw)
+    device = spec.device
+    require_dir("base_model", spec.base_model)
+    require_dir("adapter", spec.adapter, containing="adapter_config.json")
+    require_dir("dataset_dir", spec.dataset_dir)
     if spec.method == "awq" and not device.startswith("cuda"):
         # llm-compressor 0.14's AWQ pins its cached activations in page-locked memory
         # (Tensor.pin_memory), which raises without an accelerator; GPTQ has no such step.
@@ -107,7 +78,7 @@ def build_recipe(method: str, bits: int, group_size: int) -> list[Any]:
     return [AWQModifier(), QuantizationModifier(config_groups=config_groups, ignore=["lm_head"])]
 
 
-def merge(spec: QuantizeSpec, device: torch.device, merged_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def merge(spec: QuantizeInput, device: torch.device, merged_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Base (+ adapter, merged) saved into ``merged_dir`` in the base's own dtype."""
     from transformers import AutoModelForCausalLM
 
@@ -135,7 +106,7 @@ def top1_agreement(reference: PreTrainedModel, candidate: PreTrainedModel, batch
     return float((a == b)[mask].float().mean())
 
 
-def run(ctx: RecipeContext[QuantizeSpec]) -> dict[str, Any]:
+def run(ctx: RecipeContext[QuantizeInput]) -> dict[str, Any]:
     from forgeline_recipes.data import calibration_texts, load_split
     from forgeline_recipes.modeling import check_finite_logits, dir_bytes, load_causal_lm, quantization_format
     from forgeline_recipes.runtime import peak_memory_bytes, reset_peak_memory, setup
@@ -227,4 +198,4 @@ def _calibration_dataset(tokenizer: PreTrainedTokenizerBase, texts: list[str], s
 
 
 if __name__ == "__main__":
-    sys.exit(run_recipe("quantize", parse_spec, run))
+    sys.exit(run_recipe("quantize", parse_spec, run, result_model=QuantizeResult))

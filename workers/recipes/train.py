@@ -25,103 +25,30 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forgeline_recipes import preemption
 from forgeline_recipes.launch import gather_from_ranks, is_distributed
-from forgeline_recipes.protocol import EventWriter, InputNotFound, RecipeContext, SpecError, log, run_recipe
-from forgeline_recipes.spec import ATTENTION_IMPLEMENTATIONS, SpecReader, read_common
+from forgeline_recipes.protocol import EventWriter, RecipeContext, SpecError, log, run_recipe
+from forgeline_recipes.spec import TrainInput, TrainResult, parse_input, require_dir
 
 if TYPE_CHECKING:
     import torch
     from transformers import TrainerCallback
 
-STRATEGIES = ["ddp", "fsdp"]  # data-parallel replicas, or the base model sharded over the ranks
-DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
-SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup"]
-LIGER_MODES = ["auto", "on", "off"]  # auto: Liger's Triton kernels where they can run and compile is off
 STAGING_DIR = ".trainer"  # where the Trainer writes checkpoint-<n> before it is moved into place
 
 
-@dataclass(frozen=True)
-class LoraSpec:
-    r: int
-    alpha: float
-    dropout: float
-    target_modules: list[str]
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    base_model: Path
-    dataset_dir: Path
-    lora: LoraSpec
-    qlora: bool
-    steps: int | None
-    epochs: float | None
-    learning_rate: float
-    lr_scheduler: str
-    warmup_steps: int
-    batch_size: int
-    gradient_accumulation_steps: int
-    seq_length: int
-    checkpoint_every: int
-    log_every: int
-    gradient_checkpointing: bool
-    packing: bool
-    attn_implementation: str
-    liger: str
-    compile: bool
-    processes: int
-    strategy: str
-    resume_from: Path | None
-    device: str
-    seed: int
-
-
-def parse_spec(raw: dict[str, Any]) -> TrainSpec:
-    """Validate the spec without importing torch; errors name the field."""
-    r = SpecReader(raw)
-    device, seed = read_common(r)
-    lora = r.section("lora")
-    spec = TrainSpec(
-        base_model=r.path("base_model", kind="dir"),
-        dataset_dir=r.path("dataset_dir", kind="dir"),
-        lora=LoraSpec(
-            r=lora.integer("r", 8, minimum=1, maximum=1024),
-            alpha=lora.number("alpha", 16.0, exclusive_minimum=0),
-            dropout=lora.number("dropout", 0.05, minimum=0, exclusive_maximum=1),
-            target_modules=lora.string_list("target_modules", DEFAULT_TARGET_MODULES),
-        ),
-        qlora=r.boolean("qlora", False),
-        steps=r.integer("steps", None, minimum=1),
-        epochs=r.number("epochs", None, exclusive_minimum=0),
-        learning_rate=r.number("learning_rate", 2e-4, exclusive_minimum=0, maximum=1),
-        lr_scheduler=r.string("lr_scheduler", "linear", choices=SCHEDULERS),
-        warmup_steps=r.integer("warmup_steps", 0, minimum=0),
-        batch_size=r.integer("batch_size", 8, minimum=1),
-        gradient_accumulation_steps=r.integer("gradient_accumulation_steps", 1, minimum=1),
-        seq_length=r.integer("seq_length", 128, minimum=8),
-        checkpoint_every=r.integer("checkpoint_every", 20, minimum=1),
-        log_every=r.integer("log_every", 1, minimum=1),
-        gradient_checkpointing=r.boolean("gradient_checkpointing", False),
-        packing=r.boolean("packing", False),
-        attn_implementation=r.string("attn_implementation", "auto", choices=ATTENTION_IMPLEMENTATIONS),
-        liger=r.string("liger", "auto", choices=LIGER_MODES),
-        compile=r.boolean("compile", False),
-        processes=r.integer("processes", 1, minimum=1, maximum=64),
-        strategy=r.string("strategy", "ddp", choices=STRATEGIES),
-        resume_from=r.path("resume_from", None, kind="dir"),
-        device=device,
-        seed=seed,
-    )
-    r.finish()
+def parse_spec(raw: dict[str, Any]) -> TrainInput:
+    """Validate the spec (src/contracts/recipes/train.ts) without importing torch; errors name the field."""
+    spec = parse_input(TrainInput, raw)
+    device = spec.device
+    require_dir("base_model", spec.base_model)
+    require_dir("dataset_dir", spec.dataset_dir, containing="train.jsonl")
+    require_dir("resume_from", spec.resume_from)
     if spec.steps is not None and spec.epochs is not None:
         raise SpecError("steps", "set either steps or epochs, not both")
-    if not (spec.dataset_dir / "train.jsonl").is_file():
-        raise InputNotFound("dataset_dir", spec.dataset_dir / "train.jsonl")
     if spec.resume_from is not None:
         for name in ("trainer_state.json", "adapter_model.safetensors"):
             if not (spec.resume_from / name).is_file():
@@ -145,7 +72,7 @@ def liger_available(device: str) -> bool:
     return device.startswith("cuda") and importlib.util.find_spec("liger_kernel") is not None
 
 
-def use_liger(spec: Any) -> bool:
+def use_liger(spec: TrainInput) -> bool:
     """``liger`` resolved. ``auto`` is on where the kernels can run (not on CPU) and ``compile`` is
     off: on an H200 at 8B, Liger alone was +17-21% tokens/s over neither, compile alone +33-39%, and
     both together slower than compile alone (bench/results/gpu-8b.json)."""
@@ -187,7 +114,7 @@ def logical_numel(param: Any) -> int:
     return int(param.numel())
 
 
-def fsdp_arguments(spec: TrainSpec, model: Any) -> dict[str, Any]:
+def fsdp_arguments(spec: TrainInput, model: Any) -> dict[str, Any]:
     """SFTConfig fields for FSDP (version 2): every decoder layer is its own shard unit, so each
     rank holds 1/processes of the frozen base; none for DDP or a single process."""
     if spec.strategy != "fsdp" or spec.processes == 1:
@@ -282,7 +209,7 @@ def make_protocol_callback(events: EventWriter, out_dir: Path, total_steps: int)
     return ProtocolCallback()
 
 
-def load_base_model(spec: TrainSpec, device: torch.device) -> Any:
+def load_base_model(spec: TrainInput, device: torch.device) -> Any:
     """The base model: fp32 on CPU; bf16 + SDPA/flash-attention on CUDA; 4-bit NF4 for QLoRA."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -314,7 +241,7 @@ def load_base_model(spec: TrainSpec, device: torch.device) -> Any:
     return model
 
 
-def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
+def run(ctx: RecipeContext[TrainInput]) -> dict[str, Any]:
     preemption.watch()  # the worker's "save a checkpoint and stop" (preemption.py), from the start
     import torch
     from datasets import Dataset
@@ -476,4 +403,4 @@ def run(ctx: RecipeContext[TrainSpec]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_recipe("train", parse_spec, run, processes=lambda spec: spec.processes))
+    sys.exit(run_recipe("train", parse_spec, run, processes=lambda spec: spec.processes, result_model=TrainResult))

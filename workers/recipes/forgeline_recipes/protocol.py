@@ -211,6 +211,7 @@ def run_recipe(
     argv: Sequence[str] | None = None,
     event_stream: TextIO | None = None,
     processes: Callable[[SpecT], int] | None = None,
+    result_model: type[Any] | None = None,
 ) -> int:
     """Run one recipe invocation (``--spec <file> --out <dir>``) and return its exit code.
 
@@ -220,6 +221,9 @@ def run_recipe(
     ``processes(spec)`` > 1 makes this process the launcher of a data-parallel run of the same
     script (:mod:`forgeline_recipes.launch`) once the spec is valid; in the ranks it started,
     only rank 0 writes events.
+
+    ``result_model`` (a pydantic model from :mod:`forgeline_recipes.spec`) checks the result before
+    it is sent: a missing or mistyped field is a ``RecipeContract`` error (exit 2) naming it.
     """
     from . import preemption
     from .launch import current_rank, is_main_process, launch
@@ -254,6 +258,10 @@ def run_recipe(
             tracker = start_tracking(tracking, recipe, raw)
             events = TrackedEventWriter(stream, tracker) if tracker else events
         result = run(RecipeContext(recipe=recipe, spec=spec, out_dir=out_dir, events=events))
+        if result_model is not None and is_main_process():
+            from .spec import check_result
+
+            result = check_result(recipe, result_model, result)
         events.result(result)
         return EXIT_OK
     except preemption.Preempted as exc:

@@ -1,6 +1,8 @@
 """Invalid specs and missing inputs: an `error` event naming the field (or path), exit code 2.
 
-These fail before torch is imported, so each takes well under a second."""
+The specs are checked against the recipes' pydantic models (forgeline_recipes/spec.py, which
+test_contracts.py holds to the published JSON Schemas) before torch is imported, so each takes
+well under a second."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from protocol_checks import assert_protocol
 
 from forgeline_recipes.protocol import SpecError
 from forgeline_recipes.runner import RECIPES_DIR, run_recipe_process
-from forgeline_recipes.spec import SpecReader
+from forgeline_recipes.spec import EvaluateInput, TrainInput, parse_input
 from forgeline_recipes.tiny import DATASET_DIR, DEMO_TRAIN
 
 COMMON = {"device": "cpu", "seed": 0}
@@ -41,10 +43,12 @@ def expect_error(recipe: str, spec: dict[str, Any], out: Path, error_type: str, 
 @pytest.mark.parametrize(
     ("change", "message_start"),
     [
-        ({"lora": {"r": 0}}, "lora.r: expected a positive integer"),
+        ({"lora": {"r": 0}}, "lora.r: expected an integer between 1 and 1024, got 0"),
         ({"lora": {"r": 2.5}}, "lora.r: expected an integer between 1 and 1024"),
         ({"lora": {"dropout": 1.0}}, "lora.dropout: expected a number >= 0 and < 1"),
-        ({"learning_rate": "fast"}, "learning_rate: expected a number"),
+        ({"learning_rate": "fast"}, 'learning_rate: expected a number > 0 and <= 1, got "fast"'),
+        ({"steps": "10"}, 'steps: expected a positive integer, got "10"'),
+        ({"lora": {"target_modules": []}}, "lora.target_modules: expected a list of non-empty strings (at least 1)"),
         ({"learningRate": 1e-3}, "learningRate: unknown field (did you mean 'learning_rate'?)"),
         ({"steps": 10, "epochs": 1}, "steps: set either steps or epochs"),
         ({"qlora": True}, "qlora: 4-bit QLoRA needs a CUDA device"),
@@ -109,13 +113,23 @@ def test_spec_that_is_not_json_object(tmp_path: Path) -> None:
     assert json.loads(proc.stdout.splitlines()[-1]) == {"event": "error", "message": "spec: expected a JSON object", "type": "InvalidSpec", "retryable": False}
 
 
-def test_spec_reader_reports_nested_paths_and_unknown_fields() -> None:
-    reader = SpecReader({"models": [{"path": "x"}, {"path": 3}]})
-    entries = reader.sections("models")
-    with pytest.raises(SpecError, match=r"^models\[1\]\.path: expected a non-empty string"):
-        [entry.string("path") for entry in entries]
-    reader = SpecReader({"trainer": {"lora": {"r": 8, "alhpa": 2}}})
-    reader.section("trainer").section("lora").integer("r")
-    reader.section("trainer").section("lora").number("alpha", 16.0)
-    with pytest.raises(SpecError, match=r"^trainer\.lora\.alhpa: unknown field \(did you mean 'alpha'\?\)"):
-        reader.finish()
+def test_errors_name_nested_fields_and_every_problem(tmp_path: Path) -> None:
+    spec = {**COMMON, "base_model": "/m", "dataset_dir": "/d", "lora": {"r": 8, "alhpa": 2}, "seed": "0"}
+    with pytest.raises(SpecError) as caught:
+        parse_input(TrainInput, spec)
+    assert caught.value.field == "lora.alhpa"
+    assert caught.value.message == "lora.alhpa: unknown field (did you mean 'alpha'?); seed: expected a non-negative integer, got \"0\""
+
+
+def test_errors_inside_a_union_name_the_field_not_the_branch() -> None:
+    """``models`` maps a name to a directory or to {path, adapter}: the message names the field
+    and what the value should have been, whichever form it took."""
+    spec = {**COMMON, "dataset_dir": "/d", "models": {"candidate": {"path": 3}, "base": 5, "x y": "/m", "c": {"path": "/m", "adaptr": "/a"}}}
+    with pytest.raises(SpecError) as caught:
+        parse_input(EvaluateInput, spec)
+    assert caught.value.message.split("; ") == [
+        "models.candidate.path: expected a non-empty string, got 3",
+        "models.base: expected a non-empty string or a JSON object, got 5",
+        "models.x y: expected a model name of 1-64 letters, digits, '_', '-' or '.', got \"x y\"",
+        "models.c.adaptr: unknown field (did you mean 'adapter'?)",
+    ]
