@@ -50,7 +50,12 @@ function recipeEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** Run `workers/recipes/<recipe>.py` as the JobRunner does; every stdout line must be an event. */
-async function runRecipe(recipe: string, spec: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<RecipeOutcome> {
+async function runRecipe(
+  recipe: string,
+  spec: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+  onStdout?: (text: string) => void,
+): Promise<RecipeOutcome> {
   const dir = await mkdtemp(path.join(work, `${recipe}-`));
   const specFile = path.join(dir, 'spec.json');
   await writeFile(specFile, JSON.stringify(spec));
@@ -62,7 +67,10 @@ async function runRecipe(recipe: string, spec: Record<string, unknown>, env: Nod
   });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    onStdout?.(stdout);
+  });
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   const events = stdout
@@ -210,6 +218,23 @@ describe('recipes log to W&B with the official wandb SDK (against a local endpoi
     assert.equal(run.jobType, 'make_tiny_model');
     assert.equal(run.summary.weights_sha256, outcome.result.weights_sha256);
     assert.equal(run.summary.parameters, outcome.result.parameters);
+  });
+
+  it('a W&B server that goes down mid-run delays the recipe by at most finish_timeout_s, and changes nothing', async () => {
+    const fake = await startFakeWandb();
+    const spec = { ...COMMON, size: 'tiny', tracking: tracking('make_tiny_model', 'tiny-down', { mode: 'online', finish_timeout_s: 5 }) };
+    let stopped: Promise<void> | undefined;
+    let resultAt = 0;
+    const outcome = await runRecipe('make_tiny_model', spec, recipeEnv({ WANDB_BASE_URL: fake.baseUrl, WANDB_API_KEY: fake.apiKey }), (stdout) => {
+      if (!stopped && stdout.includes('"event": "start"')) stopped = fake.stop(); // after wandb.init, before the first metric
+      if (!resultAt && stdout.includes('"event": "result"')) resultAt = Date.now();
+    });
+    const exitedAfterResultMs = Date.now() - resultAt;
+    await stopped;
+    assert.equal(outcome.code, 0, outcome.stderr);
+    assert.deepEqual(outcome.result, untracked.result, 'tracking changed the result');
+    assert.ok(fake.run(PROJECT, 'tiny-down'), 'the run was created before the server went down');
+    assert.ok(exitedAfterResultMs < 30_000, `the recipe exited ${exitedAfterResultMs} ms after its result (finish_timeout_s is 5)`);
   });
 
   it('a W&B server that answers 500 to everything costs one warning, not the recipe or its result', async () => {
