@@ -66,6 +66,10 @@ export function describeFailure(err: unknown): { message: string; exitCode: Exit
     const reason = err.cause?.message ?? err.message;
     return { message: `refused, nothing changed: ${reason}`, exitCode: ExitCode.Usage };
   }
+  if (isTemporalError<Error>(err, 'ServiceError')) {
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    return { message: `${err.message}${cause}`, exitCode: ExitCode.Failure };
+  }
   const e = err instanceof Error ? err : new Error(String(err));
   return { message: e.message, exitCode: ExitCode.Failure, stack: e.stack };
 }

@@ -2,13 +2,13 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
 import { createArtifactStore } from '../adapters/artifact-store';
 import { LocalJobRunner } from '../adapters/local-job-runner';
 import { REPO_ROOT } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
-import { releaseWorkflowId, type OperatorDecision, type ReleaseStatus } from '../contracts/release-lifecycle';
-import { ForgelineGitSha, ForgelineLifecycle, ForgelineModel, Lifecycle } from '../contracts/search-attributes';
+import { releaseWorkflowId, type OperatorDecision, type ReleaseOutcome, type ReleaseStatus } from '../contracts/release-lifecycle';
+import { ForgelineGitSha, ForgelineLifecycle, ForgelineModel, ForgelineOutcome, ForgelineStage, Lifecycle } from '../contracts/search-attributes';
 import type { ReleaseSpec } from '../contracts/release-spec';
 import { ReleaseSpecSchema, type ReleaseSpecInput } from '../contracts/specs/release-spec';
 import { formatProblems, validateSpec } from '../contracts/validate';
@@ -165,6 +165,44 @@ export async function printRegistry(cfg: ForgelineConfig, model: string, log: Lo
   }
 }
 
+const OUTCOME_FROM_SEARCH_ATTRIBUTE: Record<string, ReleaseOutcome> = { Succeeded: 'Candidate', Rejected: 'Rejected', Failed: 'Failed', Aborted: 'Aborted', Running: 'Running' };
+
+/**
+ * What a closed release recorded in its memo and search attributes. A closed workflow answers a
+ * query only through a worker, so this is the view when no worker of its queue runs.
+ */
+async function closedStatus(handle: WorkflowHandle, desc: WorkflowExecutionDescription): Promise<ReleaseStatus> {
+  const memo = (desc.memo ?? {}) as { model?: string; outcome?: ReleaseOutcome; decision?: ReleaseStatus['decision']; failure?: string; trackerRun?: string | null };
+  const sa = desc.typedSearchAttributes;
+  const saOutcome = sa.get(ForgelineOutcome);
+  const byExecution: ReleaseOutcome = desc.status.name === 'COMPLETED' ? 'Candidate' : desc.status.name === 'CANCELLED' ? 'Aborted' : 'Failed';
+  const result = (await handle.result().catch(() => undefined)) as { versions?: Record<string, string> } | undefined;
+  return {
+    model: memo.model ?? sa.get(ForgelineModel) ?? '?',
+    stage: (sa.get(ForgelineStage) as ReleaseStatus['stage'] | undefined) ?? 'done',
+    outcome: memo.outcome ?? (saOutcome ? OUTCOME_FROM_SEARCH_ATTRIBUTE[saOutcome] : undefined) ?? byExecution,
+    awaitingApproval: false,
+    versions: result?.versions ?? {},
+    ...(memo.decision ? { decision: memo.decision } : {}),
+    ...(memo.failure ? { failure: memo.failure } : {}),
+    ...(memo.trackerRun ? { trackerRunUrl: memo.trackerRun } : {}),
+  };
+}
+
+/**
+ * A release's status: the `status` query while it runs; once it closed, the query if a worker
+ * answers within `closedQueryMs`, else what its memo and search attributes recorded.
+ */
+export async function releaseStatus(handle: WorkflowHandle, desc?: WorkflowExecutionDescription, closedQueryMs = 5000): Promise<ReleaseStatus> {
+  const d = desc ?? (await handle.describe());
+  if (d.status.name === 'RUNNING') return handle.query<ReleaseStatus>('status');
+  try {
+    return await handle.client.connection.withDeadline(Date.now() + closedQueryMs, () => handle.query<ReleaseStatus>('status'));
+  } catch {
+    return closedStatus(handle, d);
+  }
+}
+
 /** Follow a started release to its end (progress in place on a terminal), report it; returns the exit code. */
 export async function followRelease(handle: WorkflowHandle, cfg: ForgelineConfig, out: Output): Promise<ExitCode> {
   await watchRelease(handle, out.progress());
@@ -175,7 +213,7 @@ export async function followRelease(handle: WorkflowHandle, cfg: ForgelineConfig
   } catch (err) {
     headline = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
   }
-  const status = await handle.query<ReleaseStatus>('status');
+  const status = await releaseStatus(handle);
   out.log(`release ${status.outcome}: ${status.failure ?? headline}`);
   for (const g of status.gates ?? []) out.log(`  gate ${g.passed ? 'PASS' : 'FAIL'} ${g.reason}`);
   if (status.decision) out.log(`  ${status.decision.kind} by ${status.decision.by}: ${status.decision.reason}`);
@@ -192,7 +230,7 @@ export async function runRelease(client: Client, cfg: ForgelineConfig, input: un
 /** `release status`: the status query, the execution's state and the running activity's progress. */
 export async function statusReport(handle: WorkflowHandle) {
   const desc = await handle.describe();
-  const status = await handle.query<ReleaseStatus>('status');
+  const status = await releaseStatus(handle, desc);
   const running = heartbeatOf(desc);
   return { workflowId: handle.workflowId, execution: desc.status.name, status, ...(running ? { running } : {}) };
 }

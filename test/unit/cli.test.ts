@@ -222,6 +222,8 @@ describe('forgeline CLI (commander)', function () {
     const refused = describeFailure(new WorkflowUpdateFailedError('Workflow Update failed', ApplicationFailure.nonRetryable('not awaiting approval (stage train)')));
     assert.deepEqual(refused, { message: 'refused, nothing changed: not awaiting approval (stage train)', exitCode: 2 });
     assert.equal(describeFailure(new WorkflowNotFoundError('not found', 'release/x/1', undefined)).exitCode, 2);
+    const rpc = Object.assign(new Error('Failed to query Workflow', { cause: new Error('deadline exceeded') }), { name: 'ServiceError' });
+    assert.deepEqual(describeFailure(rpc), { message: 'Failed to query Workflow: deadline exceeded', exitCode: 1 }, 'a failed call to Temporal is one line');
     const unexpected = describeFailure(new TypeError('boom'));
     assert.equal(unexpected.exitCode, 1);
     assert.match(unexpected.stack!, /TypeError: boom/);

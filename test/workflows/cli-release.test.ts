@@ -38,7 +38,7 @@ describe('forgeline release CLI against a real release (dev server, typed mocks)
   before(() => (home = mkdtempSync(path.join(os.tmpdir(), 'forgeline-cli-release-'))));
   after(() => rmSync(home, { recursive: true, force: true }));
 
-  it('status --json, a refused and an accepted approve (with the state returned and our identity in the history), watch to Candidate', async function () {
+  it('status --json, a refused and an accepted approve (with the state returned and our identity in the history), watch to Candidate, status once closed without workers', async function () {
     const env = await getLocalEnv();
     const { taskQueue, workflowId } = isolate(this, 'release');
     const pool = uniquePool();
@@ -81,5 +81,14 @@ describe('forgeline release CLI against a real release (dev server, typed mocks)
       assert.match(watched.stdout, /^release Candidate/m);
       assert.match(watched.stdout, /approved by alice@example.com: eval reviewed/);
     });
+
+    // Closed, and no worker runs its queue any more: the status comes from its memo and search attributes.
+    const closed = await forgeline(['release', 'status', workflowId, '--json'], cliEnv);
+    assert.equal(closed.code, 0, closed.stderr);
+    const after = JSON.parse(closed.stdout) as { execution: string; status: ReleaseStatus };
+    assert.equal(after.execution, 'COMPLETED');
+    assert.equal(after.status.outcome, 'Candidate');
+    assert.equal(after.status.decision?.by, 'alice@example.com');
+    assert.equal(after.status.versions.adapter, 'aaaaaaaaaaaa');
   });
 });
