@@ -7,6 +7,7 @@ import { createArtifactStore } from '../adapters/artifact-store';
 import { LocalJobRunner } from '../adapters/local-job-runner';
 import { REPO_ROOT } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
+import { parseRecipeResult } from '../contracts/recipes';
 import { releaseWorkflowId, type OperatorDecision, type ReleaseOutcome, type ReleaseStatus } from '../contracts/release-lifecycle';
 import { ForgelineGitSha, ForgelineLifecycle, ForgelineModel, ForgelineOutcome, ForgelineStage, Lifecycle } from '../contracts/search-attributes';
 import type { ReleaseSpec } from '../contracts/release-spec';
@@ -113,7 +114,7 @@ export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promis
   if (!existsSync(path.join(baseDir, 'config.json'))) {
     log('building the tiny Llama base model from its config (seeded, no download)…');
     const runner = new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') });
-    await runner.run({ recipe: 'make_tiny_model', input: { size: 'tiny', seed: 0, device: 'cpu' }, outDir: baseDir, gpuIndices: [] });
+    parseRecipeResult('make_tiny_model', await runner.run({ recipe: 'make_tiny_model', input: { size: 'tiny', seed: 0, device: 'cpu' }, outDir: baseDir, gpuIndices: [] }));
   }
   const published = await store.publishDirectory(baseDir, `models/tiny-llama/base-${recipe}/`);
   const base = await registry.registerVersion({ model: 'tiny-llama', kind: 'base', prefix: published.prefix, lineage: { recipe: 'make_tiny_model', hyperparameters: { size: 'tiny', seed: 0 } }, createdAt: new Date().toISOString() });
