@@ -100,8 +100,10 @@ function readTemporalProfile(env: NodeJS.ProcessEnv, cwd: string): TemporalProfi
   try {
     profile = loadClientConfigProfile({ disableEnv: true, configFileStrict: true, overrideEnvVars: vars });
   } catch (err) {
-    if (/^Profile '.*' not found/.test((err as Error).message)) {
-      const names = Object.keys(loadClientConfig({ overrideEnvVars: vars }).profiles);
+    // @temporalio/envconfig 1.24.0 throws a TypeError on a file without [profile.*] tables (an empty file).
+    if (err instanceof TypeError && !vars.TEMPORAL_PROFILE) return { file, name, values: new Map() };
+    if (err instanceof TypeError || /^Profile '.*' not found/.test((err as Error).message)) {
+      const names = err instanceof TypeError ? [] : Object.keys(loadClientConfig({ overrideEnvVars: vars }).profiles);
       const has = file && existsSync(file) ? `it has ${names.length ? names.map((n) => `'${n}'`).join(', ') : 'no profiles'}` : 'the file does not exist';
       throw new ConfigError(`TEMPORAL_PROFILE='${name}': no such profile in ${file ?? 'the Temporal config file'} (${has}). Fix TEMPORAL_PROFILE or unset it.`);
     }

@@ -203,6 +203,13 @@ server_name = "ignored.example"
       assert.doesNotMatch(msg, /s3cret/);
     });
 
+    it('takes an empty file (TEMPORAL_CONFIG_FILE=/dev/null) as no profiles', function () {
+      const file = toml('');
+      assert.equal(loadConfig({ env: { TEMPORAL_CONFIG_FILE: file }, cwd: dir }).temporal.address, undefined);
+      assert.equal(loadConfig({ env: { TEMPORAL_CONFIG_FILE: '/dev/null' }, cwd: dir }).temporal.namespace, 'default');
+      assert.match(configError(() => loadConfig({ env: { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'prod' }, cwd: dir })), /TEMPORAL_PROFILE='prod': no such profile in .*temporal\.toml \(it has no profiles\)/);
+    });
+
     it('explains an unknown profile, a misspelt key, broken TOML and a missing file', function () {
       const file = toml('[profile.default]\naddress = "localhost:7233"\n[profile.prod]\naddress = "p:7233"\n');
       assert.match(configError(() => loadConfig({ env: { TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'staging' }, cwd: dir })), /TEMPORAL_PROFILE='staging': no such profile in .*temporal\.toml \(it has 'default', 'prod'\)/);
