@@ -122,7 +122,7 @@ export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts:
   if (kind === 'control') {
     const workflows = opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
     const worker = await Worker.create({ ...common, ...workflows });
-    return { worker, stop: () => worker.shutdown() };
+    return { worker, stop: once(() => worker.shutdown()) };
   }
   const worker = await Worker.create({
     ...common,
@@ -133,15 +133,22 @@ export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts:
     // Without a grace time the SDK would cancel running training at once on shutdown.
     shutdownGraceTime: cfg.worker.shutdownGrace,
   });
-  let stopping = false;
   return {
     worker,
-    stop: () => {
-      if (stopping) return;
-      stopping = true;
+    stop: once(() => {
       resources.jobs.preempt();
       worker.shutdown();
-    },
+    }),
+  };
+}
+
+/** `fn` on the first call only: a signal and the parent watch may both ask a worker to stop (a second shutdown() throws). */
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
   };
 }
 
