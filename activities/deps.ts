@@ -21,4 +21,16 @@ export interface ActivityDeps {
   workerIdentity: string;
   /** GPU pool this worker serves, e.g. `cpu`. */
   pool: string;
+  /**
+   * Set when recipes log their own W&B runs (FORGELINE_TRACKER=wandb): where and how, and the
+   * environment (API key, base URL) the recipe process gets for it, and nothing else of the worker's.
+   */
+  recipeTracking?: {
+    project: string;
+    entity?: string;
+    mode: 'online' | 'offline';
+    /** A directory that outlives attempts: offline runs wait there for `wandb sync`. */
+    dir: string;
+    env: Record<string, string>;
+  };
 }

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DefaultLogger, type NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions, type WorkerTuner } from '@temporalio/worker';
-import { activitiesFor } from '../activities';
+import { activitiesFor, type ActivityDeps } from '../activities';
 import { createArtifactStore } from '../src/adapters/artifact-store';
 import { createTracker } from '../src/adapters/tracker';
 import { LocalGpuAllocator } from '../src/adapters/gpu-allocator';
@@ -70,7 +70,25 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resource
     trackerProject: cfg.tracker.wandb.project,
     workerIdentity: workerIdentity(kind, cfg),
     pool: cfg.gpu.pool,
+    ...(cfg.tracker.kind === 'wandb' ? { recipeTracking: recipeTracking(cfg) } : {}),
   });
+}
+
+/** With the W&B tracker, recipes log their own stage runs: the project, and the only secrets they get. */
+export function recipeTracking(cfg: ForgelineConfig): NonNullable<ActivityDeps['recipeTracking']> {
+  const w = cfg.tracker.wandb;
+  return {
+    project: w.project,
+    ...(w.entity ? { entity: w.entity } : {}),
+    mode: w.mode,
+    dir: path.join(cfg.home, 'wandb'),
+    env: {
+      WANDB_BASE_URL: w.baseUrl,
+      WANDB_MODE: w.mode,
+      ...(w.apiKey ? { WANDB_API_KEY: w.apiKey } : {}),
+      ...(w.entity ? { WANDB_ENTITY: w.entity } : {}),
+    },
+  };
 }
 
 /**

@@ -2,6 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ErrorType } from '../../src/contracts/errors';
+import type { RecipeTracking } from '../../src/contracts/recipes';
 import { durationMs, GPU_HEARTBEAT_THROTTLE_MS } from '../../src/contracts/specs/release-spec';
 import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
 import type { DeviceLease } from '../../src/ports/gpu-allocator';
@@ -61,7 +62,8 @@ export function createRecipeTools(deps: ActivityDeps) {
     return deps.tracker.openRun({
       runId: input.runId,
       project: deps.trackerProject,
-      group: input.spec.model,
+      // One group per release (its run ID): the lifecycle run beside the recipes' stage runs.
+      group: input.runId,
       ...(input.releaseId ? { name: `release ${input.releaseId}` } : {}),
       jobType: 'release',
       tags: [input.spec.model, ...(input.spec.git.sha ? [input.spec.git.sha.slice(0, 12)] : [])],
@@ -123,6 +125,26 @@ export function createRecipeTools(deps: ActivityDeps) {
   }
 
   /**
+   * The recipe's own W&B run for this stage and attempt (when recipes log to W&B): grouped by
+   * release, `job_type` the stage, one run per attempt (a retry never appends to a run's history).
+   */
+  function recipeTracking(stage: string, input: StageInput, attempt: number): RecipeTracking | undefined {
+    const t = deps.recipeTracking;
+    if (!t) return undefined;
+    return {
+      project: t.project,
+      ...(t.entity ? { entity: t.entity } : {}),
+      group: input.runId,
+      job_type: stage,
+      run_name: `${stage} ${input.releaseId}`,
+      run_id: safeId(`${input.releaseId}-${stage}-a${attempt}`),
+      mode: t.mode,
+      dir: t.dir,
+      tags: [input.spec.model, ...(input.spec.git.sha ? [input.spec.git.sha.slice(0, 12)] : [])],
+    };
+  }
+
+  /**
    * Run one recipe on this worker's GPU(s): heartbeat every event (and every few seconds while the
    * recipe is quiet), stream its metrics and tables to the tracker, kill it on cancellation, and
    * stop it as hung after `spec.gpu.progressTimeout` without an event.
@@ -162,6 +184,7 @@ export function createRecipeTools(deps: ActivityDeps) {
       const tracker = run;
       beat.message = `${stage}: starting on ${lease.device}${lease.indices.length ? ` ${lease.indices.join(',')}` : ''}`;
       ctx.heartbeat(beat);
+      const tracking = recipeTracking(stage, input, ctx.info.attempt);
       return await deps.jobs.run({
         recipe,
         input: {
@@ -169,9 +192,11 @@ export function createRecipeTools(deps: ActivityDeps) {
           device: lease.device,
           seed: input.spec.trainer.seed,
           ...(dataParallel ? { processes: Math.max(1, lease.indices.length) } : {}),
+          ...(tracking ? { tracking } : {}),
         },
         outDir,
         gpuIndices: lease.indices,
+        ...(tracking ? { env: deps.recipeTracking!.env } : {}),
         signal: ctx.cancellationSignal,
         ...(progressTimeout ? { progressTimeoutMs: durationMs(progressTimeout) } : {}),
         onLog: (line) => ctx.log.debug(`[${recipe}] ${line}`),

@@ -73,6 +73,8 @@ export const ConfigSchema = z.object({
       baseUrl: z.url({ error: 'expected a URL such as https://api.wandb.ai' }),
       entity: z.string().min(1).optional(),
       project: z.string().regex(/^[A-Za-z0-9._-]+$/, 'expected letters, digits, dots, dashes or underscores'),
+      /** `offline`: recipes write their W&B runs locally for `wandb sync` (no network). */
+      mode: z.enum(['online', 'offline'], { error: 'expected online or offline' }),
     }),
   }),
   gpu: z.object({
@@ -132,7 +134,8 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'WANDB_API_KEY', path: ['tracker', 'wandb', 'apiKey'], secret: true, doc: 'Weights & Biases API key (required when FORGELINE_TRACKER=wandb).' },
   { env: 'WANDB_BASE_URL', path: ['tracker', 'wandb', 'baseUrl'], default: 'https://api.wandb.ai', doc: 'W&B API URL (set it for a dedicated or self-hosted W&B server).' },
   { env: 'WANDB_ENTITY', path: ['tracker', 'wandb', 'entity'], doc: 'W&B entity (team or user). Default: the API key\'s default entity.' },
-  { env: 'WANDB_PROJECT', path: ['tracker', 'wandb', 'project'], default: 'forgeline', doc: 'W&B project for lifecycle runs.' },
+  { env: 'WANDB_PROJECT', path: ['tracker', 'wandb', 'project'], default: 'forgeline', doc: 'W&B project for lifecycle runs and the recipes\' stage runs.' },
+  { env: 'WANDB_MODE', path: ['tracker', 'wandb', 'mode'], default: 'online', doc: '`online`, or `offline`: recipes write their W&B runs under FORGELINE_HOME/wandb for a later `wandb sync` (the lifecycle run still needs the API).' },
   { env: 'FORGELINE_GPU_POOL', path: ['gpu', 'pool'], default: 'cpu', doc: 'Pool served by this GPU worker; it polls task queue `gpu-<pool>`.' },
   { env: 'FORGELINE_GPU_COUNT', path: ['gpu', 'count'], default: '1', doc: 'GPUs this GPU worker owns. It takes a task only when one of them is free and every task it holds has its GPUs, so a job using all of them leaves the next task to another worker.' },
   { env: 'CUDA_VISIBLE_DEVICES', path: ['gpu', 'visibleDevices'], doc: 'Physical GPUs (indices) this GPU worker may lease, the first `FORGELINE_GPU_COUNT` of them; each recipe sees only its own. Default: 0..count-1.' },

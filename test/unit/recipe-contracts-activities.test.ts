@@ -23,6 +23,7 @@ import { ReleaseSpecSchema } from '../../src/contracts/specs/release-spec';
 import type { JobRunner, JobSpec } from '../../src/ports/job-runner';
 import { ModelRegistry } from '../../src/registry/model-registry';
 import { recipeResultFor, TRAIN_RESULT } from '../fixtures/recipe-results';
+import { RecipeTrackingSchema } from '../../src/contracts/recipes';
 
 /** Writes the directories a stage publishes, and answers with `results[recipe]` (default: a good result). */
 class FakeJobRunner implements JobRunner {
@@ -40,13 +41,14 @@ describe('GPU stages read recipe results through their contracts (MockActivityEn
   let dir: string;
   let jobs: FakeJobRunner;
   let acts: ReturnType<typeof createActivities>;
+  let deps: Parameters<typeof createActivities>[0];
   let stage: StageInput;
 
   beforeEach(async function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-contracts-'));
     jobs = new FakeJobRunner();
     const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
-    acts = createActivities({
+    deps = {
       artifacts: store,
       tracker: new LocalTracker({ home: dir }),
       registry: new ModelRegistry(store),
@@ -56,7 +58,8 @@ describe('GPU stages read recipe results through their contracts (MockActivityEn
       trackerProject: 'forgeline',
       workerIdentity: 'unit-test',
       pool: 'h200',
-    });
+    };
+    acts = createActivities(deps);
     const base = path.join(dir, 'base');
     mkdirSync(base);
     writeFileSync(path.join(base, 'config.json'), '{}');
@@ -110,5 +113,30 @@ describe('GPU stages read recipe results through their contracts (MockActivityEn
     jobs.results.evaluate = { ...recipeResultFor('evaluate'), metrics: { exact_match: { value: '0.9', ci: [0.8, 0.97] } } };
     const err = await failure(new MockActivityEnvironment().run(acts.runEvalSuite, { ...stage, merged }));
     assert.equal(err.message, 'evaluate result: metrics.exact_match.value: expected number, received string');
+  });
+
+  it('with W&B recipe tracking, each stage gets its own run (group = release, job_type = stage, one per attempt) and only the W&B secrets', async function () {
+    const seen: JobSpec[] = [];
+    const recording: JobRunner = { run: (job) => (seen.push(job), jobs.run(job)) };
+    const env = { WANDB_API_KEY: 'k-123', WANDB_BASE_URL: 'http://127.0.0.1:1', WANDB_MODE: 'offline' };
+    const tracked = createActivities({ ...deps, jobs: recording, recipeTracking: { project: 'forgeline', mode: 'offline', dir: path.join(dir, 'wandb'), env } });
+    await new MockActivityEnvironment({ attempt: 2 }).run(tracked.trainAdapter, stage);
+    const job = seen[0]!;
+    assert.deepEqual(job.env, env);
+    assert.deepEqual(RecipeTrackingSchema.parse(job.input.tracking), {
+      project: 'forgeline',
+      group: 'release-contracts-abc',
+      job_type: 'train',
+      run_name: 'train release/contracts/abc',
+      run_id: 'release-contracts-abc-train-a2',
+      mode: 'offline',
+      dir: path.join(dir, 'wandb'),
+      tags: ['contracts'],
+    });
+    assert.ok(!JSON.stringify(job.input).includes('k-123'), 'the API key never travels in the input');
+
+    seen.length = 0;
+    await new MockActivityEnvironment().run(acts.trainAdapter, stage);
+    assert.equal(seen.length, 0, 'the untracked activities ran their own runner');
   });
 });

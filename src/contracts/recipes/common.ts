@@ -27,6 +27,29 @@ export const nonNegative = z.number().min(0);
 /** A confidence interval: [low, high]. */
 export const interval = z.tuple([z.number(), z.number()]);
 
+/**
+ * The optional `tracking` block of any recipe input (forgeline_recipes/tracking.py): where the
+ * recipe logs its curves and tables with the official W&B SDK. The API key never travels here;
+ * it comes in the recipe's environment.
+ */
+export const RecipeTrackingSchema = z.strictObject({
+  project: z.string().min(1).max(128),
+  entity: z.string().min(1).nullish(),
+  /** The release ID: one W&B group per release. */
+  group: z.string().min(1).max(128),
+  /** The stage: train, quantize, evaluate. */
+  job_type: z.string().min(1).max(64),
+  run_name: z.string().min(1).nullish(),
+  /** Unique per attempt (a retry is its own run in the group). */
+  run_id: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/).nullish(),
+  mode: z.enum(['online', 'offline']).nullish(),
+  dir: localPath,
+  tags: z.array(z.string()).default([]),
+  init_timeout_s: z.number().positive().optional(),
+  finish_timeout_s: z.number().positive().optional(),
+});
+export type RecipeTracking = z.input<typeof RecipeTrackingSchema>;
+
 /** `lora.r`, `models[1].path`: the path of a field as recipes and operators write it. */
 export function fieldPath(path: ReadonlyArray<PropertyKey>): string {
   let out = '';

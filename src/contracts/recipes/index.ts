@@ -19,7 +19,7 @@ export * from './events';
 export * from './make-tiny-model';
 export * from './quantize';
 export * from './train';
-export { checkContract, fieldPath } from './common';
+export { checkContract, fieldPath, RecipeTrackingSchema, type RecipeTracking } from './common';
 
 export const RECIPE_CONTRACTS = {
   train: { input: TrainInputSchema, result: TrainResultSchema },
