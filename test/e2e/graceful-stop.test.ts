@@ -5,39 +5,16 @@
  * (RecipePreempted) and the retry, on a new worker, resumes from exactly that checkpoint.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { artifactStoreFor, prepareDemoRelease, startRelease } from '../../src/cli/release';
 import { currentHeartbeat } from '../../src/cli/watch';
-import { loadConfig, REPO_ROOT } from '../../src/config/load';
-import { pipeLines, stopProcessGroup } from '../../src/temporal/dev-server';
-import { processesMentioning, tempHome } from '../helpers/processes';
+import { loadConfig } from '../../src/config/load';
+import { useWorkerProcesses, workerProcess } from '../helpers/processes';
 import { getLocalEnv } from '../helpers/temporal';
-
-function workerProcess(kind: 'control' | 'gpu', env: NodeJS.ProcessEnv, log: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(REPO_ROOT, 'workers', `${kind}-worker.ts`)], {
-    env: { ...process.env, ...env, FORGELINE_PARENT_PID: String(process.pid) },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  pipeLines(child, (l) => log.push(`[${kind} ${child.pid}] ${l}`));
-  return child;
-}
 
 describe('graceful stop of a GPU worker (e2e: real workers, real train recipe, real Temporal dev server)', function () {
   this.timeout(600_000);
-  const home = tempHome('graceful-stop');
-  const log: string[] = [];
-  const procs: ChildProcess[] = [];
-  after(async function () {
-    for (const p of procs) await stopProcessGroup(p, 5000);
-    for (const pid of processesMentioning(home.dir)) process.kill(pid, 'SIGKILL');
-    home.cleanup();
-  });
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') console.log(log.slice(-80).join('\n'));
-  });
+  const { home, log, procs } = useWorkerProcesses('graceful-stop');
 
   it('SIGTERM mid-training: the recipe checkpoints the step it is on, the worker exits, a new worker resumes from that checkpoint', async function () {
     const env = await getLocalEnv();

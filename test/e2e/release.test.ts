@@ -1,28 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { prepareDemoRelease, startRelease } from '../../src/cli/release';
 import { currentHeartbeat } from '../../src/cli/watch';
-import { loadConfig, REPO_ROOT } from '../../src/config/load';
+import { loadConfig } from '../../src/config/load';
 import { ReleaseOutcome } from '../../src/contracts/release-lifecycle';
 import { ModelRegistry } from '../../src/registry/model-registry';
 import { artifactStoreFor } from '../../src/cli/release';
 import type { ReleaseResult } from '../../workflows';
-import { processesMentioning, tempHome } from '../helpers/processes';
+import { processesMentioning, useWorkerProcesses, workerProcess } from '../helpers/processes';
 import { getLocalEnv } from '../helpers/temporal';
-import { pipeLines, stopProcessGroup } from '../../src/temporal/dev-server';
-
-/** A worker process (control or GPU) against the test server, with its own home. */
-function workerProcess(kind: 'control' | 'gpu', env: NodeJS.ProcessEnv, log: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(REPO_ROOT, 'workers', `${kind}-worker.ts`)], {
-    env: { ...process.env, ...env, FORGELINE_PARENT_PID: String(process.pid) },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  pipeLines(child, (l) => log.push(`[${kind}] ${l}`));
-  return child;
-}
 
 async function waitForCheckpoint(handle: WorkflowHandle, minStep: number, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
@@ -36,17 +22,7 @@ async function waitForCheckpoint(handle: WorkflowHandle, minStep: number, timeou
 
 describe('release on CPU (e2e: real workers, real recipes, real Temporal dev server)', function () {
   this.timeout(600_000);
-  const home = tempHome('release');
-  const log: string[] = [];
-  const procs: ChildProcess[] = [];
-  after(async function () {
-    for (const p of procs) await stopProcessGroup(p, 5000);
-    for (const pid of processesMentioning(home.dir)) process.kill(pid, 'SIGKILL');
-    home.cleanup();
-  });
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') console.log(log.slice(-80).join('\n'));
-  });
+  const { home, log, procs } = useWorkerProcesses('release');
 
   it('survives kill -9 of the GPU worker mid-training: another worker resumes from the last checkpoint', async function () {
     const env = await getLocalEnv();

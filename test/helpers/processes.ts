@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../../src/config/load';
+import { pipeLines, stopProcessGroup } from '../../src/temporal/dev-server';
 
 /** A TCP port that was free a moment ago. */
 export function freePort(): Promise<number> {
@@ -92,4 +93,34 @@ export function forgeline(args: string[], env: NodeJS.ProcessEnv): CliProcess {
       });
     },
   };
+}
+
+/** A worker process (control or GPU) from workers/*-worker.ts; its output lines go into `log`. */
+export function workerProcess(kind: 'control' | 'gpu', env: NodeJS.ProcessEnv, log: string[]): ChildProcess {
+  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(REPO_ROOT, 'workers', `${kind}-worker.ts`)], {
+    env: { ...process.env, ...env, FORGELINE_PARENT_PID: String(process.pid) },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  pipeLines(child, (l) => log.push(`[${kind} ${child.pid}] ${l}`));
+  return child;
+}
+
+/**
+ * For an e2e suite that starts worker processes: a home of its own, a log printed when a test
+ * fails, and after the suite every process it started (and anything mentioning its home) gone.
+ */
+export function useWorkerProcesses(label: string): { home: { dir: string }; log: string[]; procs: ChildProcess[] } {
+  const home = tempHome(label);
+  const log: string[] = [];
+  const procs: ChildProcess[] = [];
+  after(async function () {
+    for (const p of procs) await stopProcessGroup(p, 5000);
+    for (const pid of processesMentioning(home.dir)) process.kill(pid, 'SIGKILL');
+    home.cleanup();
+  });
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') console.log(log.slice(-80).join('\n'));
+  });
+  return { home, log, procs };
 }
