@@ -4,26 +4,17 @@
  * as 0 steps or 0 bytes).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ApplicationFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
-import { digestDirectory } from '../../activities/release/inputs';
 import type { StageInput, TrainResult } from '../../activities/release';
-import { LocalGpuAllocator } from '../../src/adapters/gpu-allocator';
-import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
-import { LocalTracker } from '../../src/adapters/local-tracker';
-import { REPO_ROOT } from '../../src/config/load';
 import { ErrorType } from '../../src/contracts/errors';
-import type { ReleaseSpec } from '../../src/contracts/release-spec';
-import { ReleaseSpecSchema } from '../../src/contracts/specs/release-spec';
 import type { JobRunner, JobSpec } from '../../src/ports/job-runner';
-import { ModelRegistry } from '../../src/registry/model-registry';
 import { recipeResultFor, TRAIN_RESULT } from '../fixtures/recipe-results';
 import { RecipeTrackingSchema } from '../../src/contracts/recipes';
+import { stageActivities } from '../helpers/stage-activities';
 
 /** Writes the directories a stage publishes, and answers with `results[recipe]` (default: a good result). */
 class FakeJobRunner implements JobRunner {
@@ -43,36 +34,15 @@ describe('GPU stages read recipe results through their contracts (MockActivityEn
   let acts: ReturnType<typeof createActivities>;
   let deps: Parameters<typeof createActivities>[0];
   let stage: StageInput;
+  let cleanup: () => void;
 
   beforeEach(async function () {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-contracts-'));
     jobs = new FakeJobRunner();
-    const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
-    deps = {
-      artifacts: store,
-      tracker: new LocalTracker({ home: dir }),
-      registry: new ModelRegistry(store),
-      jobs,
-      gpus: new LocalGpuAllocator([0]),
-      workDir: path.join(dir, 'work'),
-      trackerProject: 'forgeline',
-      workerIdentity: 'unit-test',
-      pool: 'h200',
-    };
-    acts = createActivities(deps);
-    const base = path.join(dir, 'base');
-    mkdirSync(base);
-    writeFileSync(path.join(base, 'config.json'), '{}');
-    const dataset = path.join(REPO_ROOT, 'workers', 'recipes', 'data', 'tiny-instruct');
-    const spec = ReleaseSpecSchema.parse({
-      model: 'contracts',
-      base: { path: base },
-      dataset: { uri: pathToFileURL(dataset).href, sha256: await digestDirectory(dataset) },
-      trainer: { steps: 4 },
-    }) as ReleaseSpec;
-    stage = { releaseId: 'release/contracts/abc', runId: 'release-contracts-abc', spec };
+    const h = await stageActivities('contracts', jobs);
+    ({ dir, deps, stage, cleanup } = h);
+    acts = h.activities();
   });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => cleanup());
 
   async function failure(run: Promise<unknown>): Promise<ApplicationFailure> {
     const err = await run.then(

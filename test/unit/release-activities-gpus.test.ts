@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ApplicationFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities } from '../../activities';
-import { digestDirectory } from '../../activities/release/inputs';
 import type { StageInput, TrainResult } from '../../activities/release';
 import { LocalGpuAllocator } from '../../src/adapters/gpu-allocator';
-import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
-import { LocalTracker } from '../../src/adapters/local-tracker';
-import { REPO_ROOT } from '../../src/config/load';
 import { ErrorType } from '../../src/contracts/errors';
-import type { ReleaseSpec } from '../../src/contracts/release-spec';
-import { ReleaseSpecSchema } from '../../src/contracts/specs/release-spec';
 import type { JobRunner, JobSpec } from '../../src/ports/job-runner';
-import { ModelRegistry } from '../../src/registry/model-registry';
 import { recipeResultFor } from '../fixtures/recipe-results';
+import { stageActivities } from '../helpers/stage-activities';
 
 /** Records each job and writes the directories the stage publishes afterwards. */
 class RecordingJobRunner implements JobRunner {
@@ -33,43 +24,20 @@ class RecordingJobRunner implements JobRunner {
 }
 
 describe('release activities on a worker with several GPUs (MockActivityEnvironment, recording JobRunner)', function () {
-  let dir: string;
   let jobs: RecordingJobRunner;
-  let spec: ReleaseSpec;
+  let h: Awaited<ReturnType<typeof stageActivities>>;
 
   function activities(gpus: number[]) {
-    const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
-    return createActivities({
-      artifacts: store,
-      tracker: new LocalTracker({ home: dir }),
-      registry: new ModelRegistry(store),
-      jobs,
-      gpus: new LocalGpuAllocator(gpus),
-      workDir: path.join(dir, 'work'),
-      trackerProject: 'forgeline',
-      workerIdentity: 'unit-test',
-      pool: 'h200',
-    });
+    return h.activities({ gpus: new LocalGpuAllocator(gpus) });
   }
 
   beforeEach(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-gpus-'));
     jobs = new RecordingJobRunner();
-    const base = path.join(dir, 'base');
-    mkdirSync(base);
-    writeFileSync(path.join(base, 'config.json'), '{}');
-    const dataset = path.join(REPO_ROOT, 'workers', 'recipes', 'data', 'tiny-instruct');
-    spec = ReleaseSpecSchema.parse({
-      model: 'multi-gpu',
-      base: { path: base },
-      dataset: { uri: pathToFileURL(dataset).href, sha256: await digestDirectory(dataset) },
-      trainer: { steps: 4 },
-      gpu: { pool: 'h200', count: 2 },
-    }) as ReleaseSpec;
+    h = await stageActivities('multi-gpu', jobs, { gpu: { pool: 'h200', count: 2 } });
   });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => h.cleanup());
 
-  const stage = (): StageInput => ({ releaseId: 'release/multi-gpu/abc', runId: 'release-multi-gpu-abc', spec });
+  const stage = (): StageInput => h.stage;
 
   it('trains on gpu.count GPUs as one data-parallel job with a process per GPU', async function () {
     const acts = activities([0, 1, 2, 3]);
@@ -93,7 +61,7 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
 
   it('runs single-GPU jobs side by side, one per free GPU', async function () {
     const acts = activities([0, 1]);
-    spec = { ...spec, gpu: { ...spec.gpu, count: 1 } };
+    h.stage.spec = { ...h.stage.spec, gpu: { ...h.stage.spec.gpu, count: 1 } };
     const started: number[][] = [];
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -124,7 +92,7 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
 
   it('heartbeats while it waits for a GPU, and a cancel while waiting ends the wait', async function () {
     const acts = activities([0]);
-    spec = { ...spec, gpu: { ...spec.gpu, count: 1 } };
+    h.stage.spec = { ...h.stage.spec, gpu: { ...h.stage.spec.gpu, count: 1 } };
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const run = jobs.run.bind(jobs);
@@ -147,7 +115,7 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
 
   it('a retry resumes from the newest published checkpoint, even one its heartbeat never named, and publishes its own copies', async function () {
     const acts = activities([0]);
-    spec = { ...spec, gpu: { ...spec.gpu, count: 1 } };
+    h.stage.spec = { ...h.stage.spec, gpu: { ...h.stage.spec.gpu, count: 1 } };
     const resumedFrom: unknown[] = [];
     const checkpoint = async (job: JobSpec, step: number, content: string) => {
       const dir = path.join(job.outDir, 'checkpoints', `step-${step}`);
@@ -174,7 +142,7 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
     await new MockActivityEnvironment({ attempt: 2, heartbeatDetails: stale }).run(acts.trainAdapter, stage());
     const resumeDir = String(resumedFrom[1]);
     assert.equal(readFileSync(path.join(resumeDir, 'adapter_model.safetensors'), 'utf8'), 'attempt 1 step 4', 'resumed from step 4, not the stale step 2');
-    const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
+    const store = h.deps.artifacts;
     const both = await Promise.all([1, 2].map((a) => store.readManifest(`releases/release-multi-gpu-abc/checkpoints/attempt-${a}/step-0000004/`)));
     assert.ok(both.every(Boolean), 'each attempt published its own step-4 checkpoint');
   });
