@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 const workflowImports = {
-  regex: '^(?!@temporalio/workflow$|(\\.\\./)+src/contracts/|\\./)',
+  regex: '^(?!@temporalio/workflow$|(\\.\\./)+src/contracts/|(\\.\\./)+workflows/|\\./)',
   allowTypeImports: true,
   message: 'Workflow code is deterministic: import only @temporalio/workflow, ../src/contracts/** and types (`import type`). Do I/O in an activity.',
 };
@@ -17,8 +17,16 @@ const contractImports = {
   message: 'src/contracts is pure and bundled into workflows: import only zod, @temporalio/common and other contracts.',
 };
 
+// Activities reach the world only through ports (deps): no adapters, CLI or config modules, no
+// environment. (artifact-common is the local-file digest helpers, not a system.)
+const activityImports = {
+  regex: '^(\\.\\./)+src/(adapters/(?!artifact-common$)|cli/|config/)',
+  allowTypeImports: false,
+  message: 'Activities depend on ports only: take the adapter through ActivityDeps (activities/deps.ts), built by workers/build.ts.',
+};
+
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', '.venv/', '.forgeline/', 'bench/results/', '**/*.mjs', '**/*.cjs', 'test/.tmp/'] },
+  { ignores: ['node_modules/', 'dist/', '.venv/', '**/.venv*/', '.forgeline/', 'bench/results/', '**/*.mjs', '**/*.cjs', 'test/.tmp/', 'bench/.tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -52,6 +60,13 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-restricted-imports': ['error', { patterns: [contractImports] }],
       'no-restricted-globals': ['error', 'process', 'require', 'setTimeout', 'setInterval', 'Buffer', '__dirname'],
+    },
+  },
+  {
+    files: ['activities/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', { patterns: [activityImports] }],
+      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Activities never read the environment: config comes through ActivityDeps.' }],
     },
   },
 );
