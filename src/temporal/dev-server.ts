@@ -39,9 +39,9 @@ export function devDatabasePath(cfg: ForgelineConfig): string {
  * `history.transferProcessorMaxPollRPS` times a second: 20 by default, a budget sized for
  * clusters with hundreds of shards. On one shard it is the whole server's budget, so every step of
  * a sequential lifecycle waited for the next 50 ms slot: a release with no-op activities needs
- * about 13 reads and took 640 ms (bench/results/orchestration.json; at 5 reads/s it takes
- * 2.55 s, at 1000 reads/s about 0.2 s). The reader still reads only when new tasks arrive, so a
- * higher budget costs nothing when idle.
+ * about 13 reads and took 630 ms (2.55 s at 5 reads/s; 370 ms at 1000 reads/s, where what is left
+ * is CPU: bench/results/orchestration.json). The reader still reads only when new tasks arrive,
+ * so a higher budget costs nothing when idle.
  */
 export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number>> = {
   'history.transferProcessorMaxPollRPS': 1000,
