@@ -2,8 +2,6 @@ import { defaultPayloadConverter, type WorkflowExecutionDescription, type Workfl
 import type { ReleaseStatus, StageHeartbeat } from '../contracts/release-lifecycle';
 import type { Progress, ReleaseView } from './output';
 
-export type { StageHeartbeat } from '../contracts/release-lifecycle';
-
 export interface RunningActivity {
   activity: string;
   attempt: number;

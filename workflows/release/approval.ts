@@ -1,6 +1,7 @@
 import { ApplicationFailure, condition } from '@temporalio/workflow';
 import { ErrorType } from '../../src/contracts/errors';
 import { RejectReason, ReleaseStage } from '../../src/contracts/release-lifecycle';
+import { durationMs } from '../../src/contracts/specs/release-spec';
 import type { ReleaseContext } from './context';
 
 /**
@@ -23,13 +24,4 @@ export async function awaitApproval(ctx: ReleaseContext): Promise<void> {
     status.rejectReason = RejectReason.OperatorRejected;
     throw ApplicationFailure.nonRetryable(`release rejected by ${status.decision.by}: ${status.decision.reason}`, ErrorType.Rejected, { reason: RejectReason.OperatorRejected, decision: status.decision });
   }
-}
-
-const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** `90s`, `30m`, `24h`, `7d` (the spec's duration format) in milliseconds. */
-export function durationMs(d: string): number {
-  const m = /^(\d+)(s|m|h|d)$/.exec(d);
-  if (!m) throw new TypeError(`not a duration: ${d}`);
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
 }

@@ -87,7 +87,7 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
       state.setStage(ReleaseStage.Done);
       state.setOutcome(ReleaseOutcome.Candidate);
       state.recordOutcomeInMemo();
-      await tracked('closeReleaseRun', (a) => a.closeReleaseRun({ runId: ctx!.runId, spec, outcome: ReleaseOutcome.Candidate, ...(status.decision ? { decidedBy: status.decision.by } : {}) }));
+      await closeRun(ctx, ReleaseOutcome.Candidate);
       return {
         releaseId,
         model: spec.model,
@@ -110,14 +110,18 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
     if (aborted) state.setAwaitingApproval(false);
     state.recordOutcomeInMemo();
     if (ctx) {
-      const { runId, spec } = ctx;
-      await CancellationScope.nonCancellable(() =>
-        tracked('closeReleaseRun', (a) => a.closeReleaseRun({ runId, spec, outcome, ...(status.decision ? { decidedBy: status.decision.by } : {}) })),
-      );
+      const opened = ctx;
+      await CancellationScope.nonCancellable(() => closeRun(opened, outcome));
     }
     await condition(allHandlersFinished);
     throw failure;
   }
+}
+
+/** Close the release's tracker run with its outcome and who decided (best-effort). */
+function closeRun(ctx: ReleaseContext, outcome: ReleaseOutcome): Promise<void | undefined> {
+  const { decision } = ctx.state.status;
+  return tracked('closeReleaseRun', (a) => a.closeReleaseRun({ runId: ctx.runId, spec: ctx.spec, outcome, ...(decision ? { decidedBy: decision.by } : {}) }));
 }
 
 /** The status query and the operators' Updates, each with a validator and a description. */
