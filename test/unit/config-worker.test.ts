@@ -3,17 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/load';
-import { ConfigError } from '../../src/ports/errors';
-
-function configError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail('expected a ConfigError');
-}
+import { configError } from '../helpers/failures';
 
 describe('config: GPU worker settings (visible devices, shutdown grace, parent watch)', function () {
   let dir: string;

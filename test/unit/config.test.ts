@@ -5,19 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, redactConfig, REPO_ROOT } from '../../src/config/load';
 import { ENV_BINDINGS, RENAMED_ENV } from '../../src/config/schema';
-import { ConfigError } from '../../src/ports/errors';
 import { clientIdentity, connectionOptions } from '../../src/temporal/connection';
 import { venvBin } from '../helpers/temporal';
-
-function configError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail('expected a ConfigError');
-}
+import { configError } from '../helpers/failures';
 
 describe('config (one zod schema for environment and file)', function () {
   let dir: string;
