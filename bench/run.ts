@@ -15,6 +15,8 @@
  *   Plus the in-process peer: the same no-op activities called directly, in order. The stack check
  *   (2 activities) is measured on the first server afterwards.
  *
+ *   Run one or some by name: `npm run bench -- orchestration` (names: the BENCHMARKS table below).
+ *
  *   gpu-recipes / gpu-multi: where the venv's torch sees CUDA, the Python GPU benchmarks run
  *   after it (bench/gpu_recipes.py; bench/gpu_multi.py when there are 2+ GPUs). Elsewhere they
  *   are skipped with a line saying so, and the committed results stay as they are.
@@ -409,7 +411,26 @@ function gpuBenchmarks(): number {
   return 0;
 }
 
+/**
+ * Every benchmark by name, in the order `npm run bench` runs them; `npm run bench -- <name>...`
+ * runs only those. Each returns an exit code (or nothing for 0).
+ */
+const BENCHMARKS: Record<string, () => Promise<number | void> | number | void> = {
+  orchestration,
+  gpu: gpuBenchmarks,
+};
+
 runMain(async () => {
-  await orchestration();
-  return gpuBenchmarks();
+  const only = process.argv.slice(2);
+  const unknown = only.filter((n) => !(n in BENCHMARKS));
+  if (unknown.length) {
+    console.error(`bench: unknown benchmark ${unknown.join(', ')}; known: ${Object.keys(BENCHMARKS).join(', ')}`);
+    return 2;
+  }
+  for (const [name, run] of Object.entries(BENCHMARKS)) {
+    if (only.length && !only.includes(name)) continue;
+    const rc = await run();
+    if (rc) return rc;
+  }
+  return 0;
 });
