@@ -103,6 +103,23 @@ export const SCENARIOS: ReplayScenario[] = [
     logGateResults: trackerDown,
     closeReleaseRun: trackerDown,
   }),
+  // Recorded with LOCAL_CONTROL_PATCH: validate, tracker calls, register and promote as local
+  // activities (markers in the history instead of activity tasks).
+  releaseScenario('release-v3-approved', 'replay-v3-appr', releaseSpec({ gpu: { pool: 'replay-v3-appr' }, approval: { required: true, timeout: '1h' } }), async (h) => {
+    await waitFor(h, (s) => s.awaitingApproval);
+    await h.executeUpdate('approve', { args: [{ by: 'recorder', reason: 'replay fixture' }] });
+  }),
+  releaseScenario('release-v3-gate-failed', 'replay-v3-gate', releaseSpec({ gpu: { pool: 'replay-v3-gate' } }), undefined, releaseMocks({ exactMatch: 0.1 }).mocks),
+  releaseScenario('release-v3-invalid-spec', 'replay-v3-bad', { model: 'bad-spec', gpu: { pool: 'replay-v3-bad' } } as unknown as ReleaseSpec, undefined, {
+    ...releaseMocks().mocks,
+    ...createValidateActivities(),
+  }),
+  releaseScenario('release-v3-tracker-down', 'replay-v3-trk', releaseSpec({ gpu: { pool: 'replay-v3-trk' } }), undefined, {
+    ...releaseMocks().mocks,
+    openReleaseRun: trackerDown,
+    logGateResults: trackerDown,
+    closeReleaseRun: trackerDown,
+  }),
   {
     name: 'stack-check-succeeded',
     workflowType: 'stackCheckWorkflow',

@@ -95,15 +95,18 @@ describe('release activities on a worker with several GPUs (MockActivityEnvironm
     h.stage.spec = { ...h.stage.spec, gpu: { ...h.stage.spec.gpu, count: 1 } };
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
+    let firstHoldsTheGpu!: () => void;
+    const holding = new Promise<void>((resolve) => (firstHoldsTheGpu = resolve));
     const run = jobs.run.bind(jobs);
-    jobs.run = async (job) => (await gate, run(job));
+    jobs.run = async (job) => (firstHoldsTheGpu(), await gate, run(job));
     const first = new MockActivityEnvironment().run(acts.trainAdapter, { ...stage(), releaseId: 'release/multi-gpu/first' });
+    await holding; // the second stage starts only once the first has the only GPU
 
     const waiting = new MockActivityEnvironment();
     const beats: Array<{ message?: string }> = [];
     waiting.on('heartbeat', (d: { message?: string }) => beats.push({ ...d }));
     const second = waiting.run(acts.trainAdapter, { ...stage(), releaseId: 'release/multi-gpu/second' }).catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 50));
+    while (!beats.some((b) => /waiting for/.test(b.message ?? ''))) await new Promise((r) => setTimeout(r, 10));
     assert.match(beats.at(-1)?.message ?? '', /train: waiting for 1 GPU\(s\) on unit-test/);
     waiting.cancel();
     const err = await second;

@@ -1,28 +1,43 @@
-import { isCancellation, log, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { isCancellation, log, patched, proxyActivities, proxyLocalActivities, type ActivityInterfaceFor, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { ErrorType } from '../../src/contracts/errors';
 import type { ReleaseSpec } from '../../src/contracts/release-spec';
 import { gpuTaskQueue } from '../../src/contracts/task-queues';
 
-/** Light activities on the workflow's own (control) queue. */
-export const control = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
-  retry: { maximumAttempts: 10, nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue] },
-});
+/**
+ * Workflow versioning: the light control steps (validate, tracker calls, register, promote) run
+ * as local activities in executions that carry this marker. A local activity runs in the
+ * workflow's own worker inside the current workflow task, so consecutive control steps cost no
+ * activity task and no extra workflow-task round trip (bench/results/orchestration.json). Older
+ * executions keep the regular activities their histories recorded.
+ */
+export const LOCAL_CONTROL_PATCH = 'forgeline-release-local-control-v3';
+
+const CONTROL_RETRY = { maximumAttempts: 10, nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue] };
+const TRACKER_RETRY = { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue] };
+
+const remoteControl = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry: CONTROL_RETRY });
+const localControl = proxyLocalActivities<Activities>({ startToCloseTimeout: '2 minutes', retry: CONTROL_RETRY });
+const remoteTracker = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: TRACKER_RETRY });
+const localTracker = proxyLocalActivities<Activities>({ startToCloseTimeout: '1 minute', retry: TRACKER_RETRY });
+
+/** Light activities of the control worker (which also runs this workflow). */
+export function control(): ActivityInterfaceFor<Activities> {
+  return patched(LOCAL_CONTROL_PATCH) ? localControl : remoteControl;
+}
 
 /** Tracker calls: a few quick tries, then the release goes on without them. */
-const trackerActivities = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue] },
-});
+function trackerActivities(): ActivityInterfaceFor<Activities> {
+  return patched(LOCAL_CONTROL_PATCH) ? localTracker : remoteTracker;
+}
 
 /**
  * Tracking is best-effort: a tracker call that fails is logged and yields `undefined`; it never
  * changes a release's outcome nor hides its real error. Cancellation (an abort) still propagates.
  */
-export async function tracked<T>(what: string, call: (a: typeof trackerActivities) => Promise<T>): Promise<T | undefined> {
+export async function tracked<T>(what: string, call: (a: ActivityInterfaceFor<Activities>) => Promise<T>): Promise<T | undefined> {
   try {
-    return await call(trackerActivities);
+    return await call(trackerActivities());
   } catch (err) {
     if (isCancellation(err)) throw err;
     log.warn(`tracker: ${what} failed; the release goes on without it`, { error: String((err as Error)?.cause ?? err) });

@@ -9,16 +9,19 @@ const firstLine = (s: string) => s.split('\n', 1)[0]!;
  * SDK's "Activity task failed", with the original failure kept as the cause.
  */
 export function stageFailure(stage: string, err: unknown): unknown {
-  if (isCancellation(err) || !(err instanceof ActivityFailure)) return err;
-  const cause = err.cause;
-  const what = cause?.message ? firstLine(cause.message) : err.message;
+  if (isCancellation(err)) return err;
+  // A regular activity's failure arrives wrapped in an ActivityFailure; a local activity's may
+  // arrive as the activity's own ApplicationFailure.
+  const cause = err instanceof ActivityFailure ? err.cause : err instanceof ApplicationFailure ? err : undefined;
+  if (!cause) return err;
+  const what = cause.message ? firstLine(cause.message) : (err as Error).message;
   const app = cause instanceof ApplicationFailure ? cause : undefined;
   return ApplicationFailure.create({
     message: app?.type === ErrorType.InvalidSpec ? what : `${stage} failed: ${what}`,
     type: app?.type ?? 'StageFailed',
     nonRetryable: true,
     details: app?.details ?? [],
-    cause: err,
+    cause: err as Error,
   });
 }
 

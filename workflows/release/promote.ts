@@ -6,7 +6,7 @@ import { asStage } from './failures';
 export async function promoteToCandidate(ctx: ReleaseContext, versions: Record<string, string>): Promise<void> {
   const { decision } = ctx.state.status;
   await asStage('promote', () =>
-    control.promoteCandidate({
+    control().promoteCandidate({
       releaseId: ctx.releaseId,
       model: ctx.spec.model,
       versions,

@@ -12,7 +12,7 @@ export async function register(
   const { state } = ctx;
   state.setStage(ReleaseStage.Register);
   const registered = await asStage('register', () =>
-    control.registerRelease({ releaseId: ctx.releaseId, spec: ctx.spec, ...done, at: workflowNow() }),
+    control().registerRelease({ releaseId: ctx.releaseId, spec: ctx.spec, ...done, at: workflowNow() }),
   );
   state.status.versions = registered.versions as Record<string, string>;
   if (registered.uris) state.status.versionUris = registered.uris as Record<string, string>;

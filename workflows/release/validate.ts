@@ -7,7 +7,7 @@ import type { ReleaseState } from './state';
 
 /** Stage validate: the CLI's zod validation again, so a release started by hand in the UI fails the same way. */
 export async function validate(state: ReleaseState, rawSpec: unknown): Promise<ReleaseSpec> {
-  const spec = await asStage('validate', () => control.validateReleaseSpec(rawSpec));
+  const spec = await asStage('validate', () => control().validateReleaseSpec(rawSpec));
   state.status.model = spec.model;
   upsertSearchAttributes([
     { key: ForgelineModel, value: spec.model },
