@@ -1,0 +1,21 @@
+import type { RouteTargets, RoutingTable, TrafficSample, VersionMetrics } from '../contracts/routing';
+
+/**
+ * Traffic routing in front of the serving backends: our gateway (src/gateway) through its
+ * authenticated admin API; Gateway API / KServe traffic splits later. The routing table changes
+ * atomically by compare-and-swap on its version, so two writers never lose an update and a
+ * retried activity that already applied its change sees it applied.
+ */
+export interface TrafficRouter {
+  /** The whole table and its version. */
+  getTable(): Promise<RoutingTable>;
+  /**
+   * Set one public model alias's targets. With `expectedVersion`, fails with a conflict unless the
+   * table is still at that version. Returns the new table.
+   */
+  setRoute(alias: string, targets: RouteTargets, opts?: { expectedVersion?: number; by?: string; reason?: string }): Promise<RoutingTable>;
+  /** Per-version request metrics over a time window (ms since epoch, [from, to)). */
+  metrics(alias: string, window: { from: number; to: number }): Promise<VersionMetrics[]>;
+  /** Recent requests' prompts and answers for drift checks (sampled, bounded by `limit`). */
+  traffic(alias: string, window: { from: number; to: number; limit: number }): Promise<TrafficSample[]>;
+}
