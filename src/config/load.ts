@@ -231,5 +231,6 @@ export function redactConfig(cfg: ForgelineConfig): ForgelineConfig {
   if (copy.temporal.apiKey) copy.temporal.apiKey = '<redacted>';
   if (copy.temporal.tls.keyData) copy.temporal.tls.keyData = '<redacted>';
   if (copy.tracker.wandb.apiKey) copy.tracker.wandb.apiKey = '<redacted>';
+  for (const k of ['adminToken', 'keys', 'redisUrl'] as const) if (copy.gateway[k]) copy.gateway[k] = '<redacted>';
   return copy;
 }

@@ -89,6 +89,20 @@ export const ConfigSchema = z.object({
     /** Stop (gracefully) when this process goes away: set by `forgeline dev` for the workers it starts. */
     parentPid: z.coerce.number({ error: 'expected a process id' }).int('expected a process id').positive('expected a process id').optional(),
   }),
+  /** The inference gateway (src/gateway): OpenAI-compatible proxy, routing table, token limits. */
+  gateway: z.object({
+    port,
+    host: z.string().min(1, 'expected a host or address such as 127.0.0.1 or 0.0.0.0'),
+    adminToken: z.string().min(8, 'expected at least 8 characters').optional(),
+    keys: z
+      .string()
+      .regex(/^\s*[^=,\s]+=[A-Za-z0-9._-]+:\d+\s*(,\s*[^=,\s]+=[A-Za-z0-9._-]+:\d+\s*)*$/, 'expected key=tenant:tokensPerMinute[,key=tenant:tokensPerMinute...], e.g. sk-team-a=team-a:60000')
+      .optional(),
+    keysFile: z.string().min(1).optional(),
+    devKey: z.string().min(8, 'expected at least 8 characters'),
+    redisUrl: z.string().regex(/^rediss?:\/\/\S+$/, 'expected redis://host:port[/db] or rediss://...').optional(),
+    stateDir: z.string().min(1),
+  }),
 });
 
 export type ForgelineConfig = z.infer<typeof ConfigSchema>;
@@ -140,6 +154,14 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GPU_COUNT', path: ['gpu', 'count'], default: '1', doc: 'GPUs this GPU worker owns. It takes a task only when one of them is free and every task it holds has its GPUs, so a job using all of them leaves the next task to another worker.' },
   { env: 'CUDA_VISIBLE_DEVICES', path: ['gpu', 'visibleDevices'], doc: 'Physical GPUs (indices) this GPU worker may lease, the first `FORGELINE_GPU_COUNT` of them; each recipe sees only its own. Default: 0..count-1.' },
   { env: 'FORGELINE_SHUTDOWN_GRACE', path: ['worker', 'shutdownGrace'], default: '30s', doc: 'After SIGTERM (spot notice, rolling deploy) a GPU worker stops polling and asks running recipes to checkpoint and exit; this long they get before they are cancelled. The retry resumes from that checkpoint on another worker. `0s`: cancel at once.' },
+  { env: 'FORGELINE_GATEWAY_PORT', path: ['gateway', 'port'], default: '8300', doc: 'Port of the inference gateway (OpenAI-compatible `/v1/*`, admin API `/admin/*`, Prometheus `/metrics`).' },
+  { env: 'FORGELINE_GATEWAY_HOST', path: ['gateway', 'host'], default: '127.0.0.1', doc: 'Address the gateway listens on (`0.0.0.0` for every interface).' },
+  { env: 'FORGELINE_GATEWAY_ADMIN_TOKEN', path: ['gateway', 'adminToken'], secret: true, doc: 'Bearer token of the gateway\'s admin API (routing table, metrics window, traffic samples). Unset: the admin API refuses every call (401).' },
+  { env: 'FORGELINE_GATEWAY_KEYS', path: ['gateway', 'keys'], secret: true, doc: 'Client API keys: `key=tenant:tokensPerMinute`, comma-separated. The token limit is per tenant, shared by its keys and, with Redis, by every replica.' },
+  { env: 'FORGELINE_GATEWAY_KEYS_FILE', path: ['gateway', 'keysFile'], doc: 'A JSON file of client keys, `{"keys": [{"key", "tenant", "tokensPerMinute"}]}`, in addition to FORGELINE_GATEWAY_KEYS.' },
+  { env: 'FORGELINE_GATEWAY_DEV_KEY', path: ['gateway', 'devKey'], default: 'forgeline-dev', doc: 'Client key the dev stack\'s gateway accepts with a generous limit (10M tokens/min, tenant `dev`).' },
+  { env: 'FORGELINE_GATEWAY_REDIS_URL', path: ['gateway', 'redisUrl'], secret: true, doc: 'Redis for gateway replicas: shared token limits, metrics window, feedback, traffic samples and routing table (`redis://host:port`). Unset: one gateway, state in memory and the table in FORGELINE_GATEWAY_STATE_DIR.' },
+  { env: 'FORGELINE_GATEWAY_STATE_DIR', path: ['gateway', 'stateDir'], default: ({ home }) => `${home}/gateway`, doc: 'Where a gateway without Redis keeps its routing table (`routes.json`, written atomically).' },
   { env: 'FORGELINE_PARENT_PID', path: ['worker', 'parentPid'], doc: 'Set by `forgeline dev` for the workers it starts: a worker stops (as on SIGTERM) when that process is gone.' },
 ];
 

@@ -1,0 +1,604 @@
+/**
+ * The inference gateway: an OpenAI-compatible proxy in front of the serving backends (vLLM).
+ *
+ *   POST /v1/chat/completions, POST /v1/completions   client key (Bearer); `model` is a public alias
+ *   GET  /v1/models                                    the aliases
+ *   POST /v1/feedback {request_id, score}               a score for an earlier request (x-request-id)
+ *   GET  /admin/routes, PUT /admin/routes/<alias>, DELETE /admin/routes/<alias>,
+ *   PUT  /admin/upstreams/<name>                       admin token; If-Match or expectedVersion: 409 on a mismatch
+ *   GET  /admin/metrics?alias&from&to                  VersionMetrics[] over [from, to) (ms since the epoch)
+ *   GET  /admin/traffic?alias&from&to&limit            sampled TrafficSample[]
+ *   GET  /metrics (Prometheus), GET /health
+ *
+ * A request picks a version of its alias by weight (sticky per `user` or `x-session-id`), is
+ * charged its token budget, has `model` rewritten to the version's served model and goes to one of
+ * the upstream's URLs; the response carries `x-forgeline-version` and `x-request-id`. Streams pass
+ * through event by event as they arrive.
+ */
+import { randomUUID, createHash, timingSafeEqual } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { Redis } from 'ioredis';
+import type { RoutingTable, RouteTarget } from '../contracts/routing';
+import { ConfigError } from '../ports/errors';
+import { completionBudget, estimatePromptTokens, TokenLimiter } from './limits';
+import { GatewayMetrics, MemoryWindowStore, RedisWindowStore, type RequestRecord, type WindowStore } from './metrics';
+import { checkKeys, DEV_KEY_TOKENS_PER_MINUTE, type ApiKey, type GatewayOptions } from './options';
+import { checkName, checkTable, InvalidChangeError, parseTargets, parseUpstream, pickTarget } from './routing';
+import { FileRoutingStore, RedisRoutingStore, type RoutingStore } from './store';
+import { Upstreams } from './upstream';
+
+export const VERSION_HEADER = 'x-forgeline-version';
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+type Json = Record<string, unknown>;
+
+function openaiError(status: number, message: string, type: string, code: string | null, param: string | null = null) {
+  return { status, body: { error: { message, type, param, code } } };
+}
+
+function send(reply: FastifyReply, e: ReturnType<typeof openaiError>): FastifyReply {
+  return reply.code(e.status).send(e.body);
+}
+
+function bearer(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (!h) return undefined;
+  const m = /^Bearer\s+(.+)$/i.exec(h);
+  return m?.[1]?.trim();
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** The prompt as text, for traffic samples: chat messages as `role: content` lines. */
+function promptText(body: Json, max: number): string {
+  let out = '';
+  const add = (s: string) => {
+    if (out.length < max) out += s.slice(0, max - out.length);
+  };
+  const content = (c: unknown): string =>
+    typeof c === 'string' ? c : Array.isArray(c) ? c.map((p) => (p && typeof p === 'object' && typeof (p as Json).text === 'string' ? ((p as Json).text as string) : '')).join('') : '';
+  if (Array.isArray(body.messages)) {
+    for (const m of body.messages as Json[]) add(`${out ? '\n' : ''}${String(m?.role ?? '')}: ${content(m?.content)}`);
+  } else if (typeof body.prompt === 'string') add(body.prompt);
+  else if (Array.isArray(body.prompt)) add(body.prompt.filter((p) => typeof p === 'string').join('\n'));
+  return out;
+}
+
+function completionOf(payload: Json): string {
+  const c = (payload.choices as Json[] | undefined)?.[0];
+  if (!c) return '';
+  const msg = c.message as Json | undefined;
+  const delta = c.delta as Json | undefined;
+  const v = msg?.content ?? delta?.content ?? c.text;
+  return typeof v === 'string' ? v : '';
+}
+
+interface Usage {
+  prompt: number;
+  completion: number;
+}
+
+function usageOf(payload: Json): Usage | undefined {
+  const u = payload.usage as Json | null | undefined;
+  if (!u || typeof u !== 'object') return undefined;
+  const prompt = Number(u.prompt_tokens ?? 0);
+  const completion = Number(u.completion_tokens ?? 0);
+  return Number.isFinite(prompt) && Number.isFinite(completion) ? { prompt, completion } : undefined;
+}
+
+const HAS_USAGE = /"usage"\s*:\s*\{/;
+
+/** Pieces of one request's life that the end of it (recording, settling) needs. */
+interface Flight {
+  t0: number;
+  requestId: string;
+  alias: string;
+  target: RouteTarget;
+  client: ApiKey;
+  sample: boolean;
+  prompt: string;
+}
+
+export interface RunningGateway {
+  url: string;
+  port: number;
+  /** The current routing table (as this replica sees it). */
+  table(): RoutingTable;
+  close(): Promise<void>;
+}
+
+class Gateway {
+  readonly app: FastifyInstance;
+  private tableNow!: RoutingTable;
+  private readonly keys = new Map<string, ApiKey>();
+  private readonly adminDigest: Buffer | undefined;
+  private readonly redis: Redis | undefined;
+  private readonly store: RoutingStore;
+  private readonly window: WindowStore;
+  readonly limiter: TokenLimiter;
+  readonly metrics = new GatewayMetrics();
+  private readonly upstreams: Upstreams;
+  private readonly random: () => number;
+  private readonly defaultMaxTokens: number;
+  private readonly sampleRate: number;
+  private readonly maxTextChars: number;
+  private readonly seed: GatewayOptions['seed'];
+
+  constructor(private readonly opts: GatewayOptions) {
+    const keys = [...(opts.keys ?? [])];
+    if (opts.devKey) keys.push({ key: opts.devKey, tenant: 'dev', tokensPerMinute: opts.devTokensPerMinute ?? DEV_KEY_TOKENS_PER_MINUTE });
+    checkKeys(keys);
+    for (const k of keys) this.keys.set(k.key, k);
+    this.adminDigest = opts.adminToken ? digest(opts.adminToken) : undefined;
+    const prefix = opts.redisPrefix ?? 'forgeline:gw:';
+    const w = opts.window ?? {};
+    const limits = { maxEvents: w.maxEvents ?? 100_000, maxSamples: w.maxSamples ?? 2_000, maxLatencySamples: w.maxLatencySamples ?? 20_000 };
+    this.sampleRate = w.sampleRate ?? 1;
+    this.maxTextChars = w.maxTextChars ?? 4_000;
+    this.defaultMaxTokens = opts.defaultMaxTokens ?? 1024;
+    this.random = opts.random ?? Math.random;
+    this.seed = opts.seed;
+    if (opts.redisUrl) {
+      this.redis = new Redis(opts.redisUrl, { lazyConnect: true, enableAutoPipelining: true, maxRetriesPerRequest: 2 });
+      this.redis.on('error', (err) => this.app?.log.warn({ err }, 'redis'));
+      this.store = new RedisRoutingStore(this.redis, prefix, opts.tableRefreshMs);
+      this.window = new RedisWindowStore(this.redis, prefix, limits, (err) => this.app.log.warn({ err }, 'recording metrics in redis failed'));
+    } else {
+      if (!opts.stateDir) throw new ConfigError('the gateway needs a place for its routing table: set FORGELINE_GATEWAY_STATE_DIR (stateDir) or FORGELINE_GATEWAY_REDIS_URL (redisUrl)');
+      mkdirSync(opts.stateDir, { recursive: true });
+      this.store = new FileRoutingStore(opts.stateDir, opts.tableRefreshMs);
+      this.window = new MemoryWindowStore(limits);
+    }
+    this.limiter = new TokenLimiter(this.redis, prefix);
+    const u = opts.upstream ?? {};
+    this.upstreams = new Upstreams({ headersTimeoutMs: u.headersTimeoutMs ?? 300_000, bodyTimeoutMs: u.bodyTimeoutMs ?? 60_000, connections: u.connections ?? 256 });
+    this.app = Fastify({ logger: opts.logger ?? false, bodyLimit: 32 * 1024 * 1024, return503OnClosing: true });
+    this.routes();
+  }
+
+  table(): RoutingTable {
+    return this.tableNow;
+  }
+
+  async start(): Promise<void> {
+    if (this.redis) {
+      try {
+        await this.redis.connect();
+      } catch (err) {
+        throw new ConfigError(`the gateway cannot reach Redis at ${this.opts.redisUrl}: ${(err as Error).message}; start it (scripts/lib/redis.sh start PORT) or unset FORGELINE_GATEWAY_REDIS_URL`);
+      }
+    }
+    let table = await this.store.load();
+    if (!table) {
+      const first: RoutingTable = { version: 0, updatedAt: new Date().toISOString(), updatedBy: 'gateway', reason: 'initial table', upstreams: this.seed?.upstreams ?? {}, routes: this.seed?.routes ?? {} };
+      try {
+        checkTable(first, 'the seed routing table');
+      } catch (err) {
+        throw new ConfigError((err as Error).message);
+      }
+      const r = await this.store.compareAndSet(-1, first);
+      table = r.ok ? first : r.current!;
+    }
+    this.tableNow = table;
+    await this.store.watch(() => void this.reload().catch((err: unknown) => this.app.log.error({ err }, 'reloading the routing table failed; keeping the one in use')));
+  }
+
+  /** Re-read the stored table; a newer one replaces ours. */
+  private async reload(): Promise<RoutingTable> {
+    const t = await this.store.load();
+    if (t && t.version > this.tableNow.version) this.swap(t);
+    return this.tableNow;
+  }
+
+  private swap(t: RoutingTable): void {
+    this.tableNow = t;
+    void this.upstreams.prune(new Set(Object.values(t.upstreams).flatMap((u) => u.urls)));
+  }
+
+  async close(): Promise<void> {
+    await this.app.close();
+    await this.store.close();
+    await this.window.close();
+    await this.upstreams.close();
+    if (this.redis) await this.redis.quit().catch(() => this.redis!.disconnect());
+  }
+
+  // ---- auth ------------------------------------------------------------------------------------
+
+  private clientOf(req: FastifyRequest, reply: FastifyReply): ApiKey | undefined {
+    const key = bearer(req);
+    const client = key === undefined ? undefined : this.keys.get(key);
+    if (!client) {
+      send(reply, openaiError(401, key === undefined ? 'missing API key: send Authorization: Bearer <key>' : 'invalid API key', 'invalid_request_error', 'invalid_api_key'));
+      return undefined;
+    }
+    return client;
+  }
+
+  private adminOk(req: FastifyRequest, reply: FastifyReply): boolean {
+    const token = bearer(req);
+    if (!this.adminDigest) {
+      send(reply, openaiError(401, 'the admin API is disabled: start the gateway with FORGELINE_GATEWAY_ADMIN_TOKEN set', 'authentication_error', 'admin_disabled'));
+      return false;
+    }
+    if (token === undefined || !timingSafeEqual(digest(token), this.adminDigest)) {
+      send(reply, openaiError(401, 'bad or missing admin token (Authorization: Bearer <FORGELINE_GATEWAY_ADMIN_TOKEN>)', 'authentication_error', 'invalid_admin_token'));
+      return false;
+    }
+    return true;
+  }
+
+  // ---- routes ----------------------------------------------------------------------------------
+
+  private routes(): void {
+    const app = this.app;
+    app.post('/v1/chat/completions', (req, reply) => this.inference(req, reply, '/v1/chat/completions'));
+    app.post('/v1/completions', (req, reply) => this.inference(req, reply, '/v1/completions'));
+    app.get('/v1/models', async (req, reply) => {
+      if (!this.clientOf(req, reply)) return reply;
+      const created = Math.floor(Date.parse(this.tableNow.updatedAt) / 1000) || 0;
+      return { object: 'list', data: Object.keys(this.tableNow.routes).map((id) => ({ id, object: 'model', created, owned_by: 'forgeline' })) };
+    });
+    app.post('/v1/feedback', async (req, reply) => {
+      const client = this.clientOf(req, reply);
+      if (!client) return reply;
+      const body = (req.body ?? {}) as Json;
+      if (typeof body.request_id !== 'string' || body.request_id === '') return send(reply, openaiError(400, 'request_id: expected the x-request-id of an earlier response', 'invalid_request_error', 'invalid_field', 'request_id'));
+      if (typeof body.score !== 'number' || !Number.isFinite(body.score)) return send(reply, openaiError(400, 'score: expected a number, e.g. 1 for good and 0 for bad', 'invalid_request_error', 'invalid_field', 'score'));
+      const outcome = await this.window.feedback(body.request_id, client.tenant, body.score);
+      if (outcome === 'unknown') return send(reply, openaiError(404, `request_id: no recent request ${body.request_id} of this key's tenant`, 'invalid_request_error', 'unknown_request', 'request_id'));
+      this.metrics.feedback.inc();
+      return reply.code(outcome === 'recorded' ? 200 : 202).send({ request_id: body.request_id, recorded: outcome === 'recorded' ? true : 'accepted' });
+    });
+    app.get('/metrics', async (_req, reply) => reply.header('content-type', this.metrics.registry.contentType).send(await this.metrics.registry.metrics()));
+    app.get('/health', async () => ({ status: 'ok', tableVersion: this.tableNow.version, store: this.store.kind }));
+
+    app.get('/admin/routes', async (req, reply) => {
+      if (!this.adminOk(req, reply)) return reply;
+      return reply.header('etag', `"${this.tableNow.version}"`).send(this.tableNow);
+    });
+    app.put('/admin/routes/*', (req, reply) => this.adminChange(req, reply, 'route'));
+    app.delete('/admin/routes/*', (req, reply) => this.adminChange(req, reply, 'delete-route'));
+    app.put('/admin/upstreams/*', (req, reply) => this.adminChange(req, reply, 'upstream'));
+    app.get('/admin/metrics', async (req, reply) => {
+      if (!this.adminOk(req, reply)) return reply;
+      const q = this.windowQuery(req, reply, false);
+      if (!q) return reply;
+      return this.window.window(q.alias, q.from, q.to);
+    });
+    app.get('/admin/traffic', async (req, reply) => {
+      if (!this.adminOk(req, reply)) return reply;
+      const q = this.windowQuery(req, reply, true);
+      if (!q) return reply;
+      return this.window.traffic(q.alias, q.from, q.to, q.limit);
+    });
+  }
+
+  private windowQuery(req: FastifyRequest, reply: FastifyReply, withLimit: boolean): { alias: string; from: number; to: number; limit: number } | undefined {
+    const q = req.query as Record<string, string | undefined>;
+    const bad = (field: string, msg: string) => {
+      send(reply, openaiError(400, `${field}: ${msg}`, 'invalid_request_error', 'invalid_field', field));
+      return undefined;
+    };
+    if (!q.alias) return bad('alias', 'expected the public model alias, e.g. ?alias=tiny-demo');
+    const now = Date.now();
+    const to = q.to === undefined ? now : Number(q.to);
+    const from = q.from === undefined ? to - 5 * 60_000 : Number(q.from);
+    if (!Number.isFinite(from) || from < 0) return bad('from', 'expected ms since the epoch');
+    if (!Number.isFinite(to) || to < from) return bad('to', 'expected ms since the epoch, not before from');
+    const limit = q.limit === undefined ? 100 : Number(q.limit);
+    if (withLimit && (!Number.isInteger(limit) || limit < 1 || limit > 10_000)) return bad('limit', 'expected a whole number in 1..10000');
+    return { alias: q.alias, from, to, limit };
+  }
+
+  // ---- admin changes: compare-and-swap on the table version --------------------------------------
+
+  private async adminChange(req: FastifyRequest, reply: FastifyReply, kind: 'route' | 'delete-route' | 'upstream'): Promise<FastifyReply> {
+    if (!this.adminOk(req, reply)) return reply;
+    const name = decodeURIComponent((req.params as Record<string, string>)['*'] ?? '');
+    const body = ((req.body ?? {}) as Json) || {};
+    const bad = (field: string, msg: string) => send(reply, openaiError(400, `${field}: ${msg}`, 'invalid_request_error', 'invalid_field', field));
+    if (typeof body !== 'object' || Array.isArray(body)) return bad('(body)', 'expected a JSON object');
+    let expected: number | undefined;
+    const ifMatch = req.headers['if-match'];
+    if (typeof ifMatch === 'string' && ifMatch !== '*') {
+      const m = /^(?:W\/)?"?(\d+)"?$/.exec(ifMatch.trim());
+      if (!m) return bad('If-Match', `expected the table version, e.g. "7" (got ${ifMatch})`);
+      expected = Number(m[1]);
+    }
+    if (body.expectedVersion !== undefined) {
+      if (typeof body.expectedVersion !== 'number' || !Number.isInteger(body.expectedVersion) || body.expectedVersion < 0) return bad('expectedVersion', 'expected a whole number, the table version the change is based on');
+      if (expected !== undefined && expected !== body.expectedVersion) return bad('expectedVersion', `disagrees with If-Match (${expected})`);
+      expected = body.expectedVersion;
+    }
+    for (const f of ['by', 'reason'] as const) if (body[f] !== undefined && typeof body[f] !== 'string') return bad(f, 'expected a string');
+    const by = (body.by as string | undefined) ?? 'admin';
+    const reason = body.reason as string | undefined;
+    try {
+      checkName(kind === 'upstream' ? 'upstream' : 'alias', name);
+      const apply = (t: RoutingTable): Pick<RoutingTable, 'upstreams' | 'routes'> => {
+        if (kind === 'route') return { upstreams: t.upstreams, routes: { ...t.routes, [name]: { targets: parseTargets(body.targets, t.upstreams) } } };
+        if (kind === 'delete-route') {
+          if (!t.routes[name]) throw new InvalidChangeError('alias', `no route '${name}'`);
+          const routes = { ...t.routes };
+          delete routes[name];
+          return { upstreams: t.upstreams, routes };
+        }
+        return { upstreams: { ...t.upstreams, [name]: parseUpstream({ urls: body.urls }) }, routes: t.routes };
+      };
+      const table = await this.mutate(expected, apply, by, reason);
+      return reply.header('etag', `"${table.version}"`).send(table);
+    } catch (err) {
+      if (err instanceof InvalidChangeError) return bad(err.field, err.message.slice(err.field.length + 2));
+      if (err instanceof VersionConflict) {
+        const t = err.current;
+        return reply.code(409).send({
+          error: { message: `the routing table is at version ${t.version}, not ${err.expected} (last changed by ${t.updatedBy} at ${t.updatedAt}${t.reason ? `: ${t.reason}` : ''}); re-read it and retry`, type: 'conflict', param: null, code: 'version_mismatch' },
+          table: t,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Apply a change to the table by compare-and-swap. With `expected`, the table must still be at
+   * that version; without, a lost race re-applies the change to the winner's table.
+   */
+  private async mutate(expected: number | undefined, apply: (t: RoutingTable) => Pick<RoutingTable, 'upstreams' | 'routes'>, by: string, reason: string | undefined): Promise<RoutingTable> {
+    let cur = this.tableNow;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      if (expected !== undefined && cur.version !== expected) {
+        cur = await this.reload();
+        if (cur.version !== expected) throw new VersionConflict(expected, cur);
+      }
+      const next = checkTable({ ...apply(cur), version: cur.version + 1, updatedAt: new Date().toISOString(), updatedBy: by, ...(reason !== undefined ? { reason } : {}) }, 'the changed table');
+      const r = await this.store.compareAndSet(cur.version, next);
+      if (r.ok) {
+        if (next.version > this.tableNow.version) this.swap(next);
+        return next;
+      }
+      if (!r.current) throw new Error('the stored routing table disappeared during a change');
+      if (r.current.version > this.tableNow.version) this.swap(r.current);
+      cur = r.current;
+      if (expected !== undefined && cur.version !== expected) throw new VersionConflict(expected, cur);
+    }
+    throw new Error('the routing table changed 20 times while this change was retried; try again');
+  }
+
+  // ---- the proxy -------------------------------------------------------------------------------
+
+  private async inference(req: FastifyRequest, reply: FastifyReply, path: string): Promise<FastifyReply> {
+    const t0 = performance.now();
+    const client = this.clientOf(req, reply);
+    if (!client) return reply;
+    const body = req.body as Json | undefined;
+    if (!body || typeof body !== 'object' || Array.isArray(body)) return send(reply, openaiError(400, 'expected a JSON object body', 'invalid_request_error', 'invalid_body'));
+    if (typeof body.model !== 'string') return send(reply, openaiError(400, 'model: expected the model name, e.g. "tiny-demo"', 'invalid_request_error', 'invalid_field', 'model'));
+    const table = this.tableNow;
+    const route = table.routes[body.model];
+    if (!route) {
+      const known = Object.keys(table.routes).join(', ') || 'none';
+      return send(reply, openaiError(404, `The model '${body.model}' does not exist here (served: ${known})`, 'invalid_request_error', 'model_not_found', 'model'));
+    }
+    const session = req.headers['x-session-id'];
+    const stickyKey = typeof session === 'string' && session !== '' ? session : typeof body.user === 'string' ? body.user : undefined;
+    const target = pickTarget(route.targets, stickyKey, this.random);
+    const upstream = table.upstreams[target.upstream]!;
+    const stream = body.stream === true;
+
+    const tokens = estimatePromptTokens(body) + completionBudget(body, this.defaultMaxTokens);
+    let charge;
+    try {
+      charge = await this.limiter.charge(client.tenant, client.tokensPerMinute, tokens);
+    } catch (err) {
+      req.log.error({ err }, 'token limiter failed');
+      return send(reply, openaiError(503, 'the token limiter is unavailable; retry shortly', 'server_error', 'limiter_unavailable'));
+    }
+    if (!charge.ok) {
+      this.metrics.rateLimited.inc({ tenant: client.tenant });
+      if (charge.reason === 'too-large') {
+        return send(reply, openaiError(429, `this request needs up to ${tokens} tokens (prompt estimate + max_tokens) but the key's limit is ${charge.limit} tokens per minute: lower max_tokens or shorten the prompt`, 'tokens', 'request_too_large'));
+      }
+      reply.header('retry-after', String(charge.retryAfterS)).header('x-ratelimit-limit-tokens', String(charge.limit)).header('x-ratelimit-remaining-tokens', String(charge.remaining));
+      return send(reply, openaiError(429, `token limit reached: ${charge.limit} tokens per minute for tenant ${client.tenant}; retry in ${charge.retryAfterS} s`, 'tokens', 'rate_limit_exceeded'));
+    }
+
+    const requestId = randomUUID();
+    const wantsUsage = stream && (body.stream_options as Json | undefined)?.include_usage === true;
+    const forwarded: Json = { ...body, model: target.model };
+    if (stream) forwarded.stream_options = { ...((body.stream_options as Json | undefined) ?? {}), include_usage: true };
+    const sample = this.sampleRate > 0 && (this.sampleRate >= 1 || Math.random() < this.sampleRate);
+    const f: Flight = { t0, requestId, alias: body.model, target, client, sample, prompt: sample ? promptText(body, this.maxTextChars) : '' };
+
+    const ac = new AbortController();
+    const onClientGone = () => {
+      if (!reply.raw.writableFinished) ac.abort();
+    };
+    reply.raw.once('close', onClientGone);
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', [REQUEST_ID_HEADER]: requestId };
+    let res;
+    try {
+      res = (await this.upstreams.post(target.upstream, upstream.urls, path, headers, JSON.stringify(forwarded), ac.signal)).res;
+    } catch (err) {
+      void charge.settle(0).catch(() => undefined);
+      const msg = `upstream '${target.upstream}' for ${target.version} failed before answering: ${(err as Error).message}${(err as { code?: string }).code ? ` (${(err as { code?: string }).code})` : ''}`;
+      this.finish(f, 502, true, undefined, '');
+      if (ac.signal.aborted) return reply;
+      reply.header(VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
+      return send(reply, openaiError(502, msg, 'upstream_error', 'upstream_unavailable'));
+    }
+
+    const contentType = String(res.headers['content-type'] ?? '');
+    if (res.statusCode === 200 && contentType.startsWith('text/event-stream')) {
+      reply.hijack();
+      await this.pipeStream(f, reply.raw, res.body, wantsUsage, charge.settle);
+      return reply;
+    }
+
+    // A whole answer (or an upstream error): read it, then send it as it came.
+    let buf: Buffer;
+    try {
+      buf = Buffer.from(await res.body.arrayBuffer());
+    } catch (err) {
+      this.finish(f, 502, true, undefined, '');
+      if (ac.signal.aborted) return reply;
+      reply.header(VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
+      return send(reply, openaiError(502, `upstream '${target.upstream}' for ${target.version} broke off its answer: ${(err as Error).message}`, 'upstream_error', 'upstream_broken'));
+    }
+    let usage: Usage | undefined;
+    let completion = '';
+    if (res.statusCode === 200 && contentType.includes('json')) {
+      try {
+        const payload = JSON.parse(buf.toString('utf8')) as Json;
+        usage = usageOf(payload);
+        if (f.sample) completion = completionOf(payload).slice(0, this.maxTextChars);
+      } catch {
+        /* not JSON after all: pass it on as it is */
+      }
+    }
+    void charge.settle(res.statusCode >= 200 && res.statusCode < 300 ? (usage ? usage.prompt + usage.completion : undefined) : 0).catch((err: unknown) => req.log.warn({ err }, 'settling the token charge failed'));
+    this.finish(f, res.statusCode, res.statusCode >= 500, usage, completion);
+    reply.code(res.statusCode).header(VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
+    if (contentType) reply.header('content-type', contentType);
+    return reply.send(buf);
+  }
+
+  /**
+   * Pass an SSE stream through event by event. Usage is read from the final chunk (requested with
+   * stream_options.include_usage; dropped again when the client did not ask for it). A stream
+   * that breaks off (upstream died, or fell silent past the body timeout) ends with an SSE error
+   * event the OpenAI clients raise as an error, then the end of the response.
+   */
+  private async pipeStream(f: Flight, raw: ServerResponse, body: AsyncIterable<Buffer> & { destroy(err?: Error): void }, wantsUsage: boolean, settle: (n: number | undefined) => Promise<void>): Promise<void> {
+    raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+      [VERSION_HEADER]: f.target.version,
+      [REQUEST_ID_HEADER]: f.requestId,
+    });
+    let usage: Usage | undefined;
+    let completion = '';
+    let done = false;
+    let upstreamError = false;
+    let out = '';
+    let clientClosed = false;
+    raw.once('close', () => {
+      if (!raw.writableFinished) clientClosed = true;
+    });
+    const parser = createParser({
+      onEvent: (ev: EventSourceMessage) => {
+        const data = ev.data;
+        if (data === '[DONE]') {
+          done = true;
+          out += 'data: [DONE]\n\n';
+          return;
+        }
+        if (f.sample || HAS_USAGE.test(data) || data.startsWith('{"error"')) {
+          try {
+            const payload = JSON.parse(data) as Json;
+            if (payload.error) upstreamError = true;
+            const u = usageOf(payload);
+            if (u) {
+              usage = u;
+              if (!wantsUsage && Array.isArray(payload.choices) && payload.choices.length === 0) return;
+            }
+            if (f.sample && completion.length < this.maxTextChars) completion += completionOf(payload).slice(0, this.maxTextChars - completion.length);
+          } catch {
+            /* not JSON: pass it on */
+          }
+        }
+        out += (ev.event ? `event: ${ev.event}\n` : '') + `data: ${data}\n\n`;
+      },
+    });
+    const decoder = new TextDecoder();
+    let failure: string | undefined;
+    try {
+      for await (const chunk of body) {
+        parser.feed(decoder.decode(chunk, { stream: true }));
+        if (out) {
+          const ok = raw.write(out);
+          out = '';
+          if (!ok && !clientClosed) await new Promise<void>((resolve) => {
+            raw.once('drain', resolve);
+            raw.once('close', resolve);
+          });
+        }
+        if (clientClosed) {
+          body.destroy();
+          break;
+        }
+      }
+      if (!done && !clientClosed) failure = 'the upstream ended the stream without [DONE]';
+    } catch (err) {
+      failure = `the upstream stream broke off: ${(err as Error).message}`;
+    }
+    const clientGone = clientClosed || raw.destroyed;
+    if (failure && !clientGone) {
+      const e = { error: { message: `${failure} (upstream '${f.target.upstream}', version ${f.target.version}, request ${f.requestId})`, type: 'upstream_error', param: null, code: 'upstream_stream_error' } };
+      raw.write(`${out}data: ${JSON.stringify(e)}\n\n`);
+    } else if (out && !clientGone) raw.write(out);
+    if (!clientGone) raw.end();
+    const failed = !clientGone && (failure !== undefined || upstreamError);
+    // Settle to the real usage when the upstream reported it; a cut stream keeps its whole charge.
+    void settle(usage && !failure ? usage.prompt + usage.completion : undefined).catch(() => undefined);
+    this.finish(f, clientGone ? 499 : failure ? 502 : 200, failed, usage, completion);
+  }
+
+  private finish(f: Flight, status: number, error: boolean, usage: Usage | undefined, completion: string): void {
+    const r: RequestRecord = {
+      requestId: f.requestId,
+      alias: f.alias,
+      version: f.target.version,
+      tenant: f.client.tenant,
+      at: Date.now(),
+      status,
+      error,
+      latencyMs: performance.now() - f.t0,
+      promptTokens: usage?.prompt ?? 0,
+      completionTokens: usage?.completion ?? 0,
+    };
+    this.metrics.observe(r);
+    this.window.record(r, f.sample ? { prompt: f.prompt, completion } : undefined);
+  }
+}
+
+class VersionConflict extends Error {
+  constructor(
+    readonly expected: number,
+    readonly current: RoutingTable,
+  ) {
+    super(`routing table version ${current.version}, expected ${expected}`);
+  }
+}
+
+/**
+ * Start a gateway; resolves once it listens. `close()` stops it (in-flight streams end) and
+ * releases its connections. Throws ConfigError for bad options or an unreachable Redis.
+ */
+export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
+  const gw = new Gateway(opts);
+  try {
+    await gw.start();
+    await gw.app.listen({ port: opts.port ?? 8300, host: opts.host ?? '127.0.0.1' });
+  } catch (err) {
+    await gw.close().catch(() => undefined);
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new ConfigError(`the gateway's port ${opts.port ?? 8300} is in use: stop what listens there or set FORGELINE_GATEWAY_PORT`);
+    throw err;
+  }
+  const addr = gw.app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? 8300);
+  const host = opts.host && opts.host !== '0.0.0.0' && opts.host !== '::' ? opts.host : '127.0.0.1';
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    table: () => gw.table(),
+    close: () => gw.close(),
+  };
+}
