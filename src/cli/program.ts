@@ -7,6 +7,7 @@ import type { ForgelineConfig } from '../config/schema';
 import { connectClient, temporalAddress } from '../temporal/connection';
 import { ensureSearchAttributes } from '../temporal/search-attributes';
 import { runStackCheck } from './check';
+import { addDriftCommands } from './drift';
 import { CliError, describeFailure, ExitCode } from './errors';
 import { demo, dev } from './local';
 import { Output, type Stream } from './output';
@@ -238,6 +239,8 @@ export function buildProgram(out: Output, result: { code: number }): Command {
         return ExitCode.Ok;
       }),
     );
+
+  addDriftCommands(program, out, run);
 
   // Every command reports its usage errors to runCli, which knows which command to point at.
   const override = (cmd: Command) => {
