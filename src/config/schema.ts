@@ -102,6 +102,8 @@ export const ConfigSchema = z.object({
     devKey: z.string().min(8, 'expected at least 8 characters'),
     redisUrl: z.string().regex(/^rediss?:\/\/\S+$/, 'expected redis://host:port[/db] or rediss://...').optional(),
     stateDir: z.string().min(1),
+    /** Where workers reach the gateway's admin API; default http://<host>:<port> of the settings above. */
+    url: z.url({ error: 'expected a URL such as http://127.0.0.1:8300' }).optional(),
   }),
 });
 
@@ -162,6 +164,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GATEWAY_DEV_KEY', path: ['gateway', 'devKey'], default: 'forgeline-dev', doc: 'Client key the dev stack\'s gateway accepts with a generous limit (10M tokens/min, tenant `dev`).' },
   { env: 'FORGELINE_GATEWAY_REDIS_URL', path: ['gateway', 'redisUrl'], secret: true, doc: 'Redis for gateway replicas: shared token limits, metrics window, feedback, traffic samples and routing table (`redis://host:port`). Unset: one gateway, state in memory and the table in FORGELINE_GATEWAY_STATE_DIR.' },
   { env: 'FORGELINE_GATEWAY_STATE_DIR', path: ['gateway', 'stateDir'], default: ({ home }) => `${home}/gateway`, doc: 'Where a gateway without Redis keeps its routing table (`routes.json`, written atomically).' },
+  { env: 'FORGELINE_GATEWAY_URL', path: ['gateway', 'url'], doc: 'Where workers reach the gateway\'s admin API (canary weights, metrics). Default: `http://FORGELINE_GATEWAY_HOST:FORGELINE_GATEWAY_PORT` (127.0.0.1 for 0.0.0.0).' },
   { env: 'FORGELINE_PARENT_PID', path: ['worker', 'parentPid'], doc: 'Set by `forgeline dev` for the workers it starts: a worker stops (as on SIGTERM) when that process is gone.' },
 ];
 

@@ -11,6 +11,7 @@
  *   [hang-after:N]  streamed: N content chunks, then silence (the connection stays open)
  *   [slow:MS]       MS milliseconds between stream chunks
  *   [status:CODE]   an error response with that status
+ *   [prompt-tokens:N] report N prompt tokens in usage
  *
  * Run as a program (`node -r tsx/cjs test/helpers/gateway-upstream.ts [port]`) it prints
  * `listening <url>` and exits when its stdin closes (the benchmark runs it in its own process).
@@ -30,6 +31,8 @@ export interface StubUpstream {
   requests: StubRequest[];
   /** Connections currently open to the stub. */
   openConnections(): number;
+  /** Responses whose connection closed before the stub ended them (the client went away). */
+  cancelled(): number;
   close(): Promise<void>;
 }
 
@@ -57,7 +60,11 @@ export async function startStubUpstream(opts: StubOptions = {}): Promise<StubUps
   const requests: StubRequest[] = [];
   const record = opts.record ?? true;
   let counter = 0;
+  let cancelled = 0;
   const server = http.createServer((req, res) => {
+    res.on('close', () => {
+      if (!res.writableFinished) cancelled++;
+    });
     if (req.method === 'GET' && req.url === '/v1/models') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ object: 'list', data: [{ id: 'stub', object: 'model', created: 0, owned_by: 'stub' }] }));
@@ -98,7 +105,8 @@ export async function startStubUpstream(opts: StubOptions = {}): Promise<StubUps
     const id = `stub-${++counter}`;
     const model = String(body.model);
     const created = Math.floor(Date.now() / 1000);
-    const usage = { prompt_tokens: opts.promptTokens ? opts.promptTokens(body) : prompt.split(/\s+/).filter(Boolean).length, completion_tokens: n, total_tokens: 0 };
+    const promptTokens = marker(prompt, 'prompt-tokens') ?? (opts.promptTokens ? opts.promptTokens(body) : prompt.split(/\s+/).filter(Boolean).length);
+    const usage = { prompt_tokens: promptTokens, completion_tokens: n, total_tokens: 0 };
     usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
     const dieAfter = marker(prompt, 'die-after');
     if (body.stream !== true) {
@@ -148,6 +156,7 @@ export async function startStubUpstream(opts: StubOptions = {}): Promise<StubUps
     url: `http://127.0.0.1:${port}`,
     requests,
     openConnections: () => open,
+    cancelled: () => cancelled,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
