@@ -143,7 +143,7 @@ class Gateway {
     this.random = opts.random ?? Math.random;
     this.seed = opts.seed;
     if (opts.redisUrl) {
-      this.redis = new Redis(opts.redisUrl, { lazyConnect: true, enableAutoPipelining: true, maxRetriesPerRequest: 2 });
+      this.redis = new Redis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
       this.redis.on('error', (err) => this.app?.log.warn({ err }, 'redis'));
       this.store = new RedisRoutingStore(this.redis, prefix, opts.tableRefreshMs);
       this.window = new RedisWindowStore(this.redis, prefix, limits, (err) => this.app.log.warn({ err }, 'recording metrics in redis failed'));
