@@ -40,6 +40,7 @@ import { DEV_SERVER_DYNAMIC_CONFIG, devServerDynamicConfigArgs } from '../src/te
 import { fakeProbe } from '../test/fixtures/stack-probe';
 import { releaseMocks, releaseSpec, split } from '../test/fixtures/release';
 import { startPrefectPeer, type PrefectPeer } from './peers/prefect';
+import { driftBenchmark } from './drift';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
 const BATCH = 10;
@@ -417,6 +418,7 @@ function gpuBenchmarks(): number {
  */
 const BENCHMARKS: Record<string, () => Promise<number | void> | number | void> = {
   orchestration,
+  drift: driftBenchmark,
   gpu: gpuBenchmarks,
 };
 
