@@ -1,6 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ErrorType } from '../src/contracts/errors';
 import type { ActivityDeps } from './deps';
+import { createMonitorActivities } from './monitor/drift';
 import { createReleaseControlActivities, createReleaseGpuActivities } from './release';
 import { createStackCheckActivities } from './stack-check';
 
@@ -9,7 +10,7 @@ export type { ActivityDeps } from './deps';
 /** Light activities: the control worker (workflows' own queue) runs them. */
 export function createControlActivities(deps: ActivityDeps) {
   const { validateStackCheckSpec } = createStackCheckActivities(deps);
-  return { validateStackCheckSpec, ...createReleaseControlActivities(deps) };
+  return { validateStackCheckSpec, ...createReleaseControlActivities(deps), ...createMonitorActivities(deps) };
 }
 
 /** Heavy activities: a `gpu-<pool>` worker runs them, as many at once as it has GPUs. */

