@@ -38,6 +38,12 @@ export const ErrorType = {
   Aborted: 'Aborted',
   /** An activity reached a worker that does not serve it (a GPU stage on the control queue, say). */
   WrongTaskQueue: 'WrongTaskQueue',
+  /**
+   * A serving replica refused a request that retrying cannot fix: an adapter path it cannot read or
+   * that holds no LoRA adapter, an adapter name already taken by other weights, a base model it
+   * does not serve. The message names the replica, the adapter and the fix.
+   */
+  ServingRejected: 'ServingRejected',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

@@ -11,6 +11,9 @@
  * - Adapter files stay where they are until the adapter is unloaded: a registered adapter whose
  *   directory disappears can kill the engine.
  */
+import { ErrorType } from '../contracts/errors';
+import { ForgelineError } from './errors';
+
 export interface ServedModel {
   /** The name clients send as `model` (a base model, a quantized model or a LoRA adapter). */
   id: string;
@@ -43,4 +46,22 @@ export interface ServingBackend {
   listModels(): Promise<ServedModel[]>;
   loadAdapter(req: LoadAdapterRequest): Promise<void>;
   unloadAdapter(name: string): Promise<void>;
+}
+
+/**
+ * A replica refused a request that retrying cannot fix (terminal): the adapter path is missing or
+ * holds no adapter, the name is taken by other weights, the base model is not served there. The
+ * message names the replica, the adapter and what to do. Transient faults (a replica down, 5xx,
+ * timeouts) are retried inside the adapter and then surface as plain (retryable) errors.
+ */
+export class ServingRejectedError extends ForgelineError {
+  constructor(
+    /** The replica's base URL. */
+    readonly replica: string,
+    message: string,
+    /** The HTTP status the replica answered, when it answered. */
+    readonly status?: number,
+  ) {
+    super(ErrorType.ServingRejected, message, true);
+  }
 }
