@@ -1,6 +1,9 @@
 import type { ArtifactStore } from '../src/ports/artifact-store';
+import type { Embedder } from '../src/ports/embedder';
 import type { GpuAllocator } from '../src/ports/gpu-allocator';
 import type { JobRunner } from '../src/ports/job-runner';
+import type { ServingBackend } from '../src/ports/serving-backend';
+import type { TrafficRouter } from '../src/ports/traffic-router';
 import type { Tracker } from '../src/ports/tracker';
 import type { ModelRegistry } from '../src/registry/model-registry';
 
@@ -21,6 +24,17 @@ export interface ActivityDeps {
   workerIdentity: string;
   /** GPU pool this worker serves, e.g. `cpu`. */
   pool: string;
+  /** The inference servers (vLLM) that load candidates' adapters; absent: releases cannot serve. */
+  serving?: ServingBackend;
+  /** The gateway's routing table and metrics; absent: releases cannot serve. */
+  router?: TrafficRouter;
+  /** Embeds prompts for the drift monitor (control worker); absent: drift checks cannot run. */
+  embedder?: Embedder;
+  /**
+   * Where adapters are unpacked for the serving replicas to read (a shared volume in production);
+   * each adapter's files stay there until it is unloaded.
+   */
+  servingDir?: string;
   /**
    * Set when recipes log their own W&B runs (FORGELINE_TRACKER=wandb): where and how, and the
    * environment (API key, base URL) the recipe process gets for it, and nothing else of the worker's.

@@ -1,2 +1,15 @@
 export { stackCheckWorkflow, stackCheckStatusQuery, type StackCheckStatus } from './stack-check';
-export { modelReleaseWorkflow, statusQuery, approveUpdate, rejectUpdate, abortUpdate, type ReleaseResult } from './release';
+export {
+  modelReleaseWorkflow,
+  releaseRollbackWorkflow,
+  statusQuery,
+  approveUpdate,
+  rejectUpdate,
+  abortUpdate,
+  pauseUpdate,
+  resumeUpdate,
+  promoteNowUpdate,
+  rollbackUpdate,
+  type ReleaseResult,
+} from './release';
+export { driftMonitorWorkflow, driftStatusQuery, stopMonitorUpdate } from './drift-monitor';

@@ -3,6 +3,7 @@ import { createEvaluateActivities } from './evaluate';
 import { createQuantizeActivities } from './quantize';
 import { createRegisterActivities } from './register';
 import { createRecipeTools } from './run-recipe';
+import { createServingActivities } from './serving';
 import { createTrackingActivities } from './tracking';
 import { createTrainActivities } from './train';
 import { createValidateActivities } from './validate';
@@ -16,6 +17,7 @@ export function createReleaseControlActivities(deps: ActivityDeps) {
     ...createValidateActivities(),
     ...createTrackingActivities(tools),
     ...createRegisterActivities(deps),
+    ...createServingActivities(deps),
   };
 }
 

@@ -10,7 +10,7 @@ export const ExitCode = {
   Failure: 1,
   /** The request was wrong and nothing happened: an option, argument, spec, configuration, release ID, or a decision the release refused. */
   Usage: 2,
-  /** The release ended without a candidate by decision: a gate failed, it was rejected, approval timed out, or it was aborted. */
+  /** The release ended without a candidate (or production) by decision: a gate failed, it was rejected, approval timed out, it was aborted, or its canary was rolled back. */
   NoCandidate: 3,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -19,7 +19,9 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 export function exitCodeForOutcome(outcome: ReleaseOutcome): ExitCode {
   switch (outcome) {
     case ReleaseOutcome.Candidate:
+    case ReleaseOutcome.Promoted:
       return ExitCode.Ok;
+    case ReleaseOutcome.RolledBack:
     case ReleaseOutcome.Rejected:
     case ReleaseOutcome.Aborted:
       return ExitCode.NoCandidate;

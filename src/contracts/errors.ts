@@ -44,6 +44,10 @@ export const ErrorType = {
    * does not serve. The message names the replica, the adapter and the fix.
    */
   ServingRejected: 'ServingRejected',
+  /** The canary failed its analysis (or an operator rolled it back): traffic, adapters and aliases were restored. */
+  RolledBack: 'RolledBack',
+  /** A lifecycle needs serving (vLLM, the gateway) that this worker was not configured with. */
+  ServingNotConfigured: 'ServingNotConfigured',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

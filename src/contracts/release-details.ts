@@ -12,6 +12,7 @@ export function renderReleaseDetails(s: ReleaseStatus, releaseId: string): strin
   if (s.failure) out.push(`**Why:** ${s.failure}`, '');
   if (s.decision) out.push(`**Decision:** ${s.decision.kind} by ${s.decision.by} at ${s.decision.at}: "${s.decision.reason}"`, '');
 
+  if (s.canary) out.push(...canarySection(s.canary, releaseId, s.outcome === ReleaseOutcome.Running), '');
   if (s.training) {
     const t = s.training;
     out.push(`**Training:** ${t.step}/${t.totalSteps} steps${t.loss !== undefined ? `, final loss ${round(t.loss)}` : ''}`, '');
@@ -37,9 +38,15 @@ export function renderReleaseDetails(s: ReleaseStatus, releaseId: string): strin
 function headline(s: ReleaseStatus): string {
   if (s.outcome !== ReleaseOutcome.Running) {
     if (s.outcome === ReleaseOutcome.Candidate) return `candidate${s.decision ? `, approved by ${s.decision.by}` : ''}`;
+    if (s.outcome === ReleaseOutcome.Promoted) return `promoted to production${s.canary?.alias ? ` (serving ${s.canary.alias})` : ''}`;
     return `${s.outcome.toLowerCase()}${s.failure ? `: ${s.failure}` : ''}`;
   }
   if (s.awaitingApproval) return 'awaiting approval';
+  if (s.stage === ReleaseStage.Canary && s.canary) {
+    const c = s.canary;
+    if (c.paused) return `canary paused at step ${c.step}/${c.steps.length} (${c.weights[c.candidate] ?? 0}%)`;
+    return `canary step ${c.step}/${c.steps.length}: ${c.weights[c.candidate] ?? 0}% of ${c.alias} on the candidate`;
+  }
   return STAGE_SENTENCE[s.stage];
 }
 
@@ -50,6 +57,10 @@ const STAGE_SENTENCE: Record<ReleaseStatus['stage'], string> = {
   [ReleaseStage.Evaluate]: 'evaluating against the gates',
   [ReleaseStage.Register]: 'registering versions',
   [ReleaseStage.Approval]: 'awaiting approval',
+  [ReleaseStage.Deploy]: 'loading the candidate on the serving backend',
+  [ReleaseStage.Canary]: 'canary',
+  [ReleaseStage.Production]: 'promoted; keeping the previous version loaded for fast rollback',
+  [ReleaseStage.Rollback]: 'rolling back traffic, adapters and aliases',
   [ReleaseStage.Done]: 'done',
 };
 
@@ -76,6 +87,35 @@ function runningNote(s: ReleaseStatus, releaseId: string): string[] {
     ];
   }
   return [];
+}
+
+function canarySection(c: NonNullable<ReleaseStatus['canary']>, releaseId: string, running: boolean): string[] {
+  const weights = Object.entries(c.weights)
+    .map(([v, w]) => `\`${v}\` ${w}%`)
+    .join(' · ');
+  const out = ['### Canary', '', `**Alias** \`${c.alias}\` · **Step** ${c.step}/${c.steps.length} (plan ${c.steps.join(' → ')}%) · **Weights** ${weights || 'none yet'}`, ''];
+  if (c.paused) out.push(`**Paused:** ${c.pausedReason ?? 'by an operator'}`, '');
+  if (c.analyses.length) {
+    out.push('| step | weight | bake | verdict | analysis |', '|---|---|---|---|---|');
+    for (const a of c.analyses) out.push(`| ${a.step} | ${a.weight}% | ${a.bake} | ${a.verdict === 'Pass' ? 'Pass' : `**${a.verdict}**`} | ${a.summary} |`);
+    out.push('');
+  }
+  for (const a of c.actions) out.push(`- ${a.kind} by ${a.by} at ${a.at}: "${a.reason}"`);
+  if (c.actions.length) out.push('');
+  if (running) {
+    out.push(
+      'Steer it with the CLI (or **Send Update** with input `{"by": "you@example.com", "reason": "why"}`):',
+      '',
+      '```',
+      `forgeline release pause      ${releaseId} --by you@example.com --reason "why"`,
+      `forgeline release resume     ${releaseId} --by you@example.com --reason "why"`,
+      `forgeline release promote-now ${releaseId} --by you@example.com --reason "why"`,
+      `forgeline release rollback   ${releaseId} --by you@example.com --reason "why"`,
+      '```',
+    );
+  }
+  if (c.monitorWorkflowId) out.push(`Drift monitor: \`${c.monitorWorkflowId}\``);
+  return out;
 }
 
 function round(x: number): string {

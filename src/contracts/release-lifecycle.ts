@@ -21,6 +21,14 @@ export const ReleaseStage = {
   Evaluate: 'evaluate',
   Register: 'register',
   Approval: 'approval',
+  /** Load the candidate's adapter on the serving backend. */
+  Deploy: 'deploy',
+  /** Traffic moves to the candidate in steps, each analyzed against stable. */
+  Canary: 'canary',
+  /** `production` moves to the candidate; the old version stays loaded for `keepPrevious`. */
+  Production: 'production',
+  /** Traffic, adapters and aliases restored to what served before this release. */
+  Rollback: 'rollback',
   Done: 'done',
 } as const;
 export type ReleaseStage = (typeof ReleaseStage)[keyof typeof ReleaseStage];
@@ -29,6 +37,10 @@ export const ReleaseOutcome = {
   Running: 'Running',
   /** Trained, quantized, evaluated, gates passed, approved (or no approval needed): a candidate. */
   Candidate: 'Candidate',
+  /** Canary passed (or an operator promoted it): `production` points at this release. */
+  Promoted: 'Promoted',
+  /** The canary failed or an operator rolled it back: traffic, adapters and aliases restored. */
+  RolledBack: 'RolledBack',
   Rejected: 'Rejected',
   Aborted: 'Aborted',
   Failed: 'Failed',
@@ -51,6 +63,83 @@ export interface OperatorDecision {
 
 /** A decision as the release records it: what, who, why, and when (workflow time, ISO 8601). */
 export type RecordedDecision = OperatorDecision & { kind: 'approved' | 'rejected' | 'aborted'; at: string };
+
+/** A version as the gateway routes it: its label, the served model name, the upstream serving it. */
+export interface ServedVersion {
+  /** Route label, e.g. `tiny-demo@3f2a1c9d8e7b` (metrics are kept under it). */
+  label: string;
+  /** The name the upstream serves it under (an adapter name, or the base model). */
+  servedModel: string;
+  upstream: string;
+  /** For an adapter: its registry version, so a rollback can load it again. */
+  adapter?: { model: string; version: string };
+}
+
+/**
+ * What a serving release changed and how to undo it: the alias's route before the release, the
+ * version that served (stable) and the candidate. The rollback saga restores from it, inside the
+ * release or later (`forgeline release rollback`, the drift monitor).
+ */
+export interface ServingPlan {
+  releaseId: string;
+  model: string;
+  alias: string;
+  baseModel: string;
+  /** The alias's targets before this release (undefined: it had no route; stable is then the base model). */
+  before?: Array<{ version: string; upstream: string; model: string; weight: number }>;
+  stable: ServedVersion;
+  candidate: ServedVersion;
+  /** Registry versions of this release (production is moved back only while it points at them). */
+  versions: Record<string, string>;
+}
+
+/** The route label of the base model served without an adapter. */
+export function baseLabel(alias: string): string {
+  return `${alias}@base`;
+}
+
+/** The version a route label names, when it is an adapter label `<model>@<12 hex>`. */
+export function adapterOfLabel(label: string): { model: string; version: string } | undefined {
+  const m = /^([a-z0-9][a-z0-9-]{0,62})@([0-9a-f]{12})$/.exec(label);
+  return m ? { model: m[1]!, version: m[2]! } : undefined;
+}
+
+/** An operator's action on a running canary, as the release records it. */
+export type CanaryAction = OperatorDecision & { kind: 'paused' | 'resumed' | 'promotedNow' | 'rolledBack'; at: string };
+
+/** One step's analysis as the release records it (the figures are in the history too). */
+export interface CanaryStepAnalysis {
+  step: number;
+  weight: number;
+  verdict: 'Pass' | 'Fail' | 'Inconclusive';
+  summary: string;
+  /** Window analyzed, ISO 8601. */
+  from: string;
+  to: string;
+  /** Which bake of this step (1 = first; more after Inconclusive extensions). */
+  bake: number;
+}
+
+/** The canary part of `status`. */
+export interface CanaryStatus {
+  alias: string;
+  /** Version labels routed: stable (what served before) and this release's candidate. */
+  stable?: string;
+  candidate: string;
+  /** 1-based index into the plan; 0 before the first step. */
+  step: number;
+  steps: number[];
+  /** Current traffic weights by version label. */
+  weights: Record<string, number>;
+  paused: boolean;
+  /** Why it paused (operator, or inconclusive analyses). */
+  pausedReason?: string;
+  lastAnalysis?: CanaryStepAnalysis;
+  analyses: CanaryStepAnalysis[];
+  actions: CanaryAction[];
+  /** Child workflow watching drift after promotion. */
+  monitorWorkflowId?: string;
+}
 
 /** What the GPU stage activities put in their heartbeats: live progress for operators and the next attempt. */
 export interface StageHeartbeat {
@@ -90,4 +179,6 @@ export interface ReleaseStatus {
   versions: Record<string, string>;
   /** Where each registered version's files are (artifact store URIs), by artifact kind. */
   versionUris?: Record<string, string>;
+  /** Once the release serves traffic (spec.serving). */
+  canary?: CanaryStatus;
 }

@@ -30,6 +30,10 @@ export const FORGELINE_SEARCH_ATTRIBUTES = [
 export const Lifecycle = {
   Release: 'release',
   StackCheck: 'stack-check',
+  /** A finished release rolled back (`forgeline release rollback`, the drift monitor). */
+  Rollback: 'rollback',
+  /** The drift monitor of a promoted release. */
+  DriftMonitor: 'drift-monitor',
 } as const;
 export type Lifecycle = (typeof Lifecycle)[keyof typeof Lifecycle];
 

@@ -62,3 +62,20 @@ export function gpuStage(gpu: ReleaseSpec['gpu'], summary: string): ActivityOpti
 export function gpuActivities(gpu: ReleaseSpec['gpu']) {
   return proxyActivities<Activities>(gpuStage(gpu, ''));
 }
+
+/** Serving steps forward (deploy, traffic, metrics, promotion): retried on transient faults, then the release fails and rolls back. */
+export const serving = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { maximumAttempts: 10, maximumInterval: '30 seconds', nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue, ErrorType.ServingNotConfigured] },
+});
+
+/**
+ * The rollback saga's steps: each is idempotent and retried until it succeeds (no attempt limit),
+ * so a rollback that fails halfway ends consistent once the fault clears.
+ */
+export const saga = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue] },
+});

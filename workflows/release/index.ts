@@ -18,26 +18,46 @@ import {
   type OperatorDecision,
   type RecordedDecision,
   type ReleaseStatus,
+  type ServingPlan,
 } from '../../src/contracts/release-lifecycle';
 import { tracked } from './activities';
 import { awaitApproval } from './approval';
+import { canaryAction, deploy, runCanary, type CanaryControl } from './canary';
 import { workflowNow, type ReleaseContext } from './context';
 import { evaluate } from './evaluate';
-import { abortUpdate, approveUpdate, MESSAGE_DESCRIPTIONS, refuse, rejectUpdate, requireWhoAndWhy, statusQuery } from './messages';
+import {
+  abortUpdate,
+  approveUpdate,
+  MESSAGE_DESCRIPTIONS,
+  pauseUpdate,
+  promoteNowUpdate,
+  refuse,
+  rejectUpdate,
+  requireWhoAndWhy,
+  resumeUpdate,
+  rollbackUpdate,
+  statusQuery,
+} from './messages';
+import { promoteToProduction } from './production';
 import { promoteToCandidate } from './promote';
+import { rollbackServing } from './rollback';
 import { quantize } from './quantize';
 import { register } from './register';
 import { OPERATOR_VIEW_PATCH, ReleaseState } from './state';
 import { train } from './train';
 import { validate } from './validate';
 
-export { abortUpdate, approveUpdate, rejectUpdate, statusQuery } from './messages';
+export { abortUpdate, approveUpdate, pauseUpdate, promoteNowUpdate, rejectUpdate, resumeUpdate, rollbackUpdate, statusQuery } from './messages';
+export { releaseRollbackWorkflow } from './rollback-workflow';
 
 export interface ReleaseResult {
   releaseId: string;
   model: string;
-  outcome: typeof ReleaseOutcome.Candidate;
+  /** Candidate: the release ended at the `candidate` alias (no spec.serving). Promoted: it serves as production. */
+  outcome: typeof ReleaseOutcome.Candidate | typeof ReleaseOutcome.Promoted;
   versions: Record<string, string>;
+  /** With spec.serving: what the release changed, for a later rollback (`forgeline release rollback`). */
+  serving?: ServingPlan;
   metrics: Record<string, number>;
   trackerRunUrl: string;
   approvedBy?: string;
@@ -56,9 +76,12 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
   const state = new ReleaseState(releaseId, rawSpec);
   const { status } = state;
   const work = new CancellationScope();
-  installHandlers(state, work);
+  const canary: CanaryControl = { paused: false };
+  installHandlers(state, work, canary);
 
   let ctx: ReleaseContext | undefined;
+  let plan: ServingPlan | undefined;
+  let rolledBack = false;
   try {
     const result = await work.run(async (): Promise<ReleaseResult> => {
       const spec = await validate(state, rawSpec);
@@ -84,15 +107,30 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
       if (spec.approval.required) await awaitApproval(ctx);
       await promoteToCandidate(ctx, versions);
 
+      let outcome: ReleaseResult['outcome'] = ReleaseOutcome.Candidate;
+      if (spec.serving) {
+        plan = await deploy(ctx, versions);
+        const end = await runCanary(ctx, plan, canary);
+        const kept = end.promote && (await promoteToProduction(ctx, plan, canary, end.why));
+        if (!kept) {
+          const why = end.promote ? `rolled back by ${canary.rollback!.by}: ${canary.rollback!.reason}` : end.why;
+          await rollBack(ctx, plan, canary.rollback ?? { by: 'forgeline', reason: end.why });
+          rolledBack = true;
+          throw ApplicationFailure.nonRetryable(`${why}; rolled back`, ErrorType.RolledBack, { canary: status.canary });
+        }
+        outcome = ReleaseOutcome.Promoted;
+      }
+
       state.setStage(ReleaseStage.Done);
-      state.setOutcome(ReleaseOutcome.Candidate);
+      state.setOutcome(outcome);
       state.recordOutcomeInMemo();
-      await closeRun(ctx, ReleaseOutcome.Candidate);
+      await closeRun(ctx, outcome);
       return {
         releaseId,
         model: spec.model,
-        outcome: ReleaseOutcome.Candidate,
+        outcome,
         versions,
+        ...(plan ? { serving: plan } : {}),
         metrics: report.summary,
         trackerRunUrl: run?.url ?? '',
         ...(status.decision ? { approvedBy: status.decision.by, decision: status.decision } : {}),
@@ -105,7 +143,12 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
     const failure = aborted
       ? ApplicationFailure.nonRetryable(`release aborted by ${status.decision!.by}: ${status.decision!.reason}`, ErrorType.Aborted, { decision: status.decision })
       : err;
-    const outcome = aborted ? ReleaseOutcome.Aborted : status.rejectReason ? ReleaseOutcome.Rejected : ReleaseOutcome.Failed;
+    // A failure after the candidate began serving restores what served before, then ends RolledBack.
+    if (plan && !rolledBack && !aborted) {
+      await rollBack(ctx!, plan, { by: 'forgeline', reason: `release failed: ${String((err as Error)?.message ?? err).split('\n', 1)[0]}` });
+      rolledBack = true;
+    }
+    const outcome = aborted ? ReleaseOutcome.Aborted : rolledBack ? ReleaseOutcome.RolledBack : status.rejectReason ? ReleaseOutcome.Rejected : ReleaseOutcome.Failed;
     state.setOutcome(outcome, failure instanceof Error ? failure.message.split('\n', 1)[0] : String(failure));
     if (aborted) state.setAwaitingApproval(false);
     state.recordOutcomeInMemo();
@@ -118,6 +161,16 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
   }
 }
 
+/** The rollback saga, with the stage and details kept current. */
+async function rollBack(ctx: ReleaseContext, plan: ServingPlan, who: { by: string; reason: string }): Promise<void> {
+  ctx.state.setStage(ReleaseStage.Rollback);
+  await rollbackServing(plan, who);
+  if (ctx.state.status.canary) {
+    ctx.state.status.canary.weights = Object.fromEntries((plan.before ?? [{ version: plan.stable.label, weight: 100 }]).map((t) => [t.version, t.weight]));
+    ctx.state.publish();
+  }
+}
+
 /** Close the release's tracker run with its outcome and who decided (best-effort). */
 function closeRun(ctx: ReleaseContext, outcome: ReleaseOutcome): Promise<void | undefined> {
   const { decision } = ctx.state.status;
@@ -125,7 +178,7 @@ function closeRun(ctx: ReleaseContext, outcome: ReleaseOutcome): Promise<void | 
 }
 
 /** The status query and the operators' Updates, each with a validator and a description. */
-function installHandlers(state: ReleaseState, work: CancellationScope): void {
+function installHandlers(state: ReleaseState, work: CancellationScope, canary: CanaryControl): void {
   const { status } = state;
   const record = (d: OperatorDecision, kind: RecordedDecision['kind']) => {
     status.decision = { by: d.by.trim(), reason: d.reason.trim(), kind, at: workflowNow() };
@@ -177,4 +230,88 @@ function installHandlers(state: ReleaseState, work: CancellationScope): void {
       },
     );
   }
+  installCanaryHandlers(state, canary);
+}
+
+/** Canary steering: pause, resume, promote now, roll back; each refuses what makes no sense now. */
+function installCanaryHandlers(state: ReleaseState, canary: CanaryControl): void {
+  const { status } = state;
+  const serving = () => status.stage === ReleaseStage.Deploy || status.stage === ReleaseStage.Canary;
+  const running = () => {
+    if (status.outcome !== ReleaseOutcome.Running) refuse(`release already ended (${status.outcome})`);
+    if (!status.canary && !serving()) refuse(`release is not serving traffic yet (stage ${status.stage}); it has no canary to steer${status.stage === ReleaseStage.Approval ? ' (approve or reject it first)' : ''}`);
+  };
+  const undecided = () => {
+    if (canary.rollback) refuse(`already rolled back by ${canary.rollback.by} at ${canary.rollback.at}`);
+    if (canary.promoteNow) refuse(`already promoted by ${canary.promoteNow.by} at ${canary.promoteNow.at}`);
+  };
+  const act = (a: ReturnType<typeof canaryAction>) => {
+    status.canary?.actions.push(a);
+    state.publish();
+  };
+  const options = (description: string, check: (d: OperatorDecision) => void) => ({
+    description,
+    validator: (d: OperatorDecision) => {
+      requireWhoAndWhy(d);
+      running();
+      check(d);
+    },
+  });
+
+  setHandler(
+    pauseUpdate,
+    (d) => {
+      canary.paused = true;
+      status.canary!.paused = true;
+      status.canary!.pausedReason = `paused by ${d.by.trim()}: ${d.reason.trim()}`;
+      act(canaryAction('paused', d));
+      return status;
+    },
+    options(MESSAGE_DESCRIPTIONS.pause, () => {
+      undecided();
+      if (status.stage !== ReleaseStage.Canary) refuse(`the canary is not running (stage ${status.stage}); nothing to pause`);
+      if (canary.paused) refuse(`the canary is already paused: ${status.canary?.pausedReason ?? ''}`);
+    }),
+  );
+  setHandler(
+    resumeUpdate,
+    (d) => {
+      canary.paused = false;
+      status.canary!.paused = false;
+      delete status.canary!.pausedReason;
+      act(canaryAction('resumed', d));
+      return status;
+    },
+    options(MESSAGE_DESCRIPTIONS.resume, () => {
+      undecided();
+      if (!canary.paused) refuse('the canary is not paused; nothing to resume');
+    }),
+  );
+  setHandler(
+    promoteNowUpdate,
+    async (d) => {
+      canary.promoteNow = canaryAction('promotedNow', d);
+      act(canary.promoteNow);
+      await condition(() => status.stage === ReleaseStage.Production || status.stage === ReleaseStage.Done || status.outcome !== ReleaseOutcome.Running);
+      return status;
+    },
+    options(MESSAGE_DESCRIPTIONS.promoteNow, () => {
+      undecided();
+      if (!serving()) refuse(`the canary is over (stage ${status.stage}); nothing to promote`);
+    }),
+  );
+  setHandler(
+    rollbackUpdate,
+    async (d) => {
+      canary.rollback = canaryAction('rolledBack', d);
+      act(canary.rollback);
+      await condition(() => status.outcome !== ReleaseOutcome.Running);
+      return status;
+    },
+    options(MESSAGE_DESCRIPTIONS.rollback, () => {
+      if (canary.rollback) refuse(`already rolled back by ${canary.rollback.by} at ${canary.rollback.at}`);
+      if (!serving() && status.stage !== ReleaseStage.Production) refuse(`the release is in stage ${status.stage}; it is ${status.stage === ReleaseStage.Rollback ? 'already rolling back' : 'not serving'}`);
+      if (canary.closed) refuse('the release is finishing: roll it back once it has ended with `forgeline release rollback`');
+    }),
+  );
 }

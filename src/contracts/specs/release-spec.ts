@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CanaryAnalysisPolicySchema } from '../canary-analysis';
 
 /**
  * The input of `modelReleaseWorkflow`: one JSON object, validated at the edge (CLI, webhook,
@@ -118,6 +119,52 @@ export const ReleaseSpecSchema = z.strictObject({
       sha: z.string().regex(/^[0-9a-f]{7,40}$/, 'expected a git commit sha (7-40 hex)').optional(),
     })
     .prefault({}),
+  /** Absent: the release ends at the `candidate` alias. Present: canary → production → drift monitor. */
+  serving: ServingSchema().optional(),
 });
+
+function ServingSchema() {
+  const name = z.string().regex(/^[a-z0-9][a-z0-9._:-]{0,127}$/, 'expected a name like tiny-demo (lowercase letters, digits, . _ : -)');
+  const canary = z
+    .strictObject({
+      steps: z
+        .array(z.number().int('expected whole percents').min(1, 'expected percents in 1..100').max(100, 'expected percents in 1..100'), { error: 'expected a list of percents such as [5, 25, 50, 100]' })
+        .min(1, 'expected at least one step, e.g. [5, 25, 50, 100]')
+        .max(20, 'expected at most 20 steps')
+        .refine((s) => s.every((x, i) => i === 0 || x > s[i - 1]!), 'expected increasing percents, e.g. [5, 25, 50, 100]')
+        .refine((s) => s[s.length - 1] === 100, 'expected the last step to be 100 (all traffic on the candidate)')
+        .default([5, 25, 50, 100]),
+      bake: duration.default('10m'),
+      maxExtensions: z.number().int().min(0, 'expected 0 or more extensions').max(20).default(2),
+      analysis: CanaryAnalysisPolicySchema.prefault({}),
+    })
+    .prefault({});
+  const monitor = z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      every: duration.default('15m'),
+      window: duration.default('1h'),
+      maxSamples: positiveInt('prompts').max(20_000).default(500),
+      minSamples: positiveInt('prompts').default(50),
+      method: z.enum(['model', 'mmd', 'ratio', 'distance'], { error: 'expected model, mmd, ratio or distance' }).default('model'),
+      maxErrorRate: z.number().min(0).max(1, 'expected a share in 0..1').default(0.05),
+      maxEmptyRate: z.number().min(0).max(1, 'expected a share in 0..1').default(0.2),
+      minFeedback: z.number().optional(),
+      onBreach: z.enum(['rollback', 'retrain', 'alert'], { error: 'expected rollback, retrain or alert' }).default('alert'),
+      retrain: z.strictObject({ dataset: z.strictObject({ uri: z.string().regex(/^(file:\/\/\/|s3:\/\/|artifact:\/\/)/, 'expected file:///..., s3://... or artifact://<key>'), sha256 }) }).optional(),
+      checksPerRun: positiveInt('checks').max(1000).default(48),
+      duration: duration.default('7d'),
+    })
+    .prefault({})
+    .refine((m) => m.onBreach !== 'retrain' || m.retrain !== undefined, { message: 'onBreach retrain needs retrain.dataset: the new dataset snapshot to train on', path: ['retrain'] });
+  return z.strictObject({
+    alias: name.optional(),
+    upstream: name.default('vllm'),
+    baseModel: z.string().min(1, 'expected the base model name the upstream serves (vLLM --served-model-name)'),
+    canary,
+    keepPrevious: duration.default('1h'),
+    monitor,
+  });
+}
 
 export type ReleaseSpecInput = z.input<typeof ReleaseSpecSchema>;

@@ -1,0 +1,152 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ErrorType } from '../../src/contracts/errors';
+import type { ServedVersion } from '../../src/contracts/release-lifecycle';
+import type { RouteTargets, VersionMetrics } from '../../src/contracts/routing';
+import type { ServingBackend } from '../../src/ports/serving-backend';
+import type { TrafficRouter } from '../../src/ports/traffic-router';
+import { versionRef, type AliasVersions } from '../../src/registry/model-registry';
+import type { ActivityDeps } from '../deps';
+import { asActivityFailure } from '../errors';
+import { safeId } from './run-recipe';
+
+/** The served name of an adapter version: unique per version, never reused for other weights. */
+export function adapterServedName(model: string, version: string): string {
+  return `${model}-${version}`;
+}
+
+const sameTargets = (a: RouteTargets | undefined, b: RouteTargets): boolean =>
+  !!a && a.length === b.length && a.every((t, i) => t.version === b[i]!.version && t.model === b[i]!.model && t.upstream === b[i]!.upstream && t.weight === b[i]!.weight);
+
+/** At most `n` samples, evenly spaced, so a busy window still fits in the workflow history. */
+function thin(xs: number[], n: number): number[] {
+  if (xs.length <= n) return xs;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(xs[Math.floor((i * xs.length) / n)]!);
+  return out;
+}
+
+export function createServingActivities(deps: ActivityDeps) {
+  const serving = (): ServingBackend => deps.serving ?? notConfigured('a serving backend (FORGELINE_VLLM_URLS)');
+  const router = (): TrafficRouter => deps.router ?? notConfigured('the gateway (FORGELINE_GATEWAY_URL and FORGELINE_GATEWAY_ADMIN_TOKEN)');
+  const servingDir = () => deps.servingDir ?? path.join(deps.workDir, 'serving');
+
+  return {
+    /**
+     * Control queue: make an adapter version servable: unpack it where the replicas read it and
+     * load it under its own name. Idempotent (a retry finds the files and the adapter loaded).
+     */
+    async deployVersion(input: { model: string; adapterVersion: string; baseModel: string; upstream: string }): Promise<ServedVersion> {
+      return asActivityFailure(async () => {
+        const { model, adapterVersion } = input;
+        const name = adapterServedName(model, adapterVersion);
+        const dir = path.join(servingDir(), name);
+        const done = path.join(dir, '.forgeline-complete');
+        if (!existsSync(done)) {
+          const record = await deps.registry.resolve(versionRef(model, 'adapter', adapterVersion));
+          const tmp = `${dir}.partial-${process.pid}-${Date.now()}`;
+          await deps.artifacts.fetchDirectory(record.artifact.prefix, tmp);
+          await writeFile(path.join(tmp, '.forgeline-complete'), `${record.ref}\n`);
+          await rm(dir, { recursive: true, force: true });
+          await mkdir(path.dirname(dir), { recursive: true });
+          await rename(tmp, dir);
+        }
+        Context.current().heartbeat({ message: `loading ${name} on ${serving().label}` });
+        await serving().loadAdapter({ name, path: dir, base: input.baseModel });
+        return { label: `${model}@${adapterVersion}`, servedModel: name, upstream: input.upstream, adapter: { model, version: adapterVersion } };
+      });
+    },
+
+    /** Control queue: unload a version's adapter from every replica, then delete its unpacked files. Idempotent. */
+    async unloadVersion(input: { servedModel: string }): Promise<void> {
+      return asActivityFailure(async () => {
+        await serving().unloadAdapter(input.servedModel);
+        await rm(path.join(servingDir(), input.servedModel), { recursive: true, force: true });
+      });
+    },
+
+    /** Control queue: an alias's route as the gateway has it now (undefined: no route yet). */
+    async readRoute(input: { alias: string }): Promise<{ tableVersion: number; targets?: RouteTargets }> {
+      return asActivityFailure(async () => {
+        const table = await router().getTable();
+        const route = table.routes[input.alias];
+        return { tableVersion: table.version, ...(route ? { targets: route.targets } : {}) };
+      });
+    },
+
+    /**
+     * Control queue: set an alias's traffic weights by compare-and-swap on the table's version.
+     * Already as asked: nothing is written (a retry after a crash is a no-op). A concurrent change
+     * fails this attempt and the retry re-reads.
+     */
+    async setTrafficWeights(input: { alias: string; targets: RouteTargets; by: string; reason: string }): Promise<{ tableVersion: number }> {
+      return asActivityFailure(async () => {
+        const table = await router().getTable();
+        if (sameTargets(table.routes[input.alias]?.targets, input.targets)) return { tableVersion: table.version };
+        const next = await router().setRoute(input.alias, input.targets, { expectedVersion: table.version, by: input.by, reason: input.reason });
+        return { tableVersion: next.version };
+      });
+    },
+
+    /** Control queue: stable's and candidate's request metrics over a window, for the canary analysis. */
+    async fetchCanaryMetrics(input: { alias: string; versions: string[]; from: number; to: number; maxSamples?: number }): Promise<VersionMetrics[]> {
+      return asActivityFailure(async () => {
+        const all = await router().metrics(input.alias, { from: input.from, to: input.to });
+        const max = input.maxSamples ?? 2_000;
+        return input.versions.map((version) => {
+          const m = all.find((x) => x.version === version);
+          const empty: VersionMetrics = { version, requests: 0, errors: 0, latencyMs: [], feedback: [], promptTokens: 0, completionTokens: 0 };
+          return m ? { ...m, latencyMs: thin(m.latencyMs, max), feedback: thin(m.feedback, max) } : empty;
+        });
+      });
+    },
+
+    /**
+     * Control queue: point `production` at this release's versions (the registry moves `previous`
+     * to what it replaced). Idempotent per workflow run.
+     */
+    async promoteProduction(input: { releaseId: string; model: string; versions: AliasVersions; by: string; reason: string; at: string }): Promise<{ replaced?: AliasVersions }> {
+      return asActivityFailure(async () => {
+        const runId = Context.current().info.workflowExecution?.runId ?? 'run';
+        const record = await deps.registry.moveAlias(input.model, 'production', {
+          versions: input.versions,
+          releaseWorkflowId: input.releaseId,
+          by: input.by,
+          reason: input.reason,
+          at: input.at,
+          moveId: `${safeId(input.releaseId)}-${runId}-production`,
+        });
+        return record.replaced ? { replaced: record.replaced.versions } : {};
+      });
+    },
+
+    /**
+     * Control queue: undo this release's promotion: if `production` still points at its versions,
+     * move it back to what it replaced. Anything else (never promoted, or a later release has
+     * production now) is left alone. Idempotent.
+     */
+    async restoreProduction(input: { releaseId: string; model: string; versions: AliasVersions; by: string; reason: string; at: string }): Promise<{ restored: boolean }> {
+      return asActivityFailure(async () => {
+        const current = await deps.registry.getAlias(input.model, 'production');
+        if (!current || current.releaseWorkflowId !== input.releaseId || !current.replaced) return { restored: false };
+        const runId = Context.current().info.workflowExecution?.runId ?? 'run';
+        await deps.registry.moveAlias(input.model, 'production', {
+          versions: current.replaced.versions,
+          ...(current.replaced.releaseWorkflowId ? { releaseWorkflowId: current.replaced.releaseWorkflowId } : {}),
+          by: input.by,
+          reason: `rollback of ${input.releaseId}: ${input.reason}`,
+          at: input.at,
+          moveId: `${safeId(input.releaseId)}-${runId}-rollback`,
+          expectedVersions: input.versions,
+        });
+        return { restored: true };
+      });
+    },
+  };
+}
+
+function notConfigured(what: string): never {
+  throw ApplicationFailure.nonRetryable(`this control worker has no ${what}: configure it to run releases with spec.serving`, ErrorType.ServingNotConfigured);
+}

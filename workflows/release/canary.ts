@@ -1,0 +1,162 @@
+import { condition, log } from '@temporalio/workflow';
+import { analyzeCanary } from '../../src/contracts/canary-analysis';
+import {
+  adapterOfLabel,
+  baseLabel,
+  ReleaseStage,
+  type CanaryAction,
+  type CanaryStepAnalysis,
+  type ServedVersion,
+  type ServingPlan,
+} from '../../src/contracts/release-lifecycle';
+import type { RouteTargets } from '../../src/contracts/routing';
+import { serving, tracked } from './activities';
+import { workflowNow, type ReleaseContext } from './context';
+import { asStage } from './failures';
+
+/** What operators asked of a running canary (set by the Update handlers, read by the stage). */
+export interface CanaryControl {
+  paused: boolean;
+  promoteNow?: CanaryAction;
+  rollback?: CanaryAction;
+  /** Set once the release no longer watches for a rollback (it is finishing). */
+  closed?: boolean;
+}
+
+/** How a canary ended: promote the candidate, or roll back (and why). */
+export type CanaryEnd = { promote: true; why: string } | { promote: false; why: string };
+
+const stableOf = (alias: string, baseModel: string, upstream: string, targets: RouteTargets | undefined): ServedVersion => {
+  const heaviest = targets?.reduce((a, b) => (b.weight > a.weight ? b : a));
+  if (!heaviest) return { label: baseLabel(alias), servedModel: baseModel, upstream };
+  const adapter = adapterOfLabel(heaviest.version);
+  return { label: heaviest.version, servedModel: heaviest.model, upstream: heaviest.upstream, ...(adapter ? { adapter } : {}) };
+};
+
+/**
+ * Stage deploy: load the candidate's adapter on the serving backend under its own name and note
+ * what serves the alias now (stable), so the canary can compare and a rollback can restore.
+ */
+export async function deploy(ctx: ReleaseContext, versions: Record<string, string>): Promise<ServingPlan> {
+  const { spec, state } = ctx;
+  const s = spec.serving!;
+  const alias = s.alias ?? spec.model;
+  state.setStage(ReleaseStage.Deploy);
+  const route = await asStage('deploy', () => serving.readRoute({ alias }));
+  const stable = stableOf(alias, s.baseModel, s.upstream, route.targets);
+  const candidate = await asStage('deploy', () =>
+    serving.deployVersion({ model: spec.model, adapterVersion: versions.adapter!, baseModel: s.baseModel, upstream: s.upstream }),
+  );
+  state.status.canary = {
+    alias,
+    stable: stable.label,
+    candidate: candidate.label,
+    step: 0,
+    steps: s.canary.steps,
+    weights: Object.fromEntries((route.targets ?? []).map((t) => [t.version, t.weight])),
+    paused: false,
+    analyses: [],
+    actions: [],
+  };
+  state.publish();
+  return { releaseId: ctx.releaseId, model: spec.model, alias, baseModel: s.baseModel, ...(route.targets ? { before: route.targets } : {}), stable, candidate, versions };
+}
+
+/** Route `percent` of the alias to the candidate and the rest to stable. */
+export async function setCanaryWeight(ctx: ReleaseContext, plan: ServingPlan, percent: number, reason: string): Promise<void> {
+  const { stable, candidate } = plan;
+  const targets: RouteTargets = [
+    { version: stable.label, upstream: stable.upstream, model: stable.servedModel, weight: 100 - percent },
+    { version: candidate.label, upstream: candidate.upstream, model: candidate.servedModel, weight: percent },
+  ];
+  await asStage('canary', () => serving.setTrafficWeights({ alias: plan.alias, targets, by: `release ${ctx.releaseId}`, reason }));
+  const c = ctx.state.status.canary!;
+  c.weights = { [stable.label]: 100 - percent, [candidate.label]: percent };
+  ctx.state.publish();
+}
+
+/**
+ * Stage canary: for each step of the plan, shift traffic, bake, then analyze candidate against
+ * stable over the step's window. Pass → next step; Fail → roll back; Inconclusive → bake again
+ * (at most `maxExtensions` times), then pause for an operator. Operators may pause, resume,
+ * promote now or roll back at any moment (Updates).
+ */
+export async function runCanary(ctx: ReleaseContext, plan: ServingPlan, control: CanaryControl): Promise<CanaryEnd> {
+  const { spec, state } = ctx;
+  const { canary: cfg } = spec.serving!;
+  const c = state.status.canary!;
+  state.setStage(ReleaseStage.Canary);
+  const decided = (): CanaryEnd | undefined =>
+    control.rollback ? { promote: false, why: `rolled back by ${control.rollback.by}: ${control.rollback.reason}` }
+    : control.promoteNow ? { promote: true, why: `promoted by ${control.promoteNow.by}: ${control.promoteNow.reason}` }
+    : undefined;
+
+  for (let i = 0; i < cfg.steps.length; i++) {
+    const weight = cfg.steps[i]!;
+    c.step = i + 1;
+    if (decided()) return decided()!;
+    await setCanaryWeight(ctx, plan, weight, `canary step ${i + 1}/${cfg.steps.length}: ${weight}%`);
+    const stepStart = Date.now();
+    let bakes = 0;
+    let extensions = 0;
+    for (;;) {
+      // Bake: the clock stops while paused; an operator's promote-now or rollback ends it at once.
+      const baked = await condition(() => control.paused || decided() !== undefined, cfg.bake, { summary: `canary step ${i + 1} bake (${cfg.bake} at ${weight}%)` });
+      if (decided()) return decided()!;
+      if (baked) {
+        await condition(() => !control.paused || decided() !== undefined);
+        if (decided()) return decided()!;
+        continue; // resumed: bake again from the start
+      }
+      bakes++;
+      const analysis = await analyze(ctx, plan, { step: i + 1, weight, from: stepStart, bake: bakes });
+      if (analysis.verdict === 'Pass') break;
+      if (analysis.verdict === 'Fail') return { promote: false, why: `canary failed at step ${i + 1} (${weight}%): ${analysis.summary}` };
+      if (extensions < cfg.maxExtensions) {
+        extensions++;
+        continue;
+      }
+      // Still inconclusive: an operator decides (resume bakes again; promote now; roll back).
+      control.paused = true;
+      c.paused = true;
+      c.pausedReason = `inconclusive after ${bakes} bake(s) at step ${i + 1} (${weight}%): resume to bake again, promote now, or roll back`;
+      state.publish();
+      await condition(() => !control.paused || decided() !== undefined);
+      if (decided()) return decided()!;
+      extensions = 0;
+    }
+  }
+  return { promote: true, why: `canary passed ${cfg.steps.length} step(s)` };
+}
+
+/** Fetch the step's window, analyze it in the workflow (pure; its figures land in the history), record it. */
+async function analyze(ctx: ReleaseContext, plan: ServingPlan, at: { step: number; weight: number; from: number; bake: number }): Promise<CanaryStepAnalysis> {
+  const { state, spec } = ctx;
+  const c = state.status.canary!;
+  const to = Date.now();
+  const [stable, candidate] = await asStage('canary', () =>
+    serving.fetchCanaryMetrics({ alias: plan.alias, versions: [plan.stable.label, plan.candidate.label], from: at.from, to }),
+  );
+  const result = analyzeCanary(stable!, candidate!, spec.serving!.canary.analysis);
+  const recorded: CanaryStepAnalysis = {
+    step: at.step,
+    weight: at.weight,
+    verdict: result.verdict,
+    summary: result.summary,
+    from: new Date(at.from).toISOString(),
+    to: new Date(to).toISOString(),
+    bake: at.bake,
+  };
+  c.analyses.push(recorded);
+  c.lastAnalysis = recorded;
+  state.publish();
+  log.info(`canary step ${at.step} (${at.weight}%): ${result.verdict}: ${result.summary}`);
+  await tracked('logCanaryAnalysis', (a) => a.logCanaryAnalysis({ runId: ctx.runId, spec, analysis: recorded, metrics: result.metrics }));
+  return recorded;
+}
+
+/** A canary decision as the release records it. */
+export function canaryAction(kind: CanaryAction['kind'], d: { by: string; reason: string }): CanaryAction {
+  return { kind, by: d.by.trim(), reason: d.reason.trim(), at: workflowNow() };
+}
+
