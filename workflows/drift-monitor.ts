@@ -42,9 +42,15 @@ const monitor = proxyActivities<Activities>({
  */
 export async function driftMonitorWorkflow(input: DriftMonitorInput): Promise<DriftMonitorStatus> {
   const { plan, monitor: spec } = input;
-  const status: DriftMonitorStatus = { alias: plan.alias, version: plan.candidate.label, checks: input.checksDone ?? 0 };
+  const status: DriftMonitorStatus = {
+    alias: plan.alias,
+    version: plan.candidate.label,
+    checks: input.checksDone ?? 0,
+    ...(input.lastCheck ? { lastCheck: input.lastCheck } : {}),
+    ...(input.lastAction ? { lastAction: input.lastAction } : {}),
+  };
   let stop: OperatorDecision | undefined;
-  let retrainStarted = (input.breaches ?? 0) > 0 && spec.onBreach === 'retrain';
+  let retrainStarted = input.lastAction?.action === 'retrain' || (input.breaches ?? 0) > 0 && spec.onBreach === 'retrain';
   upsertSearchAttributes([
     { key: ForgelineLifecycle, value: Lifecycle.DriftMonitor },
     { key: ForgelineModel, value: plan.model },
@@ -69,6 +75,7 @@ export async function driftMonitorWorkflow(input: DriftMonitorInput): Promise<Dr
   );
   publish();
 
+  input.startedAt ??= new Date(Date.now()).toISOString();
   const endsAt = Date.parse(input.startedAt) + durationMs(spec.duration);
   for (let n = 0; n < spec.checksPerRun; n++) {
     const left = endsAt - Date.now();
@@ -99,7 +106,12 @@ export async function driftMonitorWorkflow(input: DriftMonitorInput): Promise<Dr
   }
   await condition(allHandlersFinished);
   if (stop || status.stopped) return status;
-  return continueAsNew<typeof driftMonitorWorkflow>({ ...input, checksDone: status.checks });
+  return continueAsNew<typeof driftMonitorWorkflow>({
+    ...input,
+    checksDone: status.checks,
+    ...(status.lastCheck ? { lastCheck: status.lastCheck } : {}),
+    ...(status.lastAction ? { lastAction: status.lastAction } : {}),
+  });
 }
 
 async function onBreach(input: DriftMonitorInput, check: DriftCheck, retrainStarted: boolean): Promise<NonNullable<DriftMonitorStatus['lastAction']>> {

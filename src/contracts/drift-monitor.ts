@@ -11,11 +11,13 @@ export interface DriftMonitorInput {
   monitor: MonitorSpec;
   /** The release's spec: a retraining release starts from it with the new dataset. */
   releaseSpec: ReleaseSpec;
-  /** When monitoring began (ISO 8601, workflow time); it stops after `monitor.duration`. */
-  startedAt: string;
+  /** When monitoring began (ISO 8601, workflow time; default: the first run's start); it stops after `monitor.duration`. */
+  startedAt?: string;
   /** Carried across continue-as-new. */
   checksDone?: number;
   breaches?: number;
+  lastCheck?: DriftCheck;
+  lastAction?: DriftMonitorStatus['lastAction'];
 }
 
 /** One check's figures, as the monitor records them. */
