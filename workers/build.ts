@@ -2,6 +2,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { DefaultLogger, type NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions, type WorkerTuner } from '@temporalio/worker';
 import { activitiesFor, type ActivityDeps } from '../activities';
+import { GatewayTrafficRouter } from '../src/adapters/gateway-router';
+import { VllmServingBackend } from '../src/adapters/vllm-backend';
 import { createArtifactStore } from '../src/adapters/artifact-store';
 import { createTracker } from '../src/adapters/tracker';
 import { LocalGpuAllocator } from '../src/adapters/gpu-allocator';
@@ -74,7 +76,19 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resource
     ...(cfg.tracker.kind === 'wandb' ? { recipeTracking: recipeTracking(cfg) } : {}),
     // The drift monitor's prompt embeddings (all-MiniLM-L6-v2 from the venv; a process per call).
     ...(kind === 'control' ? { embedder: new SentenceTransformersEmbedder({ python: path.join(cfg.venv, 'bin', 'python') }) } : {}),
+    // Serving (releases with spec.serving): vLLM replicas and the gateway's admin API.
+    ...(kind === 'control' ? servingDeps(cfg) : {}),
   });
+}
+
+/** The control worker's serving ports, where configured (a release that needs a missing one fails with ServingNotConfigured). */
+function servingDeps(cfg: ForgelineConfig): Pick<ActivityDeps, 'serving' | 'router' | 'servingDir'> {
+  const gatewayUrl = cfg.gateway.url ?? `http://${cfg.gateway.host === '0.0.0.0' ? '127.0.0.1' : cfg.gateway.host}:${cfg.gateway.port}`;
+  return {
+    servingDir: cfg.serving.dir,
+    ...(cfg.serving.vllmUrls ? { serving: new VllmServingBackend({ urls: cfg.serving.vllmUrls }) } : {}),
+    ...(cfg.gateway.adminToken ? { router: new GatewayTrafficRouter({ url: gatewayUrl, adminToken: cfg.gateway.adminToken }) } : {}),
+  };
 }
 
 /** With the W&B tracker, recipes log their own stage runs: the project, and the only secrets they get. */

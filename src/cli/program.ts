@@ -11,7 +11,7 @@ import { addDriftCommands } from './drift';
 import { CliError, describeFailure, ExitCode } from './errors';
 import { demo, dev } from './local';
 import { Output, type Stream } from './output';
-import { decide, followRelease, listModels, modelReport, parseReleaseSpec, printRegistry, printStatus, startRelease, statusReport } from './release';
+import { decide, followRelease, rollbackRelease, listModels, modelReport, parseReleaseSpec, printRegistry, printStatus, startRelease, statusReport } from './release';
 import { readSpecFile } from './spec-file';
 
 const EXIT_CODES_HELP = `
@@ -205,6 +205,10 @@ export function buildProgram(out: Output, result: { code: number }): Command {
     approve: 'approve a release that awaits approval; it then becomes the candidate',
     reject: 'reject a release that awaits approval',
     abort: 'abort a running release: its running step is cancelled',
+    pause: 'hold a running canary at its current weights (its bake clock stops)',
+    resume: 'resume a paused canary: the current step bakes again, then is analyzed',
+    'promote-now': 'skip the remaining canary steps: all traffic to the candidate, production moves to it',
+    rollback: 'roll back: traffic, adapters and registry aliases return to what served before (a running release, or a promoted one that has ended)',
   } as const;
   for (const [kind, description] of Object.entries(decisions) as Array<[keyof typeof decisions, string]>) {
     release
@@ -216,7 +220,10 @@ export function buildProgram(out: Output, result: { code: number }): Command {
       .option('--json', 'print machine-readable JSON only: {workflowId, status}')
       .action(
         run(async (id: string, opts: { by: string; reason: string; json?: boolean }) => {
-          return withClient(cfg(), (client) => decide(client.workflow.getHandle(id), kind, { by: opts.by, reason: opts.reason }, out, opts.json));
+          const c = cfg();
+          const decision = { by: opts.by, reason: opts.reason };
+          if (kind === 'rollback') return withClient(c, (client) => rollbackRelease(client, c, id, decision, out, opts.json));
+          return withClient(c, (client) => decide(client.workflow.getHandle(id), kind, decision, out, opts.json));
         }),
       );
   }

@@ -8,7 +8,8 @@ import { LocalJobRunner } from '../adapters/local-job-runner';
 import { REPO_ROOT } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
 import { parseRecipeResult } from '../contracts/recipes';
-import { releaseWorkflowId, type OperatorDecision, type ReleaseOutcome, type ReleaseStatus } from '../contracts/release-lifecycle';
+import { rollbackWorkflowId } from '../contracts/drift-monitor';
+import { releaseWorkflowId, type OperatorDecision, type ReleaseOutcome, type ReleaseStatus, type ServingPlan } from '../contracts/release-lifecycle';
 import { ForgelineGitSha, ForgelineLifecycle, ForgelineModel, ForgelineOutcome, ForgelineStage, Lifecycle } from '../contracts/search-attributes';
 import type { ReleaseSpec } from '../contracts/release-spec';
 import { ReleaseSpecSchema, type ReleaseSpecInput } from '../contracts/specs/release-spec';
@@ -16,7 +17,7 @@ import { formatProblems, validateSpec } from '../contracts/validate';
 import type { ArtifactStore } from '../ports/artifact-store';
 import { ConfigError } from '../ports/errors';
 import { ModelRegistry, type AliasName, type AliasRecord, type VersionRecord } from '../registry/model-registry';
-import { exitCodeForOutcome, type ExitCode } from './errors';
+import { CliError, ExitCode, exitCodeForOutcome } from './errors';
 import type { Output } from './output';
 import { uiUrl, type Log } from './stack';
 import { heartbeatOf, watchRelease } from './watch';
@@ -259,19 +260,64 @@ export function printStatus(report: Awaited<ReturnType<typeof statusReport>>, lo
   if (s.trackerRunUrl) log(`  tracker:    ${s.trackerRunUrl}`);
 }
 
-const PAST: Record<'approve' | 'reject' | 'abort', string> = { approve: 'approved', reject: 'rejected', abort: 'aborted' };
+export type DecisionKind = 'approve' | 'reject' | 'abort' | 'pause' | 'resume' | 'promote-now' | 'rollback';
+
+const PAST: Record<DecisionKind, string> = {
+  approve: 'approved',
+  reject: 'rejected',
+  abort: 'aborted',
+  pause: 'paused',
+  resume: 'resumed',
+  'promote-now': 'promoted',
+  rollback: 'rolled back',
+};
+/** The Update each CLI decision sends (names live in histories). */
+const UPDATE_NAME: Record<DecisionKind, string> = { approve: 'approve', reject: 'reject', abort: 'abort', pause: 'pause', resume: 'resume', 'promote-now': 'promoteNow', rollback: 'rollback' };
 
 /**
  * Send a decision (an Update, recorded in the release's history with our client identity) and
  * print the state the release returns after it, not the one we hoped for.
  */
-export async function decide(handle: Pick<WorkflowHandle, 'workflowId' | 'executeUpdate'>, kind: 'approve' | 'reject' | 'abort', decision: OperatorDecision, out: Output, json = false): Promise<number> {
-  const status = await handle.executeUpdate<ReleaseStatus, [OperatorDecision]>(kind, { args: [decision] });
+export async function decide(handle: Pick<WorkflowHandle, 'workflowId' | 'executeUpdate'>, kind: DecisionKind, decision: OperatorDecision, out: Output, json = false): Promise<number> {
+  const status = await handle.executeUpdate<ReleaseStatus, [OperatorDecision]>(UPDATE_NAME[kind], { args: [decision] });
   if (json) {
     out.json({ workflowId: handle.workflowId, status });
     return 0;
   }
-  const decided = status.decision ? `${status.decision.kind} by ${status.decision.by}` : PAST[kind];
+  const canaryAction = status.canary?.actions.at(-1);
+  const decided = ['approve', 'reject', 'abort'].includes(kind) && status.decision ? `${status.decision.kind} by ${status.decision.by}` : canaryAction ? `${PAST[kind]} by ${canaryAction.by}` : PAST[kind];
   out.log(`release ${handle.workflowId} is now ${decided} / ${status.outcome} (stage ${status.stage})`);
+  return 0;
+}
+
+/**
+ * Roll a release back. While it runs: the `rollback` Update (its own saga). Once it has ended
+ * Promoted: a `releaseRollbackWorkflow` (ID `rollback/<release>`, so a second call joins the first)
+ * runs the same saga from the plan in the release's result.
+ */
+export async function rollbackRelease(client: Client, cfg: ForgelineConfig, id: string, decision: OperatorDecision, out: Output, json = false): Promise<number> {
+  const handle = client.workflow.getHandle(id);
+  const desc = await handle.describe();
+  if (desc.status.name === 'RUNNING') return decide(handle, 'rollback', decision, out, json);
+  const result = (await handle.result().catch(() => undefined)) as { outcome?: string; serving?: ServingPlan } | undefined;
+  if (!result?.serving) {
+    const status = await releaseStatus(handle, desc).catch(() => undefined);
+    throw new CliError(`release ${id} ended ${status?.outcome ?? desc.status.name} without serving traffic; there is nothing to roll back`, ExitCode.Usage);
+  }
+  const workflowId = rollbackWorkflowId(id);
+  const rollback = await client.workflow.start('releaseRollbackWorkflow', {
+    taskQueue: cfg.taskQueues.control,
+    workflowId,
+    args: [{ plan: result.serving, ...decision }],
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    typedSearchAttributes: [
+      { key: ForgelineLifecycle, value: Lifecycle.Rollback },
+      { key: ForgelineModel, value: result.serving.model },
+    ],
+    staticSummary: `Roll back ${id}: ${decision.reason}`.slice(0, 200),
+  });
+  const done = (await rollback.result()) as { restored: string };
+  if (json) out.json({ workflowId, releaseId: id, restored: done.restored });
+  else out.log(`release ${id} rolled back by ${decision.by}: ${result.serving.alias} serves ${done.restored} again (${workflowId})`);
   return 0;
 }

@@ -89,6 +89,17 @@ export const ConfigSchema = z.object({
     /** Stop (gracefully) when this process goes away: set by `forgeline dev` for the workers it starts. */
     parentPid: z.coerce.number({ error: 'expected a process id' }).int('expected a process id').positive('expected a process id').optional(),
   }),
+  /** The inference servers (vLLM) releases with spec.serving load their adapters on. */
+  serving: z.object({
+    /** vLLM replica base URLs (or one Kubernetes Service / KServe InferenceService URL). */
+    vllmUrls: z
+      .string()
+      .transform((v) => v.split(',').map((u) => u.trim()).filter(Boolean))
+      .pipe(z.array(z.url({ error: 'expected base URLs such as http://127.0.0.1:8000' })).min(1, 'expected at least one URL'))
+      .optional(),
+    /** Where adapters are unpacked for the replicas to read (a volume every replica mounts). */
+    dir: z.string().min(1),
+  }),
   /** The inference gateway (src/gateway): OpenAI-compatible proxy, routing table, token limits. */
   gateway: z.object({
     port,
@@ -156,6 +167,8 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GPU_COUNT', path: ['gpu', 'count'], default: '1', doc: 'GPUs this GPU worker owns. It takes a task only when one of them is free and every task it holds has its GPUs, so a job using all of them leaves the next task to another worker.' },
   { env: 'CUDA_VISIBLE_DEVICES', path: ['gpu', 'visibleDevices'], doc: 'Physical GPUs (indices) this GPU worker may lease, the first `FORGELINE_GPU_COUNT` of them; each recipe sees only its own. Default: 0..count-1.' },
   { env: 'FORGELINE_SHUTDOWN_GRACE', path: ['worker', 'shutdownGrace'], default: '30s', doc: 'After SIGTERM (spot notice, rolling deploy) a GPU worker stops polling and asks running recipes to checkpoint and exit; this long they get before they are cancelled. The retry resumes from that checkpoint on another worker. `0s`: cancel at once.' },
+  { env: 'FORGELINE_VLLM_URLS', path: ['serving', 'vllmUrls'], doc: 'vLLM replica base URLs, comma-separated (or one Kubernetes Service / KServe InferenceService URL): the control worker loads and unloads release adapters on every one. Unset: releases with `serving` fail with ServingNotConfigured.' },
+  { env: 'FORGELINE_SERVING_DIR', path: ['serving', 'dir'], default: ({ home }) => `${home}/serving`, doc: 'Where the control worker unpacks adapters for the vLLM replicas to read (a volume every replica mounts); each stays until it is unloaded.' },
   { env: 'FORGELINE_GATEWAY_PORT', path: ['gateway', 'port'], default: '8300', doc: 'Port of the inference gateway (OpenAI-compatible `/v1/*`, admin API `/admin/*`, Prometheus `/metrics`).' },
   { env: 'FORGELINE_GATEWAY_HOST', path: ['gateway', 'host'], default: '127.0.0.1', doc: 'Address the gateway listens on (`0.0.0.0` for every interface).' },
   { env: 'FORGELINE_GATEWAY_ADMIN_TOKEN', path: ['gateway', 'adminToken'], secret: true, doc: 'Bearer token of the gateway\'s admin API (routing table, metrics window, traffic samples). Unset: the admin API refuses every call (401).' },
