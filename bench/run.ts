@@ -17,6 +17,9 @@
  *
  *   Run one or some by name: `npm run bench -- orchestration` (names: the BENCHMARKS table below).
  *
+ *   gateway: what the inference gateway adds per request against a stub upstream, with LiteLLM's
+ *   proxy as the peer and direct calls as the baseline, plus limiter decisions/s (bench/gateway.ts).
+ *
  *   gpu-recipes / gpu-multi: where the venv's torch sees CUDA, the Python GPU benchmarks run
  *   after it (bench/gpu_recipes.py; bench/gpu_multi.py when there are 2+ GPUs). Elsewhere they
  *   are skipped with a line saying so, and the committed results stay as they are.
@@ -41,6 +44,7 @@ import { fakeProbe } from '../test/fixtures/stack-probe';
 import { releaseMocks, releaseSpec, split } from '../test/fixtures/release';
 import { startPrefectPeer, type PrefectPeer } from './peers/prefect';
 import { driftBenchmark } from './drift';
+import { gatewayBenchmark } from './gateway';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
 const BATCH = 10;
@@ -419,6 +423,7 @@ function gpuBenchmarks(): number {
 const BENCHMARKS: Record<string, () => Promise<number | void> | number | void> = {
   orchestration,
   drift: driftBenchmark,
+  gateway: gatewayBenchmark,
   gpu: gpuBenchmarks,
 };
 

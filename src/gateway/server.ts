@@ -29,7 +29,7 @@ import { GatewayMetrics, MemoryWindowStore, RedisWindowStore, type RequestRecord
 import { checkKeys, DEV_KEY_TOKENS_PER_MINUTE, type ApiKey, type GatewayOptions } from './options';
 import { checkName, checkTable, InvalidChangeError, parseTargets, parseUpstream, pickTarget } from './routing';
 import { FileRoutingStore, RedisRoutingStore, type RoutingStore } from './store';
-import { Upstreams } from './upstream';
+import { UpstreamAbort, Upstreams } from './upstream';
 
 export const VERSION_HEADER = 'x-forgeline-version';
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -415,7 +415,8 @@ class Gateway {
     const sample = this.sampleRate > 0 && (this.sampleRate >= 1 || Math.random() < this.sampleRate);
     const f: Flight = { t0, requestId, alias: body.model, target, client, sample, prompt: sample ? promptText(body, this.maxTextChars) : '' };
 
-    const ac = new AbortController();
+    // An EventEmitter as undici's abort signal: the same effect as an AbortController, at a fraction of its cost per request.
+    const ac = new UpstreamAbort();
     const onClientGone = () => {
       if (!reply.raw.writableFinished) ac.abort();
     };
@@ -423,12 +424,12 @@ class Gateway {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', [REQUEST_ID_HEADER]: requestId };
     let res;
     try {
-      res = (await this.upstreams.post(target.upstream, upstream.urls, path, headers, JSON.stringify(forwarded), ac.signal)).res;
+      res = (await this.upstreams.post(target.upstream, upstream.urls, path, headers, JSON.stringify(forwarded), ac)).res;
     } catch (err) {
       void charge.settle(0).catch(() => undefined);
       const msg = `upstream '${target.upstream}' for ${target.version} failed before answering: ${(err as Error).message}${(err as { code?: string }).code ? ` (${(err as { code?: string }).code})` : ''}`;
       this.finish(f, 502, true, undefined, '');
-      if (ac.signal.aborted) return reply;
+      if (ac.aborted) return reply;
       reply.header(VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
       return send(reply, openaiError(502, msg, 'upstream_error', 'upstream_unavailable'));
     }
@@ -446,7 +447,7 @@ class Gateway {
       buf = Buffer.from(await res.body.arrayBuffer());
     } catch (err) {
       this.finish(f, 502, true, undefined, '');
-      if (ac.signal.aborted) return reply;
+      if (ac.aborted) return reply;
       reply.header(VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
       return send(reply, openaiError(502, `upstream '${target.upstream}' for ${target.version} broke off its answer: ${(err as Error).message}`, 'upstream_error', 'upstream_broken'));
     }

@@ -1,4 +1,15 @@
+import { EventEmitter } from 'node:events';
 import { Pool, type Dispatcher } from 'undici';
+
+/** Cancels an upstream request (undici takes an EventEmitter that emits 'abort' as its signal). */
+export class UpstreamAbort extends EventEmitter {
+  aborted = false;
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
+  }
+}
 
 /** One upstream URL: a keep-alive connection pool to its origin and the path prefix it serves under. */
 interface Endpoint {
@@ -42,7 +53,7 @@ export class Upstreams {
   }
 
   /** POST `body` to `path` on one of `urls`; resolves at the response headers. */
-  async post(name: string, urls: readonly string[], path: string, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<{ url: string; res: Dispatcher.ResponseData }> {
+  async post(name: string, urls: readonly string[], path: string, headers: Record<string, string>, body: string, signal: UpstreamAbort): Promise<{ url: string; res: Dispatcher.ResponseData }> {
     const start = this.turn.get(name) ?? 0;
     this.turn.set(name, (start + 1) % urls.length);
     let lastErr: unknown;
