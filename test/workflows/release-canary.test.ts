@@ -7,11 +7,11 @@ import { ErrorType } from '../../src/contracts/errors';
 import { ReleaseOutcome, ReleaseStage, type ReleaseStatus } from '../../src/contracts/release-lifecycle';
 import type { ReleaseSpecInput } from '../../src/contracts/specs/release-spec';
 import { ForgelineOutcome } from '../../src/contracts/search-attributes';
-import { modelReleaseWorkflow, pauseUpdate, promoteNowUpdate, resumeUpdate, rollbackUpdate, statusQuery } from '../../workflows';
+import { abortUpdate, modelReleaseWorkflow, pauseUpdate, promoteNowUpdate, resumeUpdate, rollbackUpdate, statusQuery } from '../../workflows';
 import { releaseMocks, releaseSpec, split } from '../fixtures/release';
 import { badCandidateTraffic, healthyTraffic, lowTraffic, servingWorld, versionMetrics, type TrafficScript } from '../fixtures/serving';
 import { failureOfType } from '../helpers/failures';
-import { getTimeSkippingEnv, isolate } from '../helpers/temporal';
+import { getLocalEnv, getTimeSkippingEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
 
 const CANDIDATE = 'demo@aaaaaaaaaaaa';
@@ -46,10 +46,10 @@ async function advanceUntil(env: TestWorkflowEnvironment, handle: WorkflowHandle
 
 async function runRelease<T>(
   ctx: Mocha.Context,
-  opts: { traffic?: TrafficScript; serving?: Partial<NonNullable<ReleaseSpecInput['serving']>>; extra?: Partial<Activities>; gpuExtra?: Partial<Activities> },
+  opts: { traffic?: TrafficScript; serving?: Partial<NonNullable<ReleaseSpecInput['serving']>>; extra?: Partial<Activities>; gpuExtra?: Partial<Activities>; realTime?: boolean },
   fn: (h: WorkflowHandle<typeof modelReleaseWorkflow>, w: ReturnType<typeof servingWorld>['world'], env: TestWorkflowEnvironment) => Promise<T>,
 ): Promise<T> {
-  const env = await getTimeSkippingEnv();
+  const env = opts.realTime ? await getLocalEnv() : await getTimeSkippingEnv();
   const { taskQueue, workflowId } = isolate(ctx, 'release');
   const pool = uniquePool();
   const { mocks } = releaseMocks();
@@ -189,6 +189,17 @@ describe('modelReleaseWorkflow canary (time-skipping test server, typed mock act
     });
   });
 
+  it('an abort mid-canary restores traffic and unloads the candidate before the release ends Aborted', async function () {
+    await runRelease(this, {}, async (handle, world) => {
+      await until(handle, (s) => s.stage === ReleaseStage.Canary && world.weights.length === 1);
+      const reply = await handle.executeUpdate(abortUpdate, { args: [who] });
+      assert.equal(reply.outcome, ReleaseOutcome.Aborted);
+      assert.deepEqual(world.route, [{ version: STABLE, upstream: 'vllm', model: 'tiny-base', weight: 100 }]);
+      assert.equal(world.loaded.has('demo-aaaaaaaaaaaa'), false);
+      await assert.rejects(handle.result(), (e: unknown) => e instanceof WorkflowFailedError && failureOfType(e, ErrorType.Aborted) !== undefined);
+    });
+  });
+
   it('an operator rollback while the previous version is kept after promotion moves production back too', async function () {
     await runRelease(this, { serving: { canary: { steps: [100], bake: '1m' }, keepPrevious: '2h' } }, async (handle, world, env) => {
       await advanceUntil(env, handle, (s) => s.stage === ReleaseStage.Production && world.production === 'aaaaaaaaaaaa', '20s');
@@ -200,11 +211,11 @@ describe('modelReleaseWorkflow canary (time-skipping test server, typed mock act
     });
   });
 
-  it('refuses canary steering before the release serves, naming why', async function () {
+  it('refuses canary steering before the release serves, naming why (real-time dev server: the release is held in training, which would stall the time-skipping server clock for later tests)', async function () {
     const { mocks } = releaseMocks();
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    await runRelease(this, { gpuExtra: { trainAdapter: async (...a: Parameters<typeof mocks.trainAdapter>) => (await gate, mocks.trainAdapter(...a)) } as Partial<Activities> }, async (handle) => {
+    await runRelease(this, { realTime: true, gpuExtra: { trainAdapter: async (...a: Parameters<typeof mocks.trainAdapter>) => (await gate, mocks.trainAdapter(...a)) } as Partial<Activities> }, async (handle) => {
       try {
         await until(handle, (s) => s.stage === ReleaseStage.Train);
         for (const u of [pauseUpdate, promoteNowUpdate, rollbackUpdate]) {

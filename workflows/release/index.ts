@@ -143,9 +143,10 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
     const failure = aborted
       ? ApplicationFailure.nonRetryable(`release aborted by ${status.decision!.by}: ${status.decision!.reason}`, ErrorType.Aborted, { decision: status.decision })
       : err;
-    // A failure after the candidate began serving restores what served before, then ends RolledBack.
-    if (plan && !rolledBack && !aborted) {
-      await rollBack(ctx!, plan, { by: 'forgeline', reason: `release failed: ${String((err as Error)?.message ?? err).split('\n', 1)[0]}` });
+    // A failure or an abort after the candidate began serving restores what served before.
+    if (plan && !rolledBack) {
+      const why = aborted ? `aborted by ${status.decision!.by}: ${status.decision!.reason}` : `release failed: ${String((err as Error)?.message ?? err).split('\n', 1)[0]}`;
+      await rollBack(ctx!, plan, { by: aborted ? status.decision!.by : 'forgeline', reason: why });
       rolledBack = true;
     }
     const outcome = aborted ? ReleaseOutcome.Aborted : rolledBack ? ReleaseOutcome.RolledBack : status.rejectReason ? ReleaseOutcome.Rejected : ReleaseOutcome.Failed;
