@@ -113,6 +113,18 @@ export class GatewayTrafficRouter implements TrafficRouter {
     return RoutingTableSchema.parse(json);
   }
 
+  /** Register or change an upstream (the replica URLs a route's versions are served from). */
+  async setUpstream(name: string, urls: string[], opts: { expectedVersion?: number; by?: string; reason?: string } = {}): Promise<RoutingTable> {
+    const headers: Record<string, string> = opts.expectedVersion !== undefined ? { 'if-match': `"${opts.expectedVersion}"` } : {};
+    const { status, json } = await this.call('PUT', `/admin/upstreams/${encodeURIComponent(name)}`, { urls, by: opts.by, reason: opts.reason }, headers);
+    if (status === 409) {
+      const body = json as { error?: { message?: string }; table?: unknown };
+      const current = RoutingTableSchema.safeParse(body.table);
+      throw new RouteConflictError(name, opts.expectedVersion, current.success ? current.data : undefined, `routing table conflict on upstream ${name}: ${body.error?.message ?? 'version mismatch'}`);
+    }
+    return RoutingTableSchema.parse(json);
+  }
+
   async metrics(alias: string, window: { from: number; to: number }): Promise<VersionMetrics[]> {
     const q = new URLSearchParams({ alias, from: String(window.from), to: String(window.to) });
     const { json } = await this.call('GET', `/admin/metrics?${q}`);

@@ -60,7 +60,7 @@ export async function startRelease(client: Client, cfg: ForgelineConfig, input: 
         ...(spec.git.sha ? [{ key: ForgelineGitSha, value: spec.git.sha }] : []),
       ],
       memo: { summary: `${spec.model} release${spec.git.sha ? ` of ${spec.git.sha}` : ''}` },
-      staticSummary: `Release ${spec.model}: fine-tune → quantize (${spec.quantization.method}) → evaluate → register`,
+      staticSummary: `Release ${spec.model}: fine-tune → quantize (${spec.quantization.method}) → evaluate → register${spec.serving ? ` → canary ${spec.serving.canary.steps.join('/')}% → production` : ''}`,
     })
     .catch((err: Error) => {
       // A release of this ID already succeeded (or was rejected, aborted, ...): show it, never redo it.
@@ -103,6 +103,34 @@ function tinyModelRecipeDigest(): string {
   return hash.digest('hex').slice(0, 12);
 }
 
+/**
+ * The config-built tiny Llama base model under FORGELINE_HOME/models (built once per version of its
+ * recipe, seeded, no download): what the demo fine-tunes and what the dev stack's vLLM serves.
+ */
+export function ensureTinyBaseModel(cfg: ForgelineConfig, log: Log): Promise<{ dir: string; recipe: string }> {
+  const recipe = tinyModelRecipeDigest();
+  const dir = path.join(cfg.home, 'models', `tiny-llama-${recipe}`);
+  // One build per process, however many callers ask (the dev stack's vLLM and the demo's release).
+  let building = tinyModelBuilds.get(dir);
+  if (!building) {
+    building = (async () => {
+      if (!existsSync(path.join(dir, 'config.json'))) {
+        log('building the tiny Llama base model from its config (seeded, no download)…');
+        const runner = new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') });
+        parseRecipeResult('make_tiny_model', await runner.run({ recipe: 'make_tiny_model', input: { size: 'tiny', seed: 0, device: 'cpu' }, outDir: dir, gpuIndices: [] }));
+      }
+      return { dir, recipe };
+    })();
+    building.catch(() => tinyModelBuilds.delete(dir));
+    tinyModelBuilds.set(dir, building);
+  }
+  return building;
+}
+const tinyModelBuilds = new Map<string, Promise<{ dir: string; recipe: string }>>();
+
+/** LoRA rank of the demo's adapters (the dev stack's vLLM is started with --max-lora-rank of at least this). */
+export const DEMO_LORA_RANK = 16;
+
 /** Publish the shipped tiny dataset and a config-built tiny base model; returns a release spec. */
 export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promise<ReleaseSpecInput> {
   const store = artifactStoreFor(cfg);
@@ -110,13 +138,7 @@ export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promis
   const dataset = await store.publishDirectory(path.join(REPO_ROOT, 'workers', 'recipes', 'data', 'tiny-instruct'), 'datasets/tiny-instruct/', { source: 'workers/recipes/data/tiny-instruct' });
   log(`dataset   artifact://${dataset.prefix} (sha256 ${dataset.digest.slice(0, 12)}…)`);
 
-  const recipe = tinyModelRecipeDigest();
-  const baseDir = path.join(cfg.home, 'models', `tiny-llama-${recipe}`);
-  if (!existsSync(path.join(baseDir, 'config.json'))) {
-    log('building the tiny Llama base model from its config (seeded, no download)…');
-    const runner = new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') });
-    parseRecipeResult('make_tiny_model', await runner.run({ recipe: 'make_tiny_model', input: { size: 'tiny', seed: 0, device: 'cpu' }, outDir: baseDir, gpuIndices: [] }));
-  }
+  const { dir: baseDir, recipe } = await ensureTinyBaseModel(cfg, log);
   const published = await store.publishDirectory(baseDir, `models/tiny-llama/base-${recipe}/`);
   const base = await registry.registerVersion({ model: 'tiny-llama', kind: 'base', prefix: published.prefix, lineage: { recipe: 'make_tiny_model', hyperparameters: { size: 'tiny', seed: 0 } }, createdAt: new Date().toISOString() });
   log(`base      ${base.ref}`);
@@ -126,7 +148,7 @@ export async function prepareDemoRelease(cfg: ForgelineConfig, log: Log): Promis
     model: 'tiny-demo',
     base: { ref: base.ref },
     dataset: { uri: `artifact://${dataset.prefix}`, sha256: dataset.digest },
-    trainer: { steps: 200, checkpointEvery: 50, learningRate: 3e-3, batchSize: 16, seqLength: 64, lora: { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] } },
+    trainer: { steps: 200, checkpointEvery: 50, learningRate: 3e-3, batchSize: 16, seqLength: 64, lora: { r: DEMO_LORA_RANK, alpha: 2 * DEMO_LORA_RANK, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] } },
     quantization: { method: 'gptq', bits: 4, groupSize: 32, calibrationSamples: 32 },
     evaluation: { suite: 'tiny-instruct', compareTo: 'base', gates: [{ metric: 'exact_match', op: '>', threshold: 0, on: 'delta' }] },
     // The checkout's commit goes into the registry's lineage (the spec gives none).

@@ -7,6 +7,7 @@ import { gpuTaskQueue } from '../contracts/task-queues';
 import { connectClient, temporalAddress } from '../temporal/connection';
 import { isListening, pipeLines, startDevServer, stopProcessGroup, type DevServer } from '../temporal/dev-server';
 import { ensureSearchAttributes } from '../temporal/search-attributes';
+import { ServingStack } from './serving-stack';
 
 export type Log = (line: string) => void;
 
@@ -26,7 +27,8 @@ interface WorkerProc {
  * The local stack behind `forgeline dev` and `forgeline demo`: a Temporal dev server (unless
  * TEMPORAL_ADDRESS is set, or one already listens on the port, which is reused), our search
  * attributes, a control worker and one GPU worker for the configured pool, each a child process
- * in its own process group. `down()` stops only what `up()` started.
+ * in its own process group. With `serving`, also the gateway and vLLM (src/cli/serving-stack.ts),
+ * which the control worker is pointed at. `down()` stops only what `up()` started.
  */
 export class LocalStack {
   private server?: DevServer;
@@ -36,10 +38,12 @@ export class LocalStack {
   client!: Client;
   /** 'started' when this stack started the dev server, 'reused' or 'remote' otherwise. */
   serverMode: 'started' | 'reused' | 'remote' = 'remote';
+  /** The gateway and vLLM, when `up({ serving: true })`. */
+  serving?: ServingStack;
 
   constructor(private readonly cfg: ForgelineConfig, private readonly log: Log) {}
 
-  async up(opts: { workers: boolean; workerLogLevel?: string; onUnexpectedExit?: (name: string, code: number | null) => void }): Promise<void> {
+  async up(opts: { workers: boolean; serving?: boolean; workerLogLevel?: string; onUnexpectedExit?: (name: string, code: number | null) => void }): Promise<void> {
     const { cfg, log } = this;
     if (cfg.temporal.address) {
       this.serverMode = 'remote';
@@ -67,8 +71,12 @@ export class LocalStack {
     }
     const ui = uiUrl(cfg);
     if (ui) log(`Temporal Web UI: http://localhost:${cfg.temporal.uiPort}`);
+    if (opts.serving) {
+      this.serving = new ServingStack(cfg, log);
+      await this.serving.up();
+    }
     if (opts.workers) {
-      const env: NodeJS.ProcessEnv = { ...process.env, FORGELINE_PARENT_PID: String(process.pid) };
+      const env: NodeJS.ProcessEnv = { ...process.env, ...this.serving?.workerEnv(), FORGELINE_PARENT_PID: String(process.pid) };
       if (opts.workerLogLevel && !process.env.FORGELINE_LOG_LEVEL) env.FORGELINE_LOG_LEVEL = opts.workerLogLevel;
       this.spawnWorker('control', path.join(REPO_ROOT, 'workers', 'control-worker.ts'), env, opts.onUnexpectedExit);
       this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), env, opts.onUnexpectedExit);
@@ -117,6 +125,7 @@ export class LocalStack {
     this.stopping = true;
     await Promise.all(this.workers.map(({ child }) => stopProcessGroup(child, 20_000)));
     this.workers = [];
+    await this.serving?.down();
     await this.connection?.close().catch(() => undefined);
     if (this.server) {
       await this.server.stop();

@@ -91,12 +91,17 @@ export async function runCanary(ctx: ReleaseContext, plan: ServingPlan, control:
     : control.promoteNow ? { promote: true, why: `promoted by ${control.promoteNow.by}: ${control.promoteNow.reason}` }
     : undefined;
 
+  let canaryStart: number | undefined;
   for (let i = 0; i < cfg.steps.length; i++) {
     const weight = cfg.steps[i]!;
     c.step = i + 1;
     if (decided()) return decided()!;
     await setCanaryWeight(ctx, plan, weight, `canary step ${i + 1}/${cfg.steps.length}: ${weight}%`);
     const stepStart = Date.now();
+    canaryStart ??= stepStart;
+    // At 100% stable gets no traffic in the step's own window (every analysis would be
+    // Inconclusive for lack of stable samples): compare over the whole canary instead.
+    const windowStart = weight >= 100 ? canaryStart : stepStart;
     let bakes = 0;
     let extensions = 0;
     for (;;) {
@@ -109,7 +114,7 @@ export async function runCanary(ctx: ReleaseContext, plan: ServingPlan, control:
         continue; // resumed: bake again from the start
       }
       bakes++;
-      const analysis = await analyze(ctx, plan, { step: i + 1, weight, from: stepStart, bake: bakes });
+      const analysis = await analyze(ctx, plan, { step: i + 1, weight, from: windowStart, bake: bakes });
       if (analysis.verdict === 'Pass') break;
       if (analysis.verdict === 'Fail') return { promote: false, why: `canary failed at step ${i + 1} (${weight}%): ${analysis.summary}` };
       if (extensions < cfg.maxExtensions) {
