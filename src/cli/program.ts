@@ -9,6 +9,8 @@ import { ensureSearchAttributes } from '../temporal/search-attributes';
 import { runStackCheck } from './check';
 import { addDriftCommands } from './drift';
 import { CliError, describeFailure, ExitCode } from './errors';
+import { gatewayOptionsFromConfig } from '../gateway/options';
+import { startGateway } from '../gateway/server';
 import { demo, dev } from './local';
 import { Output, type Stream } from './output';
 import { decide, followRelease, rollbackRelease, listModels, modelReport, parseReleaseSpec, printRegistry, printStatus, startRelease, statusReport } from './release';
@@ -112,6 +114,24 @@ export function buildProgram(out: Output, result: { code: number }): Command {
     .command('demo')
     .description('bring the local stack up (reusing a running server), run a real release of a tiny model, print what it made')
     .action(run(async () => demo(cfg(), out)));
+
+  program
+    .command('gateway')
+    .description('run the inference gateway (OpenAI-compatible /v1/*, admin API /admin/*, /metrics) until Ctrl-C; one replica, or many on FORGELINE_GATEWAY_REDIS_URL')
+    .option('--dev', 'also accept FORGELINE_GATEWAY_DEV_KEY (default forgeline-dev) with a generous limit')
+    .action(
+      run(async (opts: { dev?: boolean }) => {
+        const c = cfg();
+        const gw = await startGateway(gatewayOptionsFromConfig(c, { dev: opts.dev === true }));
+        out.log(`forgeline gateway listening on ${gw.url} (routing table version ${gw.table().version}; ${c.gateway.redisUrl ? 'shared state in Redis' : `table in ${c.gateway.stateDir}`})`);
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', () => resolve());
+          process.once('SIGTERM', () => resolve());
+        });
+        await gw.close();
+        return 0;
+      }),
+    );
 
   program
     .command('check')
