@@ -20,6 +20,9 @@
  *   gateway: what the inference gateway adds per request against a stub upstream, with LiteLLM's
  *   proxy as the peer and direct calls as the baseline, plus limiter decisions/s (bench/gateway.ts).
  *
+ *   serving: output tokens/s of the real vLLM server on CPU (the vLLM venv), base vs one and two
+ *   LoRA adapters active, and base vs the W4A16 candidate from our quantize recipe (bench/serving.ts).
+ *
  *   gpu-recipes / gpu-multi: where the venv's torch sees CUDA, the Python GPU benchmarks run
  *   after it (bench/gpu_recipes.py; bench/gpu_multi.py when there are 2+ GPUs). Elsewhere they
  *   are skipped with a line saying so, and the committed results stay as they are.
@@ -44,6 +47,7 @@ import { fakeProbe } from '../test/fixtures/stack-probe';
 import { releaseMocks, releaseSpec, split } from '../test/fixtures/release';
 import { startPrefectPeer, type PrefectPeer } from './peers/prefect';
 import { driftBenchmark } from './drift';
+import { servingBenchmark } from './serving';
 import { gatewayBenchmark } from './gateway';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
@@ -423,6 +427,7 @@ function gpuBenchmarks(): number {
 const BENCHMARKS: Record<string, () => Promise<number | void> | number | void> = {
   orchestration,
   drift: driftBenchmark,
+  serving: servingBenchmark,
   gateway: gatewayBenchmark,
   gpu: gpuBenchmarks,
 };

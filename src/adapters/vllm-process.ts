@@ -17,9 +17,10 @@
  *   than with int8 activations. On GPUs these variables are ignored; pass GPU flags in `extraArgs`
  *   (README "Serving on vLLM").
  * - The server is the leader of its own process group. `stop()` sends SIGTERM to the group and
- *   SIGKILL after `killGraceMs`; it never outlives this process: if this process exits, the group is
- *   killed from an exit hook, and if it dies without running hooks (kill -9, OOM), a watcher thread
- *   inside the server sees its parent change and kills the group within a second.
+ *   SIGKILL after `killGraceMs`, and resolves once no process of the group is left. The server
+ *   never outlives this process: if this process exits, the group is killed from an exit hook, and
+ *   if it dies without running hooks (kill -9, OOM), a watcher thread inside the server sees its
+ *   parent change and kills the group within a second.
  * - `startVllm` resolves once `GET /health` answers 200; if the server exits first or is not
  *   healthy within `startTimeoutMs`, it rejects with the last lines of the server's output (and the
  *   group is gone).
@@ -30,6 +31,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../ports/errors';
+import { processGroupAlive } from './local-job-runner';
 
 export interface StartVllmOptions {
   /** Model directory (a Hugging Face checkpoint: base, merged, or compressed-tensors quantized). */
@@ -76,7 +78,7 @@ export interface VllmServer {
   readonly servedModelName: string;
   /** The last lines the server printed. */
   outputTail(): string;
-  /** Stop the whole process group; resolves when the leader has exited. Idempotent. */
+  /** Stop the whole process group; resolves once none of its processes is left. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -207,13 +209,19 @@ export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      const graceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
+      const deadline = Date.now() + graceMs;
       if (!hasExited()) {
         killGroup(pid, 'SIGTERM');
-        const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
+        const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), graceMs);
         await exited;
         clearTimeout(timer);
       }
-      killGroup(pid, 'SIGKILL'); // engine processes that outlived the leader, if any
+      // The engine processes may still be shutting down: wait for them within the grace period,
+      // then kill what is left, and return only once nothing of the group runs.
+      while (processGroupAlive(pid) && Date.now() < deadline) await sleep(100);
+      killGroup(pid, 'SIGKILL');
+      for (let i = 0; i < 100 && processGroupAlive(pid); i++) await sleep(50);
       process.removeListener('exit', onParentExit);
     })();
     return stopping;

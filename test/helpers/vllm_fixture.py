@@ -4,6 +4,7 @@
         DIR/base        the tiny Llama (workers/recipes/make_tiny_model.py's build, seed 0, float32)
         DIR/adapter-a   a LoRA adapter (r=8) on every linear layer, randomly initialised, A and B nonzero
         DIR/adapter-b   another (r=16, other seed)
+        (--size 40m --no-reference: the benchmark's larger model and adapters, no reference)
         DIR/reference.json  greedy continuations (token ids) of the same prompts under base, a and b,
                         computed with transformers (+ PEFT for a and b)
 
@@ -33,6 +34,40 @@ sys.path.insert(0, str(RECIPES))
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ADAPTERS = {"adapter-a": {"r": 8, "lora_alpha": 16, "seed": 1}, "adapter-b": {"r": 16, "lora_alpha": 16, "seed": 2}}
+
+
+# Shapes for the serving benchmark on small CPUs, between ``tiny`` (0.4M parameters: all overhead)
+# and ``0.5b`` (a few tokens/s on 2 shared cores). Input dims are multiples of 128 (GPTQ groups).
+BENCH_SHAPES: dict[str, dict[str, int]] = {
+    # ~42M parameters, 84 MB in bf16
+    "40m": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 8, "vocab_size": 4096, "max_position_embeddings": 512},
+}
+
+
+def build_bench_model(size: str, out: Path) -> None:
+    """A seeded random Llama of a BENCH_SHAPES shape in bf16, with the tiny-instruct tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from forgeline_recipes.tiny import BOS, EOS, PAD, SPECIAL_TOKENS, build_word_tokenizer, task_vocabulary
+
+    shape = BENCH_SHAPES[size]
+    tokenizer = build_word_tokenizer(task_vocabulary(), shape["max_position_embeddings"])
+    config = LlamaConfig(
+        **shape,
+        hidden_act="silu",
+        rms_norm_eps=1e-5,
+        initializer_range=shape["hidden_size"] ** -0.5,
+        tie_word_embeddings=False,
+        pad_token_id=SPECIAL_TOKENS.index(PAD),
+        bos_token_id=SPECIAL_TOKENS.index(BOS),
+        eos_token_id=SPECIAL_TOKENS.index(EOS),
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 def greedy(model: Any, ids: list[int], steps: int) -> tuple[list[int], float]:
@@ -72,7 +107,7 @@ def make_adapter(base_dir: Path, out: Path, r: int, lora_alpha: int, seed: int) 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto")
     torch.manual_seed(seed)
     # init_lora_weights=False: B is random too (PEFT's default zeroes it, which is a no-op adapter).
     config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=TARGETS, init_lora_weights=False, task_type="CAUSAL_LM")
@@ -91,9 +126,15 @@ def models(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     out = Path(args.out)
     base_dir = out / "base"
-    build_model("tiny", 0, base_dir, "float32")
+    if args.size in BENCH_SHAPES:
+        build_bench_model(args.size, base_dir)
+    else:
+        build_model(args.size, 0, base_dir, "float32" if args.size == "tiny" else None)
     for name, a in ADAPTERS.items():
         make_adapter(base_dir, out / name, a["r"], a["lora_alpha"], a["seed"])
+    made = {"size": args.size, "base": str(base_dir), **{n: str(out / n) for n in ADAPTERS}}
+    if args.no_reference:
+        return made
 
     tokenizer = load_tokenizer(base_dir)
     variants: dict[str, Any] = {"base": AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()}
@@ -120,7 +161,7 @@ def models(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"only {len(kept)} of {tried} prompts have margin >= {args.min_margin} and distinct outputs; need {args.prompts}")
     reference = {"new_tokens": args.new_tokens, "min_margin": args.min_margin, "variants": list(variants), "prompts": kept}
     (out / "reference.json").write_text(json.dumps(reference) + "\n", encoding="utf-8")
-    return {"base": str(base_dir), **{n: str(out / n) for n in ADAPTERS}, "reference": str(out / "reference.json"), "prompts": len(kept), "tried": tried}
+    return {**made, "reference": str(out / "reference.json"), "prompts": len(kept), "tried": tried}
 
 
 def reference(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,6 +205,8 @@ def main(argv: list[str]) -> int:
     m.add_argument("--new-tokens", type=int, default=6)
     m.add_argument("--min-margin", type=float, default=0.05)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--size", default="tiny", help="a size of forgeline_recipes.tiny.SIZES, or a benchmark shape (40m)")
+    m.add_argument("--no-reference", action="store_true", help="only the model and adapters (the benchmark)")
     r = sub.add_parser("reference")
     r.add_argument("--model", required=True)
     r.add_argument("--base", help="also record the greedy continuations of this model (to tell the two apart)")

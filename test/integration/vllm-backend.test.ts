@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -126,6 +127,13 @@ describe('vLLM serving backend on CPU (integration, real vLLM servers)', functio
     if (this.currentTest?.state === 'failed') console.log(logs.slice(-80).join('\n'));
   });
 
+  it('refuses replica URLs it cannot use, naming the entry', function () {
+    assert.throws(() => new VllmServingBackend({ urls: [] }), /urls must list at least one replica/);
+    assert.throws(() => new VllmServingBackend({ urls: ['localhost:8000'] }), /urls\[0\] 'localhost:8000' must be http:\/\/ or https:\/\//);
+    assert.throws(() => new VllmServingBackend({ urls: ['http://a:1', 'http://a:1/v1/'] }), /lists http:\/\/a:1 twice/);
+    assert.deepEqual(new VllmServingBackend({ urls: ['http://a:1/v1', 'http://b:2/'] }).urls, ['http://a:1', 'http://b:2']);
+  });
+
   describe('two replicas of the base model with runtime LoRA', function () {
     this.timeout(120_000);
     let replicas: VllmServer[] = [];
@@ -233,6 +241,43 @@ describe('vLLM serving backend on CPU (integration, real vLLM servers)', functio
       assert.deepEqual(plain.tokenIds, p['adapter-b']);
       const streamed = await complete(replicas[0]!.url, 'adapter-b', p.prompt_ids, ref.new_tokens, true);
       assert.equal(streamed.text, plain.text);
+    });
+
+    it('retries a transient fault: a load whose answer was lost (502 after the replica loaded it) converges', async function () {
+      // A pass-through proxy in front of replica 1 that, for the first load only, forwards it and
+      // then answers 502, as a dropped connection or a gateway timeout would.
+      const seen: string[] = [];
+      let failed = false;
+      const proxy = http.createServer((req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString()));
+        req.on('end', () => {
+          void (async () => {
+            seen.push(`${req.method} ${req.url}`);
+            const upstream = await fetch(replicas[0]!.url + req.url, { method: req.method, headers: { 'content-type': 'application/json' }, ...(req.method === 'POST' ? { body } : {}) });
+            const text = await upstream.text();
+            if (req.url === '/v1/load_lora_adapter' && !failed) {
+              failed = true;
+              res.writeHead(502).end('bad gateway');
+              return;
+            }
+            res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'text/plain' }).end(text);
+          })();
+        });
+      });
+      const port = await freePort();
+      await new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
+      try {
+        const copy = path.join(dir, 'adapter-a-retry');
+        await cp(paths['adapter-a'], copy, { recursive: true });
+        const viaProxy = new VllmServingBackend({ urls: [`http://127.0.0.1:${port}`], retryDelayMs: 50 });
+        await viaProxy.loadAdapter({ name: 'adapter-a-retry', path: copy, base: BASE });
+        assert.deepEqual(seen.filter((r) => r.startsWith('POST')), ['POST /v1/load_lora_adapter', 'POST /v1/load_lora_adapter']);
+        assert.deepEqual((await viaProxy.listModels()).find((m) => m.id === 'adapter-a-retry'), { id: 'adapter-a-retry', parent: BASE, root: copy });
+        await viaProxy.unloadAdapter('adapter-a-retry');
+      } finally {
+        proxy.close();
+      }
     });
 
     it('a missing adapter path is a terminal error naming it; the replicas stay healthy', async function () {
