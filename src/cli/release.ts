@@ -189,7 +189,7 @@ export async function printRegistry(cfg: ForgelineConfig, model: string, log: Lo
   }
 }
 
-const OUTCOME_FROM_SEARCH_ATTRIBUTE: Record<string, ReleaseOutcome> = { Succeeded: 'Candidate', Rejected: 'Rejected', Failed: 'Failed', Aborted: 'Aborted', Running: 'Running' };
+const OUTCOME_FROM_SEARCH_ATTRIBUTE: Record<string, ReleaseOutcome> = { Succeeded: 'Candidate', Candidate: 'Candidate', Promoted: 'Promoted', RolledBack: 'RolledBack', Rejected: 'Rejected', Failed: 'Failed', Aborted: 'Aborted', Running: 'Running' };
 
 /**
  * What a closed release recorded in its memo and search attributes. A closed workflow answers a
