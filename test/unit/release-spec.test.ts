@@ -49,4 +49,31 @@ describe('ReleaseSpecSchema (validated at the edge and as the first activity)', 
     const base = validateSpec(ReleaseSpecSchema, { ...minimal, base: { url: 'hf://x' } });
     assert.ok(!base.ok && base.problems.some((p) => p.startsWith('base: expected { "path"')));
   });
+  it('completes a serving section with the canary, monitor and analysis defaults; no serving means the release ends at candidate', function () {
+    assert.equal((validateSpec(ReleaseSpecSchema, minimal) as { ok: true; value: { serving?: unknown } }).value.serving, undefined);
+    const v = validateSpec(ReleaseSpecSchema, { ...minimal, serving: { baseModel: 'tiny-base' } });
+    assert.ok(v.ok);
+    const s = v.value.serving!;
+    assert.deepEqual(s.canary.steps, [5, 25, 50, 100]);
+    assert.equal(s.canary.bake, '10m');
+    assert.equal(s.upstream, 'vllm');
+    assert.equal(s.keepPrevious, '1h');
+    assert.equal(s.canary.analysis.confidence, 0.98);
+    assert.equal(s.monitor.onBreach, 'alert');
+    assert.equal(s.monitor.method, 'model');
+  });
+
+  it('refuses a canary plan the analysis could not judge, and a retrain policy without a dataset, naming the field', function () {
+    const problems = (serving: unknown) => {
+      const v = validateSpec(ReleaseSpecSchema, { ...minimal, serving });
+      assert.ok(!v.ok);
+      return v.problems.join('\n');
+    };
+    assert.match(problems({ baseModel: 'b', canary: { steps: [100] } }), /^serving\.canary\.steps: expected a first step below 100/m);
+    assert.match(problems({ baseModel: 'b', canary: { steps: [5, 50] } }), /^serving\.canary\.steps: expected the last step to be 100/m);
+    assert.match(problems({ baseModel: 'b', canary: { steps: [50, 25, 100] } }), /^serving\.canary\.steps: expected increasing percents/m);
+    assert.match(problems({ baseModel: 'b', canary: { bake: '10 minutes' } }), /^serving\.canary\.bake: expected a duration/m);
+    assert.match(problems({ baseModel: 'b', monitor: { onBreach: 'retrain' } }), /^serving\.monitor\.retrain: onBreach retrain needs retrain\.dataset/m);
+    assert.match(problems({ canary: {} }), /^serving\.baseModel: /m);
+  });
 });

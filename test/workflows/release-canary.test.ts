@@ -201,7 +201,7 @@ describe('modelReleaseWorkflow canary (time-skipping test server, typed mock act
   });
 
   it('an operator rollback while the previous version is kept after promotion moves production back too', async function () {
-    await runRelease(this, { serving: { canary: { steps: [100], bake: '1m' }, keepPrevious: '2h' } }, async (handle, world, env) => {
+    await runRelease(this, { serving: { canary: { steps: [50, 100], bake: '1m' }, keepPrevious: '2h' } }, async (handle, world, env) => {
       await advanceUntil(env, handle, (s) => s.stage === ReleaseStage.Production && world.production === 'aaaaaaaaaaaa', '20s');
       const reply = await handle.executeUpdate(rollbackUpdate, { args: [who] });
       assert.equal(reply.outcome, ReleaseOutcome.RolledBack);
@@ -229,7 +229,7 @@ describe('modelReleaseWorkflow canary (time-skipping test server, typed mock act
   });
 
   it('starts the drift monitor as an abandoned child on promotion', async function () {
-    await runRelease(this, { serving: { canary: { steps: [100], bake: '1m' }, keepPrevious: '1m', monitor: { enabled: true, every: '1h', checksPerRun: 1, duration: '2h' } } }, async (handle, _world, env) => {
+    await runRelease(this, { serving: { canary: { steps: [50, 100], bake: '1m' }, keepPrevious: '1m', monitor: { enabled: true, every: '1h', checksPerRun: 1, duration: '2h' } } }, async (handle, _world, env) => {
       const result = await handle.result();
       assert.equal(result.outcome, ReleaseOutcome.Promoted);
       const monitorId = driftMonitorWorkflowId('demo', (await handle.describe()).workflowId);

@@ -133,6 +133,7 @@ function ServingSchema() {
         .max(20, 'expected at most 20 steps')
         .refine((s) => s.every((x, i) => i === 0 || x > s[i - 1]!), 'expected increasing percents, e.g. [5, 25, 50, 100]')
         .refine((s) => s[s.length - 1] === 100, 'expected the last step to be 100 (all traffic on the candidate)')
+        .refine((s) => s[0]! < 100, 'expected a first step below 100: the analysis compares the candidate with stable while both serve, e.g. [10, 100]')
         .default([5, 25, 50, 100]),
       bake: duration.default('10m'),
       maxExtensions: z.number().int().min(0, 'expected 0 or more extensions').max(20).default(2),
