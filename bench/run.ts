@@ -381,7 +381,7 @@ async function orchestration(): Promise<void> {
 
   const result = {
     benchmark: 'orchestration',
-    what: 'what an orchestrator adds per lifecycle with no-op activities: release = 9 activities (6 on the control queue, eager; 3 on gpu-<pool>), stack-check = 2; lifecycleMs from the history (start → completion), clientWallMs from start call to result; cpuMsPerRun: CPU time per lifecycle of the client side (Temporal: this process, i.e. workers + client; Prefect: the flow\'s process) and of the server, over the measured runs (load-independent, unlike wall times)',
+    what: 'what an orchestrator adds per lifecycle with no-op activities: release = 9 activities (6 light control steps as local activities in the control worker, which runs the workflow; 3 on gpu-<pool>), stack-check = 2; lifecycleMs from the history (start → completion), clientWallMs from start call to result; cpuMsPerRun: CPU time per lifecycle of the client side (Temporal: this process, i.e. workers + client; Prefect: the flow\'s process) and of the server, over the measured runs (load-independent, unlike wall times)',
     temporalCli,
     devServerDynamicConfig: DEV_SERVER_DYNAMIC_CONFIG,
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
