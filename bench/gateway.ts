@@ -27,6 +27,7 @@ import { REPO_ROOT } from '../src/config/load';
 import { TokenLimiter } from '../src/gateway/limits';
 import { pipeLines, stopProcessGroup } from '../src/temporal/dev-server';
 import { freePort } from '../test/helpers/processes';
+import { cpuMs, percentile, round } from './measure';
 
 interface AutocannonResult {
   requests: { average: number; total: number };
@@ -53,23 +54,7 @@ const LITELLM_KEY = 'sk-bench-litellm-master';
 const BODY = { messages: [{ role: 'user', content: 'Say hello in one word.' }], max_tokens: 16 };
 
 const log = (line: string) => console.log(`bench gateway: ${line}`);
-const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const load = () => os.loadavg().map((x) => round(x, 2));
-
-function percentile(sorted: number[], p: number): number {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
-function cpuMs(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return undefined;
-  }
-}
 
 /** CPU of a process and its children (LiteLLM runs under a launcher), ms. */
 function treeCpuMs(pid: number | undefined): number | undefined {

@@ -49,17 +49,12 @@ import { startPrefectPeer, type PrefectPeer } from './peers/prefect';
 import { driftBenchmark } from './drift';
 import { servingBenchmark } from './serving';
 import { gatewayBenchmark } from './gateway';
+import { cpuMs, percentile, round } from './measure';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
 const BATCH = 10;
 const WARMUP = 3;
 const RELEASE_STAGES = ['validateReleaseSpec', 'openReleaseRun', 'trainAdapter', 'quantizeModel', 'runEvalSuite', 'logGateResults', 'registerRelease', 'promoteCandidate', 'closeReleaseRun'] as const;
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
 
 function stats(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
@@ -72,24 +67,8 @@ function perStage(lifecycle: ReturnType<typeof stats>, stages: number) {
   return { p50: round(lifecycle.p50 / stages), p95: round(lifecycle.p95 / stages) };
 }
 
-const round = (x: number) => Math.round(x * 1000) / 1000;
-
 function ms(t: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
   return Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
-}
-
-/**
- * CPU time (user + system, ms) that process `pid` has used so far, from /proc (Linux, 100 ticks a
- * second); undefined where that cannot be read.
- */
-function cpuMs(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The pid of the `temporal server start-dev` listening on `address` (host:port), from /proc. */

@@ -31,6 +31,7 @@ import { performance } from 'node:perf_hooks';
 import { VllmServingBackend } from '../src/adapters/vllm-backend';
 import { startVllm, vllmPython, type StartVllmOptions, type VllmServer } from '../src/adapters/vllm-process';
 import { REPO_ROOT } from '../src/config/load';
+import { round } from './measure';
 
 const SIZE = process.env.FORGELINE_BENCH_SERVING_SIZE ?? '40m';
 const REQUESTS = Number(process.env.FORGELINE_BENCH_SERVING_REQUESTS ?? 16);
@@ -39,7 +40,6 @@ const CONCURRENCY = Number(process.env.FORGELINE_BENCH_SERVING_CONCURRENCY ?? 8)
 const NEW_TOKENS = 64;
 const KV_GIB = 2;
 
-const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const load = () => os.loadavg().map((x) => round(x, 2));
 const log = (line: string) => console.log(`bench serving: ${line}`);
 

@@ -32,6 +32,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../ports/errors';
 import { processGroupAlive } from './local-job-runner';
+import { pipeLines } from '../temporal/dev-server';
 
 export interface StartVllmOptions {
   /** Model directory (a Hugging Face checkpoint: base, merged, or compressed-tensors quantized). */
@@ -188,19 +189,7 @@ export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
     await new Promise((r) => child.once('error', r));
     throw new ConfigError(`could not start ${python}`);
   }
-  for (const stream of [child.stdout!, child.stderr!]) {
-    let buf = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      buf += chunk;
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        onLine(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    });
-    stream.on('end', () => buf && onLine(buf));
-  }
+  pipeLines(child, onLine);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const hasExited = () => child.exitCode !== null || child.signalCode !== null;
   const onParentExit = () => killGroup(pid, 'SIGKILL');

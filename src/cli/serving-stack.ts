@@ -44,7 +44,8 @@ const BY = 'forgeline dev stack';
 
 export type VllmMode = 'started' | 'user' | 'reused';
 
-function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
