@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 /** Shared by the benchmarks: percentiles by the nearest-rank rule, rounding, and process CPU time. */
 
@@ -22,4 +24,24 @@ export function cpuMs(pid: number | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Writes one section of a results file shared by several benchmarks (bench/results/<file>.json),
+ * keeping the other sections as they are: `{ benchmark, sections: { <name>: {...} } }`. Each
+ * section carries its own machine, load and time, since sections are measured at different times.
+ */
+export function writeResultSection(file: string, section: string, value: object): string {
+  const target = path.join(__dirname, 'results', `${file}.json`);
+  let doc: { benchmark: string; sections: Record<string, unknown> } = { benchmark: file, sections: {} };
+  if (existsSync(target)) doc = JSON.parse(readFileSync(target, 'utf8')) as typeof doc;
+  doc.sections[section] = {
+    ...value,
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    loadavg: os.loadavg().map((x) => round(x, 2)),
+    measuredAt: new Date().toISOString(),
+  };
+  mkdirSync(path.dirname(target), { recursive: true });
+  writeFileSync(target, JSON.stringify(doc, null, 1) + '\n');
+  return target;
 }

@@ -48,6 +48,16 @@ export const ErrorType = {
   RolledBack: 'RolledBack',
   /** A lifecycle needs serving (vLLM, the gateway) that this worker was not configured with. */
   ServingNotConfigured: 'ServingNotConfigured',
+  /**
+   * A vector store refused a write or read that retrying cannot fix: vectors of the wrong width for
+   * the index version, a version or alias that does not exist, a name the store cannot hold. The
+   * message names the store, the index and version, and the fix.
+   */
+  VectorStoreRejected: 'VectorStoreRejected',
+  /** An index alias moved meanwhile (compare-and-swap lost): nothing was changed. */
+  AliasConflict: 'AliasConflict',
+  /** A retrieval-quality or count check of a new index version failed: the alias was not moved. */
+  ValidationFailed: 'ValidationFailed',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
