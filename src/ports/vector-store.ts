@@ -84,6 +84,8 @@ export interface VectorStore {
   dropVersion(index: string, version: string): Promise<void>;
   upsert(index: string, version: string, records: readonly VectorRecord[]): Promise<void>;
   delete(index: string, version: string, ids: readonly string[]): Promise<void>;
+  /** The records of `ids` the version holds, with their vectors (absent ids are left out). */
+  fetch(index: string, version: string, ids: readonly string[]): Promise<VectorRecord[]>;
   /** Which of `ids` the version holds (for skipping unchanged chunks on a re-run). */
   existingIds(index: string, version: string, ids: readonly string[]): Promise<Set<string>>;
   count(index: string, version: string): Promise<number>;
