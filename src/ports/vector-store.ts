@@ -122,3 +122,18 @@ export class AliasConflictError extends ForgelineError {
     );
   }
 }
+
+/**
+ * Compare-and-swap pointer records for stores without native aliases (pgvector, Pinecone): one
+ * row per (store, index, alias), moved with the same rules as `VectorStore.swapAlias`. The SQL
+ * implementation (a table in PGlite or PostgreSQL) is the default; `store` scopes the records so
+ * several stores can share one registry (e.g. `pinecone:my-project/docs`).
+ */
+export interface AliasRegistry {
+  get(store: string, index: string, alias: string): Promise<AliasRecord | null>;
+  /** Moves the alias if it still points at `expected` (null: unset); AliasConflictError otherwise. */
+  swap(store: string, index: string, alias: string, version: string, expected: string | null): Promise<AliasRecord>;
+  /** Aliases of an index that point at `version` (dropVersion refuses while there are any). */
+  pointingAt(store: string, index: string, version: string): Promise<string[]>;
+  close(): Promise<void>;
+}
