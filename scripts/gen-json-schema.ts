@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT } from '../src/config/load';
+import { ReembedSpecSchema } from '../src/contracts/specs/reembed-spec';
 import { ReleaseSpecSchema } from '../src/contracts/specs/release-spec';
 import { RECIPE_CONTRACTS, RecipeEventSchema } from '../src/contracts/recipes';
 import { runMain } from '../src/cli/run-main';
@@ -24,6 +25,7 @@ export const SCHEMA_DIR = path.join(REPO_ROOT, 'docs', 'schemas');
 /** Every published schema: file name under docs/schemas/ and the zod schema it comes from. */
 export const PUBLISHED_SCHEMAS: ReadonlyArray<{ file: string; schema: z.ZodType }> = [
   { file: 'release-spec.schema.json', schema: ReleaseSpecSchema },
+  { file: 'reembed-spec.schema.json', schema: ReembedSpecSchema },
   ...Object.entries(RECIPE_CONTRACTS).flatMap(([recipe, { input, result }]) => [
     { file: `recipes/${recipe}.input.schema.json`, schema: input },
     { file: `recipes/${recipe}.result.schema.json`, schema: result },

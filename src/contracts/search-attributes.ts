@@ -34,6 +34,10 @@ export const Lifecycle = {
   Rollback: 'rollback',
   /** The drift monitor of a promoted release. */
   DriftMonitor: 'drift-monitor',
+  /** A corpus re-embedded into a new vector index version (reembedCorpusWorkflow). */
+  Reembed: 'reembed',
+  /** A scheduled check of a vector index's embedding drift (embeddingDriftWorkflow). */
+  EmbeddingDrift: 'embedding-drift',
 } as const;
 export type Lifecycle = (typeof Lifecycle)[keyof typeof Lifecycle];
 

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { batchCount, gateFailures, manifestKeys, reembedWorkflowId, versionName } from '../../src/contracts/reembed-spec';
+import { ReembedSpecSchema } from '../../src/contracts/specs/reembed-spec';
+import { formatProblems, validateSpec } from '../../src/contracts/validate';
+
+const minimal = { corpus: { name: 'docs', source: { folder: '/srv/docs' } }, store: { index: 'docs' } };
+
+function problems(input: unknown): string {
+  const v = validateSpec(ReembedSpecSchema, input);
+  assert.equal(v.ok, false, 'expected the spec to be refused');
+  return formatProblems('reembed spec', (v as { problems: string[] }).problems);
+}
+
+describe('reembed spec (src/contracts/specs/reembed-spec.ts)', function () {
+  it('fills the defaults: 512/64 tokens, all-MiniLM-L6-v2, pool cpu, alias live, cosine, 7d retirement', function () {
+    const spec = ReembedSpecSchema.parse(minimal);
+    assert.deepEqual(spec.chunking, { chunkTokens: 512, overlapTokens: 64 });
+    assert.deepEqual(spec.embedding, { model: 'sentence-transformers/all-MiniLM-L6-v2', batchSize: 64 });
+    assert.equal(spec.pool, 'cpu');
+    assert.deepEqual(spec.store, { index: 'docs', alias: 'live', metric: 'cosine' });
+    assert.equal(spec.retireAfter, '7d');
+    assert.deepEqual(spec.validation, { k: 5, minRecallAtK: 0, minMrr: 0, minOverlapAtK: 0 });
+  });
+
+  it('refuses an unknown embedding model, naming the field and the installed one', function () {
+    const msg = problems({ ...minimal, embedding: { model: 'BAAI/bge-large-en' } });
+    assert.match(msg, /embedding\.model: unknown embedding model: the workers have sentence-transformers\/all-MiniLM-L6-v2/);
+  });
+
+  it('refuses chunks over 1024 tokens, an overlap not below the chunk size, and a bad retireAfter', function () {
+    assert.match(problems({ ...minimal, chunking: { chunkTokens: 2048 } }), /chunking\.chunkTokens: expected at most 1024 tokens/);
+    assert.match(problems({ ...minimal, chunking: { chunkTokens: 128, overlapTokens: 128 } }), /chunking\.overlapTokens: expected overlapTokens below chunkTokens/);
+    assert.match(problems({ ...minimal, retireAfter: 'a week' }), /retireAfter: expected a duration such as 90s/);
+  });
+
+  it('refuses a source that is neither a folder nor an artifact prefix, and index names a store cannot hold', function () {
+    assert.match(problems({ ...minimal, corpus: { name: 'docs', source: { url: 'http://x' } } }), /corpus\.source: expected \{ "folder"/);
+    assert.match(problems({ ...minimal, store: { index: 'Docs-1' } }), /store\.index: expected a index name/);
+    assert.match(problems({ ...minimal, validation: { minRecallAtK: 1.5 } }), /validation\.minRecallAtK: expected a number from 0 to 1/);
+    assert.match(problems({ ...minimal, extra: true }), /Unrecognized key/);
+  });
+
+  it('names versions and workflow IDs from a time, and manifest keys per slice and batch', function () {
+    const at = new Date('2026-12-03T06:10:42.123Z');
+    assert.equal(versionName(at), 'v20261203_061042');
+    assert.match(versionName(at), /^[a-z][a-z0-9_]{0,47}$/);
+    assert.equal(reembedWorkflowId('docs', at), 'reembed/docs/2026120306');
+    assert.equal(manifestKeys.vectors('reembed/docs/v1/', 3, 12), 'reembed/docs/v1/vectors/000003/000012.npy');
+    assert.equal(batchCount(129, 64), 3);
+  });
+
+  it('the gate fails on a count mismatch and each figure under its minimum, one line each', function () {
+    const gate = { k: 5, minRecallAtK: 0.8, minMrr: 0.5, minOverlapAtK: 0.6 };
+    assert.deepEqual(gateFailures(gate, { expectedCount: 10, count: 10, queries: 4, k: 5, recallAtK: 0.9, mrr: 0.7, overlapAtK: 0.8 }), []);
+    const f = gateFailures(gate, { expectedCount: 10, count: 9, queries: 4, k: 5, recallAtK: 0.5, mrr: 0.2, overlapAtK: 0.1 });
+    assert.equal(f.length, 4);
+    assert.match(f[0]!, /count: the new version holds 9 vectors, the chunk manifest 10/);
+    assert.match(f[1]!, /recall@5 0\.500 < validation\.minRecallAtK 0\.8/);
+    assert.match(gateFailures(gate, { expectedCount: 1, count: 1, queries: 0, k: 5 })[0]!, /no labelled queries/);
+  });
+});
