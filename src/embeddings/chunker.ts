@@ -1,0 +1,277 @@
+/**
+ * Token-aware chunking with the embedding model's own tokenizer.
+ *
+ * Contract (what `chunkDocument` guarantees):
+ * - Every chunk's `tokenCount` is the number of tokens the model receives for `text`, [CLS] and
+ *   [SEP] included, and never exceeds `chunkTokens`.
+ * - `text` is exactly `doc.text.slice(startChar, endChar)`, trimmed of whitespace at both ends.
+ * - A chunk never spans two sections: a heading always starts a new chunk, and the chunk carries
+ *   its section's heading path.
+ * - Inside a section, a chunk ends at the best boundary that keeps it at least half full:
+ *   paragraph (blank line) > sentence (., !, ?, 。, ！, ？ and the like, then a space or line end)
+ *   > line > word (whitespace, punctuation, a CJK ideograph). It ends inside a word only when a
+ *   single word is longer than the chunk, then between its wordpieces.
+ * - `overlapTokens`: the next chunk of a section starts at the earliest word such that at most
+ *   that many tokens of the previous chunk are repeated. 0 ≤ overlap < chunkTokens / 2.
+ * - Chunks with no tokens at all (only characters the tokenizer deletes) are not emitted; an empty
+ *   or whitespace-only document gives no chunks.
+ *
+ * The model's limit: sentence-transformers truncates every input at the model's max_seq_length
+ * (256 tokens for all-MiniLM-L6-v2), so tokens of a larger chunk past it are not embedded.
+ * `chunkTokens` may still go up to 1024 (the spec's range): with `modelLimit: 'warn'` (default)
+ * `validateChunking` returns a warning saying so, which the caller logs; with `'refuse'` a
+ * larger `chunkTokens` is an InvalidSpec error.
+ *
+ * Chunk ids are stable content hashes: the first 32 hex digits of sha256 over
+ * (id scheme version, model, chunkTokens, overlapTokens, document id, occurrence, text).
+ * - model: a vector is only valid for the model that made it;
+ * - chunkTokens, overlapTokens: an index version is built with one chunking, and its ids name it
+ *   (changing either moves nearly every boundary anyway, so little reuse would be lost);
+ * - document id: identical boilerplate in two documents stays two records, each retrieving its
+ *   own document (renaming a file re-embeds it);
+ * - occurrence (the n-th chunk of the document with this very text): a paragraph repeated inside
+ *   one document keeps distinct ids;
+ * - not the offsets: an edit above a chunk shifts it without changing its id, so a re-run
+ *   re-embeds only the chunks whose text changed.
+ *
+ * Speed: the section is tokenized once, by whitespace-separated words through the tokenizer's
+ * word cache (see tokenizer.ts); the chunk boundaries are then found on prefix sums of token
+ * counts, with no re-tokenization except for chunks cut inside a word.
+ */
+import { createHash } from 'node:crypto';
+import { ErrorType } from '../contracts/errors';
+import { ForgelineError } from '../ports/errors';
+import type { CorpusDocument, DocumentSection } from './documents';
+import type { EmbeddingTokenizer } from './tokenizer';
+
+export const DEFAULT_CHUNK_TOKENS = 512;
+export const MIN_CHUNK_TOKENS = 16;
+export const MAX_CHUNK_TOKENS = 1024;
+/** Bump when the id inputs change meaning (every chunk is then re-embedded once). */
+export const CHUNK_ID_SCHEME = 1;
+
+export interface ChunkingOptions {
+  tokenizer: EmbeddingTokenizer;
+  /** Largest chunk in tokens, special tokens included (default 512, 16..1024). */
+  chunkTokens?: number;
+  /** Tokens repeated from the end of the previous chunk (default 0; below chunkTokens / 2). */
+  overlapTokens?: number;
+  /** What a chunkTokens above the model's max_seq_length does: warn (default) or refuse. */
+  modelLimit?: 'warn' | 'refuse';
+}
+
+export interface ValidChunking {
+  chunkTokens: number;
+  overlapTokens: number;
+  /** Things the caller should log (chunks longer than the model embeds). */
+  warnings: string[];
+}
+
+export interface Chunk {
+  /** Stable content hash (32 hex digits). */
+  id: string;
+  documentId: string;
+  /** Position of the chunk in its document, from 0. */
+  index: number;
+  text: string;
+  /** Heading path joined with ' > ' ('' before the first heading). */
+  section: string;
+  sectionPath: string[];
+  startChar: number;
+  endChar: number;
+  /** Tokens the model receives for `text`, [CLS] and [SEP] included. */
+  tokenCount: number;
+}
+
+const invalid = (message: string): ForgelineError => new ForgelineError(ErrorType.InvalidSpec, message, true);
+
+/** Checks the chunking options against the rules above and the tokenizer's model. */
+export function validateChunking(options: ChunkingOptions): ValidChunking {
+  const chunkTokens = options.chunkTokens ?? DEFAULT_CHUNK_TOKENS;
+  const overlapTokens = options.overlapTokens ?? 0;
+  const { tokenizer } = options;
+  if (!Number.isInteger(chunkTokens) || chunkTokens < MIN_CHUNK_TOKENS || chunkTokens > MAX_CHUNK_TOKENS) {
+    throw invalid(`chunking.chunkTokens: expected a whole number from ${MIN_CHUNK_TOKENS} to ${MAX_CHUNK_TOKENS}, got ${chunkTokens}; ${tokenizer.model} embeds at most ${tokenizer.maxSeqLength} tokens per chunk`);
+  }
+  if (!Number.isInteger(overlapTokens) || overlapTokens < 0 || overlapTokens * 2 >= chunkTokens) {
+    throw invalid(`chunking.overlapTokens: expected a whole number from 0 to below half of chunkTokens (${chunkTokens}), i.e. at most ${Math.ceil(chunkTokens / 2) - 1}, got ${overlapTokens}`);
+  }
+  const warnings: string[] = [];
+  if (chunkTokens > tokenizer.maxSeqLength) {
+    const msg = `chunking.chunkTokens ${chunkTokens} is above ${tokenizer.model}'s max_seq_length of ${tokenizer.maxSeqLength} tokens: sentence-transformers truncates each chunk there, so the text of a chunk past its first ${tokenizer.maxSeqLength} tokens is not embedded`;
+    if (options.modelLimit === 'refuse') throw invalid(`${msg}; set chunkTokens to at most ${tokenizer.maxSeqLength}`);
+    warnings.push(`${msg} (set chunkTokens to at most ${tokenizer.maxSeqLength} to embed all of it)`);
+  }
+  return { chunkTokens, overlapTokens, warnings };
+}
+
+/** The stable id of a chunk (see the module comment for why these inputs). */
+export function chunkId(input: { model: string; chunkTokens: number; overlapTokens: number; documentId: string; occurrence: number; text: string }): string {
+  const key = JSON.stringify([CHUNK_ID_SCHEME, input.model, input.chunkTokens, input.overlapTokens, input.documentId, input.occurrence, input.text]);
+  return createHash('sha256').update(key).digest('hex').slice(0, 32);
+}
+
+/** Boundary strength before a piece: higher is a better place to end a chunk. */
+const Rank = { Subword: 0, Word: 1, Line: 2, Sentence: 3, Paragraph: 4 } as const;
+type Rank = (typeof Rank)[keyof typeof Rank];
+
+/** A run of the text whose tokens are known, and how good a break lies before it. */
+interface Piece {
+  start: number;
+  end: number;
+  tokens: number;
+  rank: Rank;
+}
+
+const SENTENCE_END = /[.!?…。！？‼⁇⁈⁉][)\]}"'”’»」』]*$/u;
+const CJK_SENTENCE_END = /[。！？]$/u;
+
+/** Rank of the break between a piece ending at `prevEnd` and one starting at `start`. */
+function breakRank(text: string, prevEnd: number, start: number, prevText: string): Rank {
+  if (start === prevEnd) return CJK_SENTENCE_END.test(prevText) ? Rank.Sentence : Rank.Word;
+  const gap = text.slice(prevEnd, start);
+  const newlines = gap.split('\n').length - 1;
+  if (newlines >= 2) return Rank.Paragraph;
+  if (SENTENCE_END.test(prevText)) return Rank.Sentence;
+  return newlines === 1 ? Rank.Line : Rank.Word;
+}
+
+/** The section's text as pieces no longer than `budget` tokens each. */
+function piecesOf(doc: CorpusDocument, section: DocumentSection, tokenizer: EmbeddingTokenizer, budget: number): Piece[] {
+  const text = doc.text;
+  const slice = text.slice(section.startChar, section.endChar);
+  const out: Piece[] = [];
+  let prevEnd = -1;
+  let prevText = '';
+  const add = (start: number, end: number, tokens: number, glued: boolean) => {
+    const rank = prevEnd < 0 ? Rank.Paragraph : glued ? Rank.Subword : breakRank(text, prevEnd, start, prevText);
+    out.push({ start, end, tokens, rank });
+    prevEnd = end;
+    prevText = text.slice(Math.max(start, end - 4), end);
+  };
+  for (const word of tokenizer.spans(slice)) {
+    const wStart = section.startChar + word.start;
+    if (word.ids.length <= budget) {
+      add(wStart, section.startChar + word.end, word.ids.length, false);
+      continue;
+    }
+    // A run longer than a chunk (CJK text, a long URL): split it at punctuation and ideographs,
+    // then, for a single word still too long, between its wordpieces.
+    for (const fine of tokenizer.spans(slice.slice(word.start, word.end), { fine: true })) {
+      const fStart = wStart + fine.start;
+      if (fine.ids.length <= budget) {
+        add(fStart, wStart + fine.end, fine.ids.length, false);
+        continue;
+      }
+      const bounds = tokenizer.pieceBounds(text.slice(fStart, wStart + fine.end), fine.ids);
+      // A wordpiece with an empty span (bounds spread over a word whose normalization changed
+      // its length) joins the next one.
+      let from = 0;
+      let pending = 0;
+      for (let i = 0; i < fine.ids.length; i++) {
+        pending++;
+        if (bounds[i + 1]! === from) continue;
+        add(fStart + from, fStart + bounds[i + 1]!, Math.min(pending, budget), from > 0);
+        from = bounds[i + 1]!;
+        pending = 0;
+      }
+    }
+  }
+  return out;
+}
+
+/** Index of the last prefix sum `<= limit` in `sums[from..to]` (sums ascending). */
+function lastWithin(sums: readonly number[], from: number, to: number, limit: number): number {
+  let lo = from;
+  let hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (sums[mid]! <= limit) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Cuts a document into chunks (see the module comment for the contract). */
+export function chunkDocument(doc: CorpusDocument, options: ChunkingOptions): Chunk[] {
+  const { chunkTokens, overlapTokens } = validateChunking(options);
+  const { tokenizer } = options;
+  const specials = tokenizer.specialTokens;
+  const budget = chunkTokens - specials;
+  const chunks: Chunk[] = [];
+  const occurrences = new Map<string, number>();
+  const emit = (section: DocumentSection, start: number, end: number, tokenCount: number) => {
+    const text = doc.text.slice(start, end);
+    const occurrence = occurrences.get(text) ?? 0;
+    occurrences.set(text, occurrence + 1);
+    chunks.push({
+      id: chunkId({ model: tokenizer.model, chunkTokens, overlapTokens, documentId: doc.id, occurrence, text }),
+      documentId: doc.id,
+      index: chunks.length,
+      text,
+      section: section.path.join(' > '),
+      sectionPath: [...section.path],
+      startChar: start,
+      endChar: end,
+      tokenCount,
+    });
+  };
+
+  for (const section of doc.sections) {
+    const pieces = piecesOf(doc, section, tokenizer, budget);
+    const n = pieces.length;
+    const sums = new Array<number>(n + 1);
+    sums[0] = 0;
+    for (let i = 0; i < n; i++) sums[i + 1] = sums[i]! + pieces[i]!.tokens;
+    let s = 0;
+    let prevEnd = 0;
+    while (s < n) {
+      let e = lastWithin(sums, s + 1, n, sums[s]! + budget);
+      if (e < n) e = bestBreak(pieces, sums, s, Math.max(s + 1, prevEnd + 1), e, budget);
+      // Cut inside a word: the pieces' counts are those of the whole word; count the real text
+      // and give back wordpieces until it fits.
+      let tokens = sums[e]! - sums[s]!;
+      if (pieces[s]!.rank === Rank.Subword || (e < n && pieces[e]!.rank === Rank.Subword)) {
+        tokens = tokenizer.countTokens(doc.text.slice(pieces[s]!.start, pieces[e - 1]!.end)) - specials;
+        while (tokens > budget && e > s + 1) {
+          e--;
+          tokens = tokenizer.countTokens(doc.text.slice(pieces[s]!.start, pieces[e - 1]!.end)) - specials;
+        }
+      }
+      if (tokens > 0) emit(section, pieces[s]!.start, pieces[e - 1]!.end, tokens + specials);
+      if (e >= n) break;
+      // The next chunk starts as early as the overlap allows, at a word, and early enough
+      // only that it can still take the next piece (so it gets past this chunk's end).
+      let next = e;
+      while (next - 1 > s && sums[e]! - sums[next - 1]! <= overlapTokens && sums[e + 1]! - sums[next - 1]! <= budget) next--;
+      while (next < e && pieces[next]!.rank === Rank.Subword) next++;
+      prevEnd = e;
+      s = next;
+    }
+  }
+  return chunks;
+}
+
+/**
+ * Where to end a chunk starting at piece `s` that may end as late as `maxEnd` (exclusive): the
+ * strongest boundary that leaves it at least half full, the latest of equals; boundaries at or
+ * before `minEnd - 1` are not allowed (the next chunk must get past the previous one's end).
+ */
+function bestBreak(pieces: readonly Piece[], sums: readonly number[], s: number, minEnd: number, maxEnd: number, budget: number): number {
+  const half = sums[s]! + budget / 2;
+  let best = -1;
+  let bestRank = -1;
+  for (const needFill of [true, false]) {
+    for (let k = maxEnd; k >= minEnd; k--) {
+      if (needFill && sums[k]! < half) break;
+      const rank = pieces[k]!.rank;
+      if (rank > bestRank) {
+        best = k;
+        bestRank = rank;
+        if (rank === Rank.Paragraph) break;
+      }
+    }
+    if (best >= 0 && (bestRank > Rank.Subword || !needFill)) return best;
+  }
+  return best >= 0 ? best : maxEnd;
+}
