@@ -12,6 +12,7 @@ import { SentenceTransformersEmbedder } from '../src/adapters/sentence-transform
 import { REPO_ROOT } from '../src/config/load';
 import { ModelRegistry } from '../src/registry/model-registry';
 import type { ForgelineConfig } from '../src/config/schema';
+import { launchStateDir, LocalModelLauncher } from '../src/adapters/local-model-launcher';
 import { GPU_HEARTBEAT_THROTTLE_MS } from '../src/contracts/specs/release-spec';
 import { gpuTaskQueue } from '../src/contracts/task-queues';
 
@@ -82,10 +83,12 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resource
 }
 
 /** The control worker's serving ports, where configured (a release that needs a missing one fails with ServingNotConfigured). */
-function servingDeps(cfg: ForgelineConfig): Pick<ActivityDeps, 'serving' | 'router' | 'servingDir'> {
+function servingDeps(cfg: ForgelineConfig): Pick<ActivityDeps, 'serving' | 'router' | 'servingDir' | 'launcher'> {
   const gatewayUrl = cfg.gateway.url ?? `http://${cfg.gateway.host === '0.0.0.0' ? '127.0.0.1' : cfg.gateway.host}:${cfg.gateway.port}`;
   return {
     servingDir: cfg.serving.dir,
+    // Quantized candidates' own vLLM servers; under `forgeline dev` they die with the dev stack.
+    launcher: new LocalModelLauncher({ stateDir: launchStateDir(cfg.serving.dir), ...(cfg.worker.parentPid ? { ownerPid: cfg.worker.parentPid } : {}), vllm: { extraArgs: cfg.serving.launchArgs } }),
     ...(cfg.serving.vllmUrls ? { serving: new VllmServingBackend({ urls: cfg.serving.vllmUrls }) } : {}),
     ...(cfg.gateway.adminToken ? { router: new GatewayTrafficRouter({ url: gatewayUrl, adminToken: cfg.gateway.adminToken }) } : {}),
   };

@@ -3,8 +3,10 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ErrorType } from '../../src/contracts/errors';
-import type { ServedVersion } from '../../src/contracts/release-lifecycle';
+import { quantizedLabel, quantizedServedName, type ServedVersion } from '../../src/contracts/release-lifecycle';
 import type { RouteTargets, VersionMetrics } from '../../src/contracts/routing';
+import { ForgelineError } from '../../src/ports/errors';
+import type { ModelLauncher } from '../../src/ports/model-launcher';
 import type { ServingBackend } from '../../src/ports/serving-backend';
 import type { TrafficRouter } from '../../src/ports/traffic-router';
 import { versionRef, type AliasVersions } from '../../src/registry/model-registry';
@@ -33,7 +35,68 @@ export function createServingActivities(deps: ActivityDeps) {
   const router = (): TrafficRouter => deps.router ?? notConfigured('the gateway (FORGELINE_GATEWAY_URL and FORGELINE_GATEWAY_ADMIN_TOKEN)');
   const servingDir = () => deps.servingDir ?? path.join(deps.workDir, 'serving');
 
+  const launcher = (): ModelLauncher => deps.launcher ?? notConfigured('model launcher (FORGELINE_SERVING_DIR) to serve quantized candidates on servers of their own');
+
+  /** A registry version's files unpacked under the serving dir as `<name>` (kept if already complete). */
+  const unpack = async (ref: string, name: string): Promise<string> => {
+    const dir = path.join(servingDir(), name);
+    if (existsSync(path.join(dir, '.forgeline-complete'))) return dir;
+    const record = await deps.registry.resolve(ref);
+    const tmp = `${dir}.partial-${process.pid}-${Date.now()}`;
+    await deps.artifacts.fetchDirectory(record.artifact.prefix, tmp);
+    await writeFile(path.join(tmp, '.forgeline-complete'), `${record.ref}\n`);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(path.dirname(dir), { recursive: true });
+    await rename(tmp, dir);
+    return dir;
+  };
+
   return {
+    /**
+     * Control queue: make a quantized version servable on a server of its own: unpack it under the
+     * serving dir, launch its server (launch id = served name = upstream name, one per version),
+     * and register that server as a gateway upstream. Idempotent: a retry, or a worker after a
+     * restart, finds the files, the running server and the upstream. Heartbeats while the server
+     * starts (tens of seconds on CPU).
+     */
+    async launchQuantizedVersion(input: { model: string; quantizedVersion: string; by: string }): Promise<ServedVersion> {
+      return asActivityFailure(async () => {
+        const { model, quantizedVersion } = input;
+        const name = quantizedServedName(model, quantizedVersion);
+        const ctx = Context.current();
+        ctx.heartbeat({ message: `unpacking ${name}` });
+        const dir = await unpack(versionRef(model, 'quantized', quantizedVersion), name);
+        const launched = await launcher().launch({ id: name, modelDir: dir, servedModelName: name, onProgress: (message) => ctx.heartbeat({ message }) });
+        ctx.heartbeat({ message: `${name} serves at ${launched.url} (${launched.where}${launched.adopted ? ', already running' : ''}); registering upstream ${name}` });
+        const table = await router().getTable();
+        const now = table.upstreams[name]?.urls;
+        if (!now || now.length !== 1 || now[0] !== launched.url) {
+          await router().setUpstream(name, [launched.url], { expectedVersion: table.version, by: input.by, reason: `quantized ${model}@${quantizedVersion} launched (${launched.where})` });
+        }
+        return { label: quantizedLabel(model, quantizedVersion), servedModel: name, upstream: name, quantized: { model, version: quantizedVersion } };
+      });
+    },
+
+    /**
+     * Control queue: take a quantized version out of service: remove its gateway upstream, stop its
+     * server, delete its unpacked files. Refused (terminal) while a route still sends it traffic.
+     * Idempotent: what is already gone is skipped.
+     */
+    async stopQuantizedVersion(input: { servedModel: string; by: string; reason: string }): Promise<void> {
+      return asActivityFailure(async () => {
+        const name = input.servedModel;
+        const table = await router().getTable();
+        const users = Object.entries(table.routes).filter(([, r]) => r.targets.some((t) => t.upstream === name && t.weight > 0));
+        if (users.length) {
+          throw new ForgelineError(ErrorType.ServingRejected, `will not stop ${name}: route(s) ${users.map(([a]) => a).join(', ')} still send it traffic; move them off it first`, true);
+        }
+        if (table.upstreams[name]) await router().deleteUpstream(name, { by: input.by, reason: input.reason });
+        Context.current().heartbeat({ message: `stopping ${name}` });
+        await launcher().stop(name);
+        await rm(path.join(servingDir(), name), { recursive: true, force: true });
+      });
+    },
+
     /**
      * Control queue: make an adapter version servable: unpack it where the replicas read it and
      * load it under its own name. Idempotent (a retry finds the files and the adapter loaded).
@@ -42,17 +105,7 @@ export function createServingActivities(deps: ActivityDeps) {
       return asActivityFailure(async () => {
         const { model, adapterVersion } = input;
         const name = adapterServedName(model, adapterVersion);
-        const dir = path.join(servingDir(), name);
-        const done = path.join(dir, '.forgeline-complete');
-        if (!existsSync(done)) {
-          const record = await deps.registry.resolve(versionRef(model, 'adapter', adapterVersion));
-          const tmp = `${dir}.partial-${process.pid}-${Date.now()}`;
-          await deps.artifacts.fetchDirectory(record.artifact.prefix, tmp);
-          await writeFile(path.join(tmp, '.forgeline-complete'), `${record.ref}\n`);
-          await rm(dir, { recursive: true, force: true });
-          await mkdir(path.dirname(dir), { recursive: true });
-          await rename(tmp, dir);
-        }
+        const dir = await unpack(versionRef(model, 'adapter', adapterVersion), name);
         Context.current().heartbeat({ message: `loading ${name} on ${serving().label}` });
         await serving().loadAdapter({ name, path: dir, base: input.baseModel });
         return { label: `${model}@${adapterVersion}`, servedModel: name, upstream: input.upstream, adapter: { model, version: adapterVersion } };

@@ -68,7 +68,7 @@ export class GatewayTrafficRouter implements TrafficRouter {
     this.base = opts.url.replace(/\/+$/, '');
   }
 
-  private async call(method: 'GET' | 'PUT', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: unknown }> {
+  private async call(method: 'GET' | 'PUT' | 'DELETE', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: unknown }> {
     const timeout = this.opts.timeoutMs ?? 30_000;
     let res;
     try {
@@ -121,6 +121,23 @@ export class GatewayTrafficRouter implements TrafficRouter {
       const body = json as { error?: { message?: string }; table?: unknown };
       const current = RoutingTableSchema.safeParse(body.table);
       throw new RouteConflictError(name, opts.expectedVersion, current.success ? current.data : undefined, `routing table conflict on upstream ${name}: ${body.error?.message ?? 'version mismatch'}`);
+    }
+    return RoutingTableSchema.parse(json);
+  }
+
+  /**
+   * Remove an upstream no route uses any more. Absent already: nothing changes (returns the table).
+   * Still used by a route: refused (terminal, the gateway's message names the routes).
+   */
+  async deleteUpstream(name: string, opts: { by?: string; reason?: string } = {}): Promise<RoutingTable> {
+    const table = await this.getTable();
+    if (!table.upstreams[name]) return table;
+    const headers: Record<string, string> = { 'if-match': `"${table.version}"` };
+    const { status, json } = await this.call('DELETE', `/admin/upstreams/${encodeURIComponent(name)}`, { by: opts.by, reason: opts.reason }, headers);
+    if (status === 409) {
+      const body = json as { error?: { message?: string }; table?: unknown };
+      const current = RoutingTableSchema.safeParse(body.table);
+      throw new RouteConflictError(name, table.version, current.success ? current.data : undefined, `routing table conflict on upstream ${name}: ${body.error?.message ?? 'version mismatch'}`);
     }
     return RoutingTableSchema.parse(json);
   }

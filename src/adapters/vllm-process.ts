@@ -20,13 +20,16 @@
  *   SIGKILL after `killGraceMs`, and resolves once no process of the group is left. The server
  *   never outlives this process: if this process exits, the group is killed from an exit hook, and
  *   if it dies without running hooks (kill -9, OOM), a watcher thread inside the server sees its
- *   parent change and kills the group within a second.
+ *   parent change and kills the group within a second. A launcher whose servers must survive a
+ *   restart of the process that started them (src/adapters/local-model-launcher.ts) passes
+ *   `exitWith` (another owner's pid, or none) and a `logFile`; `stopProcessGroup` stops such a
+ *   server from any process.
  * - `startVllm` resolves once `GET /health` answers 200; if the server exits first or is not
  *   healthy within `startTimeoutMs`, it rejects with the last lines of the server's output (and the
  *   group is gone).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -69,6 +72,21 @@ export interface StartVllmOptions {
   startTimeoutMs?: number;
   /** Between SIGTERM and SIGKILL on stop. Default 10 s. */
   killGraceMs?: number;
+  /**
+   * Whose end ends the server. `parent` (default): this process (exit hook, and a watcher thread
+   * in the server for a death without hooks). `{ pid }`: that process, e.g. the dev stack, so the
+   * server survives a restart of the worker that launched it (the model launcher re-adopts it).
+   * `none`: it runs until stopped (a launcher's state file is then what finds it again).
+   */
+  exitWith?: 'parent' | { pid: number } | 'none';
+  /**
+   * Append the server's stdout and stderr to this file instead of piping them here (required
+   * unless `exitWith` is `parent`: a pipe to a process that is gone would break the server's
+   * output). `log` is then not called; `outputTail()` reads the file's end.
+   */
+  logFile?: string;
+  /** Called (and awaited) between health probes, e.g. to heartbeat an activity. Default: wait 0.5 s. */
+  onWait?: () => Promise<void>;
 }
 
 export interface VllmServer {
@@ -99,17 +117,32 @@ export function vllmPython(env: NodeJS.ProcessEnv = process.env, repoRoot?: stri
 }
 
 /**
- * Runs in the server's python before vLLM: a thread that kills the process group when the process
- * that started it is gone (the server is then re-parented), then vLLM's OpenAI server as __main__.
+ * Runs in the server's python before vLLM: a thread that kills the process group when its owner is
+ * gone (FORGELINE_VLLM_EXIT_WITH: `parent`, the process that started it, seen by re-parenting; a
+ * pid; or `none`), then vLLM's OpenAI server as __main__.
  */
 const LAUNCHER = `
 import os, runpy, signal, sys, threading, time
 parent = os.getppid()
-def _watch_parent():
-    while os.getppid() == parent:
-        time.sleep(0.5)
+owner = os.environ.pop("FORGELINE_VLLM_EXIT_WITH", "parent")
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+def _watch():
+    if owner == "parent":
+        while os.getppid() == parent:
+            time.sleep(0.5)
+    else:
+        while _alive(int(owner)):
+            time.sleep(0.5)
     os.killpg(os.getpgrp(), signal.SIGKILL)
-threading.Thread(target=_watch_parent, name="forgeline-exit-with-parent", daemon=True).start()
+if owner != "none":
+    threading.Thread(target=_watch, name="forgeline-exit-with-owner", daemon=True).start()
 sys.argv = ["vllm-openai-api-server", *sys.argv[1:]]
 runpy.run_module("vllm.entrypoints.openai.api_server", run_name="__main__", alter_sys=True)
 `;
@@ -149,6 +182,46 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * Stop process group `pgid` (a server started by `startVllm`, by this process or another): SIGTERM,
+ * then SIGKILL after `graceMs` (or once `exited` resolves and the group is still there at the
+ * deadline); resolves once no process of the group is left.
+ */
+export async function stopProcessGroup(pgid: number, graceMs: number = DEFAULT_KILL_GRACE_MS, exited?: Promise<void>): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  if (processGroupAlive(pgid)) {
+    killGroup(pgid, 'SIGTERM');
+    if (exited) {
+      const timer = setTimeout(() => killGroup(pgid, 'SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    }
+  }
+  // The engine processes may still be shutting down: wait for them within the grace period,
+  // then kill what is left, and return only once nothing of the group runs.
+  while (processGroupAlive(pgid) && Date.now() < deadline) await sleep(100);
+  killGroup(pgid, 'SIGKILL');
+  for (let i = 0; i < 100 && processGroupAlive(pgid); i++) await sleep(50);
+}
+
+/** The last `lines` lines of a log file ('' when it cannot be read). */
+export function fileTail(file: string, lines = TAIL_LINES): string {
+  try {
+    const size = statSync(file).size;
+    const len = Math.min(size, 64 * 1024);
+    const buf = Buffer.alloc(len);
+    const fd = openSync(file, 'r');
+    try {
+      readSync(fd, buf, 0, len, size - len);
+    } finally {
+      closeSync(fd);
+    }
+    return buf.toString('utf8').split('\n').filter(Boolean).slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
 /** Start a vLLM server and wait until it is healthy. See the module comment. */
 export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
   if (!opts.model || !existsSync(path.join(opts.model, 'config.json'))) {
@@ -158,6 +231,9 @@ export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
   if (!existsSync(python)) {
     throw new ConfigError(`vLLM's python not found at ${python}: run scripts/bootstrap (it installs the vLLM venv), or set FORGELINE_VLLM_VENV`);
   }
+  const exitWith = opts.exitWith ?? 'parent';
+  if (exitWith !== 'parent' && !opts.logFile) throw new ConfigError('startVllm: a server that may outlive this process needs logFile (its output cannot be piped here)');
+  if (typeof exitWith === 'object') positiveInt('exitWith.pid', exitWith.pid, 1);
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
   const servedModelName = opts.servedModelName ?? path.basename(path.resolve(opts.model));
@@ -174,6 +250,7 @@ export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
     HF_HUB_OFFLINE: '1',
     TRANSFORMERS_OFFLINE: '1',
     PYTHONUNBUFFERED: '1',
+    FORGELINE_VLLM_EXIT_WITH: typeof exitWith === 'object' ? String(exitWith.pid) : exitWith,
     ...(lora ? { VLLM_ALLOW_RUNTIME_LORA_UPDATING: 'True' } : {}),
   };
 
@@ -183,40 +260,39 @@ export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
     if (tail.length > TAIL_LINES) tail.shift();
     opts.log?.(line);
   };
-  const child: ChildProcess = spawn(python, ['-c', LAUNCHER, ...args], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let logFd: number | undefined;
+  if (opts.logFile) {
+    mkdirSync(path.dirname(opts.logFile), { recursive: true });
+    logFd = openSync(opts.logFile, 'a');
+  }
+  let child: ChildProcess;
+  try {
+    child = spawn(python, ['-c', LAUNCHER, ...args], { env, detached: true, stdio: logFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd] });
+  } finally {
+    if (logFd !== undefined) closeSync(logFd); // the child holds its own copy
+  }
   const pid = child.pid;
   if (pid === undefined) {
     await new Promise((r) => child.once('error', r));
     throw new ConfigError(`could not start ${python}`);
   }
-  pipeLines(child, onLine);
+  if (logFd === undefined) pipeLines(child, onLine);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const hasExited = () => child.exitCode !== null || child.signalCode !== null;
   const onParentExit = () => killGroup(pid, 'SIGKILL');
-  process.once('exit', onParentExit);
+  if (exitWith === 'parent') process.once('exit', onParentExit);
+  else child.unref(); // this process may exit while the server runs on
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      const graceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
-      const deadline = Date.now() + graceMs;
-      if (!hasExited()) {
-        killGroup(pid, 'SIGTERM');
-        const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), graceMs);
-        await exited;
-        clearTimeout(timer);
-      }
-      // The engine processes may still be shutting down: wait for them within the grace period,
-      // then kill what is left, and return only once nothing of the group runs.
-      while (processGroupAlive(pid) && Date.now() < deadline) await sleep(100);
-      killGroup(pid, 'SIGKILL');
-      for (let i = 0; i < 100 && processGroupAlive(pid); i++) await sleep(50);
+      await stopProcessGroup(pid, opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, hasExited() ? undefined : exited);
       process.removeListener('exit', onParentExit);
     })();
     return stopping;
   };
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const outputTail = () => tail.join('\n');
+  const outputTail = () => (opts.logFile ? fileTail(opts.logFile) : tail.join('\n'));
 
   const deadline = Date.now() + (opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
   for (;;) {
@@ -234,7 +310,7 @@ export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
       await stop();
       throw new Error(`vLLM server (${servedModelName}, port ${port}) was not healthy within ${Math.round((opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS) / 1000)} s; its last output:\n${outputTail()}`);
     }
-    await sleep(500);
+    await (opts.onWait?.() ?? sleep(500));
   }
   return { url, port, pid, servedModelName, outputTail, stop };
 }

@@ -99,6 +99,8 @@ export const ConfigSchema = z.object({
       .optional(),
     /** Where adapters are unpacked for the replicas to read (a volume every replica mounts). */
     dir: z.string().min(1),
+    /** Flags for the vLLM servers the control worker launches for quantized candidates (split on spaces). */
+    launchArgs: z.string().transform((v) => v.split(/\s+/).filter(Boolean)),
   }),
   /** The inference gateway (src/gateway): OpenAI-compatible proxy, routing table, token limits. */
   gateway: z.object({
@@ -169,6 +171,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_SHUTDOWN_GRACE', path: ['worker', 'shutdownGrace'], default: '30s', doc: 'After SIGTERM (spot notice, rolling deploy) a GPU worker stops polling and asks running recipes to checkpoint and exit; this long they get before they are cancelled. The retry resumes from that checkpoint on another worker. `0s`: cancel at once.' },
   { env: 'FORGELINE_VLLM_URLS', path: ['serving', 'vllmUrls'], doc: 'vLLM replica base URLs, comma-separated (or one Kubernetes Service / KServe InferenceService URL): the control worker loads and unloads release adapters on every one. Unset: `forgeline dev` and `demo` start a vLLM on CPU and pass its URL to their control worker; a worker started otherwise fails releases with `serving` (ServingNotConfigured).' },
   { env: 'FORGELINE_SERVING_DIR', path: ['serving', 'dir'], default: ({ home }) => `${home}/serving`, doc: 'Where the control worker unpacks adapters for the vLLM replicas to read (a volume every replica mounts); each stays until it is unloaded.' },
+  { env: 'FORGELINE_SERVING_LAUNCH_ARGS', path: ['serving', 'launchArgs'], default: '--dtype bfloat16', doc: 'vLLM flags for the servers the control worker launches for quantized candidates (`serving.candidate: quantized`), one per version, recorded under FORGELINE_SERVING_DIR/launches. The default suits vLLM on CPU (its int4 kernel takes bf16 activations); on GPUs e.g. `--dtype float16 --gpu-memory-utilization 0.4 --max-model-len 4096`.' },
   { env: 'FORGELINE_GATEWAY_PORT', path: ['gateway', 'port'], default: '8300', doc: 'Port of the inference gateway (OpenAI-compatible `/v1/*`, admin API `/admin/*`, Prometheus `/metrics`).' },
   { env: 'FORGELINE_GATEWAY_HOST', path: ['gateway', 'host'], default: '127.0.0.1', doc: 'Address the gateway listens on (`0.0.0.0` for every interface).' },
   { env: 'FORGELINE_GATEWAY_ADMIN_TOKEN', path: ['gateway', 'adminToken'], secret: true, doc: 'Bearer token of the gateway\'s admin API (routing table, metrics window, traffic samples). Unset: the admin API refuses every call (401); `forgeline dev` and `demo` then generate one, kept in FORGELINE_GATEWAY_STATE_DIR/admin-token.' },

@@ -73,6 +73,12 @@ export interface ServedVersion {
   upstream: string;
   /** For an adapter: its registry version, so a rollback can load it again. */
   adapter?: { model: string; version: string };
+  /**
+   * For a quantized model served on a server of its own (spec.serving.candidate `quantized`): its
+   * registry version, so a rollback can launch it again; `upstream` is then that server's own
+   * gateway upstream, and `servedModel` both its served name and its launch id.
+   */
+  quantized?: { model: string; version: string };
 }
 
 /**
@@ -101,6 +107,22 @@ export function baseLabel(alias: string): string {
 /** The version a route label names, when it is an adapter label `<model>@<12 hex>`. */
 export function adapterOfLabel(label: string): { model: string; version: string } | undefined {
   const m = /^([a-z0-9][a-z0-9-]{0,62})@([0-9a-f]{12})$/.exec(label);
+  return m ? { model: m[1]!, version: m[2]! } : undefined;
+}
+
+/** The route label of a quantized model version served on its own server: `<model>@<12 hex>-quantized`. */
+export function quantizedLabel(model: string, version: string): string {
+  return `${model}@${version}-quantized`;
+}
+
+/** The served name, launch id and gateway upstream of a quantized version (one server per version). */
+export function quantizedServedName(model: string, version: string): string {
+  return `${model}-${version}-quantized`;
+}
+
+/** The version a route label names, when it is a quantized label (see `quantizedLabel`). */
+export function quantizedOfLabel(label: string): { model: string; version: string } | undefined {
+  const m = /^([a-z0-9][a-z0-9-]{0,62})@([0-9a-f]{12})-quantized$/.exec(label);
   return m ? { model: m[1]!, version: m[2]! } : undefined;
 }
 

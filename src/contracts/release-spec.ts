@@ -86,6 +86,13 @@ export interface ServingSpec {
   upstream: string;
   /** The base model's name on that upstream (vLLM's `--served-model-name`); adapters apply to it. */
   baseModel: string;
+  /**
+   * What the candidate is served as: `adapter` (default): its LoRA adapter, loaded at runtime into
+   * the base model's servers; `quantized`: the quantize stage's model (adapter merged, then
+   * quantized, e.g. compressed-tensors W4A16) on a server of its own that the release launches.
+   * Absent in specs validated before the field existed: `adapter`.
+   */
+  candidate?: 'adapter' | 'quantized';
   canary: CanarySpec;
   /** How long the replaced production version stays loaded after promotion (fast rollback), then is unloaded. */
   keepPrevious: string;

@@ -5,7 +5,8 @@
  *   GET  /v1/models                                    the aliases
  *   POST /v1/feedback {request_id, score}               a score for an earlier request (x-request-id)
  *   GET  /admin/routes, PUT /admin/routes/<alias>, DELETE /admin/routes/<alias>,
- *   PUT  /admin/upstreams/<name>                       admin token; If-Match or expectedVersion: 409 on a mismatch
+ *   PUT  /admin/upstreams/<name>, DELETE /admin/upstreams/<name> (refused while a route uses it)
+ *                                                      admin token; If-Match or expectedVersion: 409 on a mismatch
  *   GET  /admin/metrics?alias&from&to                  VersionMetrics[] over [from, to) (ms since the epoch)
  *   GET  /admin/traffic?alias&from&to&limit            sampled TrafficSample[]
  *   GET  /metrics (Prometheus), GET /health
@@ -264,6 +265,7 @@ class Gateway {
     app.put('/admin/routes/*', (req, reply) => this.adminChange(req, reply, 'route'));
     app.delete('/admin/routes/*', (req, reply) => this.adminChange(req, reply, 'delete-route'));
     app.put('/admin/upstreams/*', (req, reply) => this.adminChange(req, reply, 'upstream'));
+    app.delete('/admin/upstreams/*', (req, reply) => this.adminChange(req, reply, 'delete-upstream'));
     app.get('/admin/metrics', async (req, reply) => {
       if (!this.adminOk(req, reply)) return reply;
       const q = this.windowQuery(req, reply, false);
@@ -297,7 +299,7 @@ class Gateway {
 
   // ---- admin changes: compare-and-swap on the table version --------------------------------------
 
-  private async adminChange(req: FastifyRequest, reply: FastifyReply, kind: 'route' | 'delete-route' | 'upstream'): Promise<FastifyReply> {
+  private async adminChange(req: FastifyRequest, reply: FastifyReply, kind: 'route' | 'delete-route' | 'upstream' | 'delete-upstream'): Promise<FastifyReply> {
     if (!this.adminOk(req, reply)) return reply;
     const name = decodeURIComponent((req.params as Record<string, string>)['*'] ?? '');
     const body = ((req.body ?? {}) as Json) || {};
@@ -319,7 +321,7 @@ class Gateway {
     const by = (body.by as string | undefined) ?? 'admin';
     const reason = body.reason as string | undefined;
     try {
-      checkName(kind === 'upstream' ? 'upstream' : 'alias', name);
+      checkName(kind === 'upstream' || kind === 'delete-upstream' ? 'upstream' : 'alias', name);
       const apply = (t: RoutingTable): Pick<RoutingTable, 'upstreams' | 'routes'> => {
         if (kind === 'route') return { upstreams: t.upstreams, routes: { ...t.routes, [name]: { targets: parseTargets(body.targets, t.upstreams) } } };
         if (kind === 'delete-route') {
@@ -327,6 +329,14 @@ class Gateway {
           const routes = { ...t.routes };
           delete routes[name];
           return { upstreams: t.upstreams, routes };
+        }
+        if (kind === 'delete-upstream') {
+          if (!t.upstreams[name]) throw new InvalidChangeError('upstream', `no upstream '${name}'`);
+          const users = Object.entries(t.routes).filter(([, r]) => r.targets.some((x) => x.upstream === name));
+          if (users.length) throw new InvalidChangeError('upstream', `'${name}' is still used by route(s) ${users.map(([a]) => a).join(', ')}: move their targets off it first`);
+          const upstreams = { ...t.upstreams };
+          delete upstreams[name];
+          return { upstreams, routes: t.routes };
         }
         return { upstreams: { ...t.upstreams, [name]: parseUpstream({ urls: body.urls }) }, routes: t.routes };
       };

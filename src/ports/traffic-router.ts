@@ -14,6 +14,10 @@ export interface TrafficRouter {
    * table is still at that version. Returns the new table.
    */
   setRoute(alias: string, targets: RouteTargets, opts?: { expectedVersion?: number; by?: string; reason?: string }): Promise<RoutingTable>;
+  /** Register or change an upstream: the replica base URLs a route's versions may be served from. */
+  setUpstream(name: string, urls: string[], opts?: { expectedVersion?: number; by?: string; reason?: string }): Promise<RoutingTable>;
+  /** Remove an upstream no route uses (absent already: no change). Refused while a route uses it. */
+  deleteUpstream(name: string, opts?: { by?: string; reason?: string }): Promise<RoutingTable>;
   /** Per-version request metrics over a time window (ms since epoch, [from, to)). */
   metrics(alias: string, window: { from: number; to: number }): Promise<VersionMetrics[]>;
   /** Recent requests' prompts and answers for drift checks (sampled, bounded by `limit`). */

@@ -65,6 +65,12 @@ class FakeRouter implements TrafficRouter {
   async setRoute(): Promise<never> {
     throw new Error('not used by drift checks');
   }
+  async setUpstream(): Promise<never> {
+    throw new Error('not used by drift checks');
+  }
+  async deleteUpstream(): Promise<never> {
+    throw new Error('not used by drift checks');
+  }
   async metrics(alias: string, w: { from: number; to: number }): Promise<VersionMetrics[]> {
     this.asked.push({ alias, ...w });
     return this.versionMetrics;

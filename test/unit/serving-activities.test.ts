@@ -55,6 +55,20 @@ class FakeRouter implements TrafficRouter {
     this.table = { ...this.table, version: this.table.version + 1, routes: { ...this.table.routes, [alias]: { targets } } };
     return structuredClone(this.table);
   }
+  async setUpstream(name: string, urls: string[], opts: { expectedVersion?: number } = {}) {
+    if (opts.expectedVersion !== undefined && opts.expectedVersion !== this.table.version) throw new Error(`409: routing table is at version ${this.table.version}, not ${opts.expectedVersion}`);
+    this.writes++;
+    this.table = { ...this.table, version: this.table.version + 1, upstreams: { ...this.table.upstreams, [name]: { urls } } };
+    return structuredClone(this.table);
+  }
+  async deleteUpstream(name: string) {
+    if (!this.table.upstreams[name]) return structuredClone(this.table);
+    const upstreams = { ...this.table.upstreams };
+    delete upstreams[name];
+    this.writes++;
+    this.table = { ...this.table, version: this.table.version + 1, upstreams };
+    return structuredClone(this.table);
+  }
   async metrics() {
     return this.metricsAnswer;
   }

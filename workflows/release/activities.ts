@@ -79,3 +79,21 @@ export const saga = proxyActivities<Activities>({
   heartbeatTimeout: '1 minute',
   retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue] },
 });
+
+/**
+ * Launching a model's own server (a quantized candidate): tens of seconds on CPU, minutes for a
+ * large model on a GPU node; the activity heartbeats while the server starts.
+ */
+const LAUNCH_OPTIONS = { startToCloseTimeout: '20 minutes', heartbeatTimeout: '1 minute' } as const;
+
+/** Serving steps that launch or stop a model's own server, forward: retried, then the release fails and rolls back. */
+export const launching = proxyActivities<Activities>({
+  ...LAUNCH_OPTIONS,
+  retry: { maximumAttempts: 5, maximumInterval: '30 seconds', nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue, ErrorType.ServingNotConfigured] },
+});
+
+/** The rollback saga's launch and stop steps: idempotent, retried until they succeed (as `saga`). */
+export const sagaLaunching = proxyActivities<Activities>({
+  ...LAUNCH_OPTIONS,
+  retry: { maximumInterval: '1 minute', nonRetryableErrorTypes: [ErrorType.InvalidSpec, ErrorType.WrongTaskQueue] },
+});

@@ -1,8 +1,10 @@
-import { condition, log } from '@temporalio/workflow';
+import { ApplicationFailure, condition, log } from '@temporalio/workflow';
 import { analyzeCanary } from '../../src/contracts/canary-analysis';
+import { ErrorType } from '../../src/contracts/errors';
 import {
   adapterOfLabel,
   baseLabel,
+  quantizedOfLabel,
   ReleaseStage,
   type CanaryAction,
   type CanaryStepAnalysis,
@@ -10,7 +12,7 @@ import {
   type ServingPlan,
 } from '../../src/contracts/release-lifecycle';
 import type { RouteTargets } from '../../src/contracts/routing';
-import { serving, tracked } from './activities';
+import { launching, serving, tracked } from './activities';
 import { workflowNow, type ReleaseContext } from './context';
 import { asStage } from './failures';
 
@@ -30,12 +32,15 @@ const stableOf = (alias: string, baseModel: string, upstream: string, targets: R
   const heaviest = targets?.reduce((a, b) => (b.weight > a.weight ? b : a));
   if (!heaviest) return { label: baseLabel(alias), servedModel: baseModel, upstream };
   const adapter = adapterOfLabel(heaviest.version);
-  return { label: heaviest.version, servedModel: heaviest.model, upstream: heaviest.upstream, ...(adapter ? { adapter } : {}) };
+  const quantized = quantizedOfLabel(heaviest.version);
+  return { label: heaviest.version, servedModel: heaviest.model, upstream: heaviest.upstream, ...(adapter ? { adapter } : {}), ...(quantized ? { quantized } : {}) };
 };
 
 /**
- * Stage deploy: load the candidate's adapter on the serving backend under its own name and note
- * what serves the alias now (stable), so the canary can compare and a rollback can restore.
+ * Stage deploy: load the candidate's adapter on the serving backend under its own name (or, with
+ * `serving.candidate: quantized`, launch the quantized model on a server of its own and add it to
+ * the gateway as an upstream) and note what serves the alias now (stable), so the canary can
+ * compare and a rollback can restore.
  */
 export async function deploy(ctx: ReleaseContext, versions: Record<string, string>): Promise<ServingPlan> {
   const { spec, state } = ctx;
@@ -44,9 +49,11 @@ export async function deploy(ctx: ReleaseContext, versions: Record<string, strin
   state.setStage(ReleaseStage.Deploy);
   const route = await asStage('deploy', () => serving.readRoute({ alias }));
   const stable = stableOf(alias, s.baseModel, s.upstream, route.targets);
-  const candidate = await asStage('deploy', () =>
-    serving.deployVersion({ model: spec.model, adapterVersion: versions.adapter!, baseModel: s.baseModel, upstream: s.upstream }),
-  );
+  const candidate = await asStage('deploy', () => {
+    if (s.candidate !== 'quantized') return serving.deployVersion({ model: spec.model, adapterVersion: versions.adapter!, baseModel: s.baseModel, upstream: s.upstream });
+    if (!versions.quantized) throw ApplicationFailure.nonRetryable('serving.candidate is quantized, but the release registered no quantized model (quantization.method none?)', ErrorType.InvalidSpec);
+    return launching.launchQuantizedVersion({ model: spec.model, quantizedVersion: versions.quantized, by: `release ${ctx.releaseId}` });
+  });
   state.status.canary = {
     alias,
     stable: stable.label,

@@ -2,7 +2,7 @@ import { condition, ParentClosePolicy, startChild } from '@temporalio/workflow';
 import { ReleaseStage, type ServingPlan } from '../../src/contracts/release-lifecycle';
 import type { RouteTargets } from '../../src/contracts/routing';
 import { driftMonitorWorkflowId, type DriftMonitorInput } from '../../src/contracts/drift-monitor';
-import { serving } from './activities';
+import { launching, serving } from './activities';
 import type { CanaryControl } from './canary';
 import { workflowNow, type ReleaseContext } from './context';
 import { asStage } from './failures';
@@ -10,7 +10,8 @@ import { asStage } from './failures';
 /**
  * Stage production: all traffic to the candidate, `production` to its versions (`previous` to
  * what it replaced), the drift monitor started, and the replaced version kept loaded for
- * `keepPrevious` (a rollback meanwhile needs no reload), then unloaded.
+ * `keepPrevious` (a rollback meanwhile needs no reload), then unloaded (a quantized one: its
+ * server stopped and its upstream removed).
  * Returns false when an operator rolled back during `keepPrevious`.
  */
 export async function promoteToProduction(ctx: ReleaseContext, plan: ServingPlan, control: CanaryControl, why: string): Promise<boolean> {
@@ -46,6 +47,9 @@ export async function promoteToProduction(ctx: ReleaseContext, plan: ServingPlan
   control.closed = true;
   if (stable.adapter && stable.servedModel !== candidate.servedModel) {
     await asStage('production', () => serving.unloadVersion({ servedModel: stable.servedModel }));
+  } else if (stable.quantized && stable.servedModel !== candidate.servedModel) {
+    // The replaced production was a quantized model on a server of its own: stop that server.
+    await asStage('production', () => launching.stopQuantizedVersion({ servedModel: stable.servedModel, by: `release ${ctx.releaseId}`, reason: `superseded by ${candidate.label}` }));
   }
   return true;
 }

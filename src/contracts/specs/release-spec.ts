@@ -121,6 +121,9 @@ export const ReleaseSpecSchema = z.strictObject({
     .prefault({}),
   /** Absent: the release ends at the `candidate` alias. Present: canary → production → drift monitor. */
   serving: ServingSchema().optional(),
+}).refine((s) => s.serving?.candidate !== 'quantized' || s.quantization.method !== 'none', {
+  message: "a quantized candidate needs a quantized model, but quantization.method is none: set quantization.method to gptq or awq, or serve the adapter (serving.candidate: adapter)",
+  path: ['serving', 'candidate'],
 });
 
 function ServingSchema() {
@@ -162,6 +165,7 @@ function ServingSchema() {
     alias: name.optional(),
     upstream: name.default('vllm'),
     baseModel: z.string().min(1, 'expected the base model name the upstream serves (vLLM --served-model-name)'),
+    candidate: z.enum(['adapter', 'quantized'], { error: "expected adapter (LoRA loaded into the base model's servers) or quantized (the quantize stage's model on a server of its own)" }).default('adapter'),
     canary,
     keepPrevious: duration.default('1h'),
     monitor,
