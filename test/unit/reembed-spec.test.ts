@@ -29,7 +29,7 @@ describe('reembed spec (src/contracts/specs/reembed-spec.ts)', function () {
 
   it('refuses chunks over 1024 tokens, an overlap not below the chunk size, and a bad retireAfter', function () {
     assert.match(problems({ ...minimal, chunking: { chunkTokens: 2048 } }), /chunking\.chunkTokens: expected at most 1024 tokens/);
-    assert.match(problems({ ...minimal, chunking: { chunkTokens: 128, overlapTokens: 128 } }), /chunking\.overlapTokens: expected overlapTokens below chunkTokens/);
+    assert.match(problems({ ...minimal, chunking: { chunkTokens: 128, overlapTokens: 64 } }), /chunking\.overlapTokens: expected overlapTokens below half of chunkTokens/);
     assert.match(problems({ ...minimal, retireAfter: 'a week' }), /retireAfter: expected a duration such as 90s/);
   });
 

