@@ -223,7 +223,14 @@ export class PineconeVectorStore implements VectorStore {
     if (!location || unique.length === 0) return;
     const handle = this.handle(location);
     for (const group of chunk(unique, PINECONE_LIMITS.deleteIds)) {
-      await this.call(`delete ${group.length} ids from ${index}/${version}`, () => handle.deleteMany({ ids: group, namespace: version }));
+      await this.call(`delete ${group.length} ids from ${index}/${version}`, async () => {
+        try {
+          await handle.deleteMany({ ids: group, namespace: version });
+        } catch (error) {
+          // The namespace went away meanwhile (dropped): nothing left to delete.
+          if (errorName(error) !== 'PineconeNotFoundError') throw error;
+        }
+      });
     }
   }
 
