@@ -39,22 +39,12 @@
  * `query` on an alias resolves it (one REST read) and searches the version it points at, so one
  * query always reads one version and its scores use that version's metric.
  */
-import weaviate, {
-  ApiKey,
-  Filters,
-  generateUuid5,
-  type Collection,
-  type CollectionConfig,
-  type FilterValue,
-  type WeaviateClient,
-} from 'weaviate-client';
+import weaviate, { ApiKey, Filters, generateUuid5, type Collection, type CollectionConfig, type FilterValue, type WeaviateClient } from 'weaviate-client';
 import {
   AliasConflictError,
-  VECTOR_NAME,
   VectorStoreRejectedError,
   type AliasRecord,
   type Metadata,
-  type MetadataFilter,
   type MetadataValue,
   type Metric,
   type QueryMatch,
@@ -65,16 +55,34 @@ import {
   type VersionInfo,
   type VersionSpec,
 } from '../ports/vector-store';
+import {
+  batches,
+  checkFilter,
+  checkIds,
+  checkName,
+  checkRecords,
+  checkSpec,
+  checkTopK,
+  chunk,
+  forEachLimit,
+  withRetries,
+  type RetryPolicy,
+  type Verdict,
+} from './vector-store-common';
 
 export interface WeaviateStoreOptions {
   /** REST endpoint, e.g. `http://localhost:8080`. */
   url: string;
-  /** gRPC endpoint, e.g. `http://localhost:50051` (`https:` for TLS). Default: REST host, port 50051. */
+  /** gRPC endpoint, e.g. `http://localhost:50051` (`https:` for TLS). Default: the REST host, port 50051. */
   grpcUrl?: string;
   apiKey?: string;
-  /** Objects per gRPC batch request. */
+  /** Objects per gRPC batch request (also capped at 8 MB a request). Default 500. */
   batchSize?: number;
-  /** Startup/query/insert timeouts in seconds (client defaults 2/30/90). */
+  /** Batch requests in flight during one upsert. Default 4. */
+  concurrency?: number;
+  /** Transient failures (429, 5xx, gRPC UNAVAILABLE, timeouts, resets): attempts and first backoff. */
+  retry?: Partial<RetryPolicy>;
+  /** Startup/query/insert timeouts in seconds (defaults 5/30/90). */
   timeoutSeconds?: { init?: number; query?: number; insert?: number };
 }
 
@@ -87,8 +95,10 @@ const ALIASES_COLLECTION = 'ForgelineAliases';
 const DESCRIPTION_PREFIX = 'forgeline ';
 /** UUIDv5 namespace of record ids (fixed: changing it orphans every stored object). */
 const ID_NAMESPACE = '5b0a3c1e-6f1d-4d7a-9a49-2f4b8f0c7e21';
-const RECORD_ID = /^[A-Za-z0-9_:.-]{1,128}$/;
-const METADATA_KEY = /^[A-Za-z0-9_]+$/;
+/** Under the client's and Weaviate's default gRPC message limit (10 MB). */
+const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+/** Weaviate's default QUERY_MAXIMUM_RESULTS. */
+const MAX_TOP_K = 10_000;
 
 type PropType = 'text' | 'number' | 'boolean';
 
@@ -138,41 +148,57 @@ function statusOf(err: unknown): number | undefined {
   return undefined;
 }
 
+const TRANSIENT_GRPC = /\b(UNAVAILABLE|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|ABORTED|INTERNAL|UNKNOWN|CANCELLED)\b/;
+
 export class WeaviateVectorStore implements VectorStore {
   readonly label: string;
   private readonly schemas = new Map<string, VersionSchema>();
   /** Per-alias tail of the in-process swap queue (see the header on the CAS window). */
   private readonly swapQueue = new Map<string, Promise<unknown>>();
-  private readonly batchSize: number;
+  private readonly policy: RetryPolicy;
+  private closed = false;
 
-  private constructor(private readonly client: WeaviateClient, url: string, batchSize: number) {
+  private constructor(
+    private readonly client: WeaviateClient,
+    url: string,
+    private readonly options: WeaviateStoreOptions,
+  ) {
     this.label = `weaviate:${url}`;
-    this.batchSize = batchSize;
+    this.policy = { attempts: options.retry?.attempts ?? 5, baseDelayMs: options.retry?.baseDelayMs ?? 250 };
   }
 
   static async open(options: WeaviateStoreOptions): Promise<WeaviateVectorStore> {
-    const http = parseEndpoint(options.url, 'url', 8080);
-    const grpc = options.grpcUrl
-      ? parseEndpoint(options.grpcUrl, 'grpcUrl', 50051)
-      : { host: http.host, port: 50051, secure: http.secure, path: '' };
-    const batchSize = options.batchSize ?? 500;
-    if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new VectorStoreRejectedError(`weaviate:${options.url}`, `batchSize must be a positive integer, got ${batchSize}`);
+    const label = `weaviate:${options.url}`;
+    const http = parseEndpoint(label, options.url, 'url', 8080);
+    const grpc = options.grpcUrl ? parseEndpoint(label, options.grpcUrl, 'grpcUrl', 50051) : { ...http, port: 50051, path: '' };
+    for (const [field, value] of [['batchSize', options.batchSize], ['concurrency', options.concurrency]] as const) {
+      if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
+        throw new VectorStoreRejectedError(label, `${field} must be a positive whole number, got ${value}`);
+      }
     }
-    const client = await weaviate.connectToCustom({
-      httpHost: http.host,
-      httpPort: http.port,
-      httpSecure: http.secure,
-      httpPath: http.path,
-      grpcHost: grpc.host,
-      grpcPort: grpc.port,
-      grpcSecure: grpc.secure,
-      ...(options.apiKey ? { authCredentials: new ApiKey(options.apiKey) } : {}),
-      timeout: { init: 5, query: 30, insert: 90, ...options.timeoutSeconds },
-    });
-    const store = new WeaviateVectorStore(client, options.url.replace(/\/+$/, ''), batchSize);
+    let client: WeaviateClient;
     try {
-      const meta = await client.getMeta();
+      client = await weaviate.connectToCustom({
+        httpHost: http.host,
+        httpPort: http.port,
+        httpSecure: http.secure,
+        httpPath: http.path,
+        grpcHost: grpc.host,
+        grpcPort: grpc.port,
+        grpcSecure: grpc.secure,
+        ...(options.apiKey ? { authCredentials: new ApiKey(options.apiKey) } : {}),
+        timeout: { init: 5, query: 30, insert: 90, ...options.timeoutSeconds },
+      });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (/UNAUTHENTICATED|401|anonymous access/i.test(message)) {
+        throw new VectorStoreRejectedError(label, `Weaviate refused the credentials; check FORGELINE_WEAVIATE_API_KEY (${message})`);
+      }
+      throw new Error(`${label}: cannot reach Weaviate at ${options.url} (gRPC ${grpc.host}:${grpc.port}): ${message}`, { cause: err });
+    }
+    const store = new WeaviateVectorStore(client, options.url.replace(/\/+$/, ''), options);
+    try {
+      const meta = await store.call('read /v1/meta', () => client.getMeta());
       if (!atLeast(meta.version ?? '', 1, 32)) {
         throw new VectorStoreRejectedError(store.label, `Weaviate ${meta.version} has no collection aliases; use Weaviate 1.32 or newer`);
       }
@@ -184,39 +210,38 @@ export class WeaviateVectorStore implements VectorStore {
   }
 
   async createVersion(index: string, version: string, spec: VersionSpec): Promise<void> {
-    this.checkName('index', index);
-    this.checkName('version', version);
-    if (!Number.isInteger(spec.dimensions) || spec.dimensions < 1 || spec.dimensions > 65535) {
-      throw this.rejected(`${index}/${version}: dimensions must be an integer in 1..65535, got ${spec.dimensions}`);
-    }
-    if (!(spec.metric in DISTANCE)) {
-      throw this.rejected(`${index}/${version}: metric must be cosine, dot or euclidean, got ${String(spec.metric)}`);
-    }
+    this.checkOpen();
+    checkName(this.label, 'index', index);
+    checkName(this.label, 'version', version);
+    checkSpec(this.label, index, version, spec);
     const name = weaviateClassName(index, version);
     const existing = await this.readSchema(name, true);
     if (existing) return this.sameSpec(index, version, existing.spec, spec);
     try {
-      await this.client.collections.create({
-        name,
-        description: DESCRIPTION_PREFIX + JSON.stringify({ dimensions: spec.dimensions, metric: spec.metric }),
-        vectorizers: weaviate.configure.vectors.selfProvided({
-          name: VECTOR,
-          vectorIndexConfig: weaviate.configure.vectorIndex.hnsw({ distanceMetric: DISTANCE[spec.metric] }),
+      await this.call(`create collection ${name}`, () =>
+        this.client.collections.create({
+          name,
+          description: DESCRIPTION_PREFIX + JSON.stringify({ dimensions: spec.dimensions, metric: spec.metric }),
+          vectorizers: weaviate.configure.vectors.selfProvided({
+            name: VECTOR,
+            vectorIndexConfig: weaviate.configure.vectorIndex.hnsw({ distanceMetric: DISTANCE[spec.metric] }),
+          }),
+          properties: [{ name: ID_PROP, dataType: 'text', tokenization: 'field', indexFilterable: true, indexSearchable: false }],
         }),
-        properties: [{ name: ID_PROP, dataType: 'text', tokenization: 'field', indexFilterable: true, indexSearchable: false }],
-      });
+      );
     } catch (err) {
-      // A concurrent create of the same version: fine if it has the same spec.
+      // A concurrent create of the same version (or our own retried one): fine with the same spec.
       const raced = await this.readSchema(name, true);
       if (!raced) throw err;
       return this.sameSpec(index, version, raced.spec, spec);
     }
-    this.schemas.set(name, { spec: { ...spec }, props: new Map() });
+    this.schemas.set(name, { spec: { dimensions: spec.dimensions, metric: spec.metric }, props: new Map() });
   }
 
   async listVersions(index: string): Promise<VersionInfo[]> {
-    this.checkName('index', index);
-    const all = await this.client.collections.listAll();
+    this.checkOpen();
+    checkName(this.label, 'index', index);
+    const all = await this.call('list collections', () => this.client.collections.listAll());
     const out: VersionInfo[] = [];
     for (const config of all) {
       const parsed = parseVersionClass(config.name);
@@ -228,81 +253,72 @@ export class WeaviateVectorStore implements VectorStore {
   }
 
   async dropVersion(index: string, version: string): Promise<void> {
-    this.checkName('index', index);
-    this.checkName('version', version);
+    this.checkOpen();
+    checkName(this.label, 'index', index);
+    checkName(this.label, 'version', version);
     const name = weaviateClassName(index, version);
-    const aliases = (await this.client.alias.listAll({ collection: name })) ?? [];
-    const ours = aliases.filter((a) => a.collection === name).map((a) => a.alias);
-    if (ours.length > 0) {
-      throw this.rejected(`${index}/${version}: alias ${ours.join(', ')} points at it; swap the alias to another version before dropping this one`);
+    const aliases = (await this.call(`list aliases of ${name}`, () => this.client.alias.listAll({ collection: name }))) ?? [];
+    const pointing = aliases.filter((a) => a.collection === name).map((a) => a.alias);
+    if (pointing.length > 0) {
+      throw this.rejected(`${index}/${version}: alias ${pointing.join(', ')} points at it; swap the alias to another version before dropping this one`);
     }
-    try {
-      await this.client.collections.delete(name);
-    } catch (err) {
-      if (statusOf(err) !== 404) throw err;
-    }
+    // Deleting an absent collection succeeds in Weaviate.
+    await this.call(`delete collection ${name}`, () => this.client.collections.delete(name));
     this.schemas.delete(name);
   }
 
   async upsert(index: string, version: string, records: readonly VectorRecord[]): Promise<void> {
-    if (records.length === 0) return;
+    this.checkOpen();
+    const target = `${index}/${version}`;
     const name = weaviateClassName(index, version);
     const schema = await this.requireVersion(index, version);
-    // Validate everything before the first write: width, ids, metadata keys and types.
-    const latest = new Map<string, VectorRecord>();
+    // Everything is checked before the first write: ids, widths, values, metadata keys and types.
+    const checked = checkRecords(this.label, target, records, schema.spec.dimensions);
+    if (checked.length === 0) return;
     const newProps = new Map<string, PropType>();
-    for (const record of records) {
-      this.checkRecordId(record.id);
-      if (record.values.length !== schema.spec.dimensions) {
-        throw this.rejected(`${index}/${version}: record ${record.id} has ${record.values.length} dimensions, the version holds ${schema.spec.dimensions}`);
-      }
-      for (const value of record.values) {
-        if (!Number.isFinite(value)) throw this.rejected(`${index}/${version}: record ${record.id} has a non-finite vector component`);
-      }
-      for (const [key, value] of Object.entries(record.metadata ?? {})) {
-        this.checkMetadataKey(key);
+    for (const record of checked) {
+      for (const [key, value] of Object.entries(record.metadata)) {
         const type = propType(value);
-        if (type === 'number' && !Number.isFinite(value)) {
-          throw this.rejected(`${index}/${version}: record ${record.id} metadata ${key} is not a finite number`);
-        }
         const known = schema.props.get(META_PREFIX + key) ?? newProps.get(META_PREFIX + key);
         if (known && known !== type) {
-          throw this.rejected(`${index}/${version}: metadata ${key} holds ${known} values, record ${record.id} gives a ${type}; keep one type per key`);
+          throw this.rejected(`${target}: metadata ${key} holds ${known} values, record ${record.id} gives a ${type}; keep one type per key`);
         }
         if (!known) newProps.set(META_PREFIX + key, type);
       }
-      latest.delete(record.id); // last write wins, in input order
-      latest.set(record.id, record);
     }
     const collection = this.client.collections.use(name);
     for (const [prop, type] of newProps) await this.addProperty(collection, name, prop, type);
-    const objects = [...latest.values()].map((record) => ({
+    const objects = checked.map((record) => ({
       id: weaviateObjectId(record.id),
-      properties: {
-        [ID_PROP]: record.id,
-        ...Object.fromEntries(Object.entries(record.metadata ?? {}).map(([k, v]) => [META_PREFIX + k, v])),
-      },
-      vectors: { [VECTOR]: Array.from(record.values) },
+      properties: { [ID_PROP]: record.id, ...Object.fromEntries(Object.entries(record.metadata).map(([k, v]) => [META_PREFIX + k, v])) },
+      vectors: { [VECTOR]: record.values },
     }));
-    for (let i = 0; i < objects.length; i += this.batchSize) {
-      const result = await collection.data.insertMany(objects.slice(i, i + this.batchSize));
-      if (result.hasErrors) {
-        const first = Object.values(result.errors)[0];
-        throw new Error(`${this.label}: ${index}/${version}: ${Object.keys(result.errors).length} of ${Math.min(this.batchSize, objects.length - i)} objects failed: ${first?.message ?? 'unknown error'}`);
-      }
-    }
+    const groups = batches(objects, this.options.batchSize ?? 500, MAX_BATCH_BYTES, (o) => o.vectors[VECTOR].length * 4 + JSON.stringify(o.properties).length + 64);
+    await forEachLimit(groups, this.options.concurrency ?? 4, async (group) => {
+      const operation = `upsert ${group.length} objects into ${target}`;
+      await this.call(operation, async () => {
+        const result = await collection.data.insertMany(group);
+        if (result.hasErrors) {
+          const errors = Object.values(result.errors);
+          throw new WeaviateObjectErrors(`${this.label}: ${operation}: ${errors.length} objects failed, e.g. ${errors[0]?.message ?? 'unknown error'}`);
+        }
+      });
+    });
   }
 
   async delete(index: string, version: string, ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    ids.forEach((id) => this.checkRecordId(id));
+    this.checkOpen();
+    checkName(this.label, 'index', index);
+    checkName(this.label, 'version', version);
+    const unique = checkIds(this.label, `${index}/${version}`, ids);
     const name = weaviateClassName(index, version);
-    if (!(await this.readSchema(name, true, index, version))) return;
+    if (unique.length === 0 || !(await this.readSchema(name, false))) return;
     const collection = this.client.collections.use(name);
-    const uuids = [...new Set(ids)].map(weaviateObjectId);
-    for (let i = 0; i < uuids.length; i += this.batchSize) {
-      const result = await collection.data.deleteMany(collection.filter.byId().containsAny(uuids.slice(i, i + this.batchSize)));
-      if (result.failed > 0) throw new Error(`${this.label}: ${index}/${version}: ${result.failed} deletes failed`);
+    for (const group of chunk(unique.map(weaviateObjectId), this.options.batchSize ?? 500)) {
+      const result = await this.call(`delete ${group.length} objects from ${index}/${version}`, () =>
+        collection.data.deleteMany(collection.filter.byId().containsAny(group)),
+      );
+      if (result.failed > 0) throw new Error(`${this.label}: ${index}/${version}: ${result.failed} of ${group.length} deletes failed`);
     }
   }
 
@@ -317,41 +333,43 @@ export class WeaviateVectorStore implements VectorStore {
   }
 
   async count(index: string, version: string): Promise<number> {
+    this.checkOpen();
     const name = weaviateClassName(index, version);
     await this.requireVersion(index, version);
-    const result = await this.client.collections.use(name).aggregate.overAll();
+    const result = await this.call(`count ${index}/${version}`, () => this.client.collections.use(name).aggregate.overAll());
     return result.totalCount;
   }
 
   async query(index: string, target: QueryTarget, vector: Float32Array | number[], options: QueryOptions): Promise<QueryMatch[]> {
-    this.checkName('index', index);
-    if (!Number.isInteger(options.topK) || options.topK < 1) {
-      throw this.rejected(`${index}: topK must be a positive integer, got ${options.topK}`);
-    }
+    this.checkOpen();
+    checkName(this.label, 'index', index);
     let version: string;
     if ('alias' in target) {
-      this.checkName('alias', target.alias);
+      checkName(this.label, 'alias', target.alias);
       const resolved = await this.resolveAlias(index, target.alias);
       if (!resolved) throw this.rejected(`${index}: alias ${target.alias} is not set; swap it to a version first`);
       version = resolved;
     } else {
       version = target.version;
     }
+    const where = `${index}/${version}`;
+    checkTopK(this.label, where, options, MAX_TOP_K);
+    const conditions = checkFilter(this.label, where, options.filter);
     const name = weaviateClassName(index, version);
     const schema = await this.requireVersion(index, version);
-    if (vector.length !== schema.spec.dimensions) {
-      throw this.rejected(`${index}/${version}: query vector has ${vector.length} dimensions, the version holds ${schema.spec.dimensions}`);
-    }
+    const [values] = checkRecords(this.label, `${where} query`, [{ id: 'query', values: vector }], schema.spec.dimensions);
     const collection = this.client.collections.use(name);
-    const filters = options.filter ? this.toFilter(collection, schema, options.filter) : undefined;
-    if (filters === null) return []; // a clause no record can satisfy
-    const result = await collection.query.nearVector(Array.from(vector), {
-      targetVector: VECTOR,
-      limit: options.topK,
-      ...(filters ? { filters } : {}),
-      returnMetadata: ['distance'],
-      returnProperties: [ID_PROP, ...schema.props.keys()],
-    });
+    const filters = this.toFilter(collection, schema, conditions);
+    if (filters === null) return []; // a condition no record can satisfy
+    const result = await this.call(`query ${where}`, () =>
+      collection.query.nearVector(values!.values, {
+        targetVector: VECTOR,
+        limit: options.topK,
+        ...(filters ? { filters } : {}),
+        returnMetadata: ['distance'],
+        returnProperties: [ID_PROP, ...schema.props.keys()],
+      }),
+    );
     return result.objects.map((o) => ({
       id: String(o.properties[ID_PROP]),
       score: toScore(schema.spec.metric, o.metadata?.distance),
@@ -360,19 +378,23 @@ export class WeaviateVectorStore implements VectorStore {
   }
 
   async getAlias(index: string, alias: string): Promise<AliasRecord | null> {
-    this.checkName('index', index);
-    this.checkName('alias', alias);
+    this.checkOpen();
+    checkName(this.label, 'index', index);
+    checkName(this.label, 'alias', alias);
     const [actual, book] = await Promise.all([this.resolveAlias(index, alias), this.readBook(index, alias)]);
-    return reconcile(index, alias, actual, book);
+    return reconcile(alias, actual, book);
   }
 
   async swapAlias(index: string, alias: string, version: string, expected: string | null): Promise<AliasRecord> {
-    this.checkName('index', index);
-    this.checkName('alias', alias);
-    this.checkName('version', version);
-    if (expected !== null) this.checkName('expected', expected);
+    this.checkOpen();
+    checkName(this.label, 'index', index);
+    checkName(this.label, 'alias', alias);
+    checkName(this.label, 'version', version);
+    if (expected !== null) checkName(this.label, 'version', expected);
     const key = `${index}/${alias}`;
-    const run = (this.swapQueue.get(key) ?? Promise.resolve()).catch(() => undefined).then(() => this.swapNow(index, alias, version, expected));
+    const run = (this.swapQueue.get(key) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.swapNow(index, alias, version, expected));
     this.swapQueue.set(key, run);
     try {
       return await run;
@@ -381,55 +403,76 @@ export class WeaviateVectorStore implements VectorStore {
     }
   }
 
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.client.close();
+  }
+
+  // ---- internals ----
+
   private async swapNow(index: string, alias: string, version: string, expected: string | null): Promise<AliasRecord> {
     await this.requireVersion(index, version);
     const [actual, book] = await Promise.all([this.resolveAlias(index, alias), this.readBook(index, alias)]);
-    const current = reconcile(index, alias, actual, book);
-    if (actual === version) return current!;
+    const current = reconcile(alias, actual, book);
+    if (actual === version) return current!; // a retried swap: already there
     if (actual !== expected) throw new AliasConflictError(this.label, index, alias, expected, actual);
     const next: AliasRecord = { alias, version, generation: (current?.generation ?? 0) + 1, movedAt: new Date().toISOString() };
+    // The intent first: if we die before the move, the native alias still names `current`.
     await this.writeBook(index, alias, next, current);
     const aliasName = weaviateAliasName(index, alias);
     const className = weaviateClassName(index, version);
     if (actual === null) {
       try {
-        await this.client.alias.create({ alias: aliasName, collection: className });
+        await this.call(`create alias ${aliasName}`, () => this.client.alias.create({ alias: aliasName, collection: className }));
       } catch (err) {
+        // Weaviate refuses a second create: someone else set it first (or our retried create landed).
         const now = await this.resolveAlias(index, alias);
         if (now === version) return next;
         if (now !== null) throw new AliasConflictError(this.label, index, alias, expected, now);
         throw err;
       }
     } else {
-      await this.client.alias.update({ alias: aliasName, newTargetCollection: className });
+      await this.call(`move alias ${aliasName}`, () => this.client.alias.update({ alias: aliasName, newTargetCollection: className }));
     }
     return next;
   }
 
-  async close(): Promise<void> {
-    await this.client.close();
+  private checkOpen(): void {
+    if (this.closed) throw new Error(`${this.label}: the store is closed`);
   }
-
-  // ---- internals ----
 
   private rejected(message: string): VectorStoreRejectedError {
     return new VectorStoreRejectedError(this.label, message);
   }
 
-  private checkName(what: string, name: string): void {
-    if (!VECTOR_NAME.test(name)) {
-      throw this.rejected(`${what} ${JSON.stringify(name)} must match ${VECTOR_NAME.source} (lower-case letter first, then lower-case letters, digits or _; at most 48)`);
-    }
+  private call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return withRetries(this.label, operation, this.policy, (error) => this.classify(operation, error), fn);
   }
 
-  private checkRecordId(id: string): void {
-    if (typeof id !== 'string' || !RECORD_ID.test(id)) {
-      throw this.rejected(`record id ${JSON.stringify(id)} must be 1-128 characters of [A-Za-z0-9_:.-]`);
+  /** 429, 5xx, transient gRPC codes, timeouts and transport faults are retried; other refusals are terminal. */
+  private classify(operation: string, error: unknown): Verdict {
+    if (error instanceof VectorStoreRejectedError || error instanceof AliasConflictError) return { retry: false, error };
+    if (error instanceof WeaviateObjectErrors) return { retry: true };
+    const name = error instanceof Error ? error.name : '';
+    const message = error instanceof Error ? error.message : String(error);
+    if (name === 'WeaviateUnauthenticatedError' || /\bUNAUTHENTICATED\b/.test(message)) {
+      return { retry: false, error: this.rejected(`${operation}: Weaviate refused the credentials; check FORGELINE_WEAVIATE_API_KEY`) };
     }
-  }
-
-  private checkMetadataKey(key: string): void {
-    if (!METADATA_KEY.test(key)) throw this.rejected(`metadata key ${JSON.stringify(key)} must be letters, digits and _ only`);
+    if (name === 'WeaviateInsufficientPermissionsError' || /\bPERMISSION_DENIED\b/.test(message)) {
+      return { retry: false, error: this.rejected(`${operation}: the API key lacks a permission: ${message}`) };
+    }
+    const status = statusOf(error);
+    if (status !== undefined) {
+      if (status === 429 || status >= 500) return { retry: true };
+      return { retry: false, error: this.rejected(`${operation}: Weaviate answered ${status}: ${message}`) };
+    }
+    if (name === 'WeaviateRequestTimeoutError' || name === 'WeaviateGRPCUnavailableError') return { retry: true };
+    if (name.startsWith('Weaviate')) {
+      if (TRANSIENT_GRPC.test(message)) return { retry: true };
+      return { retry: false, error: this.rejected(`${operation}: ${name}: ${message}`) };
+    }
+    return { retry: true }; // a socket reset, a fetch TypeError: transport
   }
 
   private sameSpec(index: string, version: string, have: VersionSpec, want: VersionSpec): void {
@@ -449,9 +492,9 @@ export class WeaviateVectorStore implements VectorStore {
     } catch {
       return null;
     }
-    const distance = config.vectorizers[VECTOR]?.indexConfig as { distance?: string } | undefined;
-    if (!distance || distance.distance !== DISTANCE[spec.metric]) {
-      throw this.rejected(`collection ${config.name} says metric ${spec.metric} but its vector index uses ${distance?.distance ?? 'no distance'}; it was changed outside Forgeline`);
+    const index = config.vectorizers[VECTOR]?.indexConfig as { distance?: string } | undefined;
+    if (index?.distance !== DISTANCE[spec.metric]) {
+      throw this.rejected(`collection ${config.name} says metric ${spec.metric} but its vector index uses ${index?.distance ?? 'no distance'}; it was changed outside Forgeline`);
     }
     const props = new Map<string, PropType>();
     for (const p of config.properties) {
@@ -461,19 +504,17 @@ export class WeaviateVectorStore implements VectorStore {
     return { spec: { dimensions: spec.dimensions, metric: spec.metric }, props };
   }
 
-  /** The schema of a version class, cached; null when absent (with `fresh`, always re-read). */
-  private async readSchema(name: string, fresh: boolean, index?: string, version?: string): Promise<VersionSchema | null> {
+  /** The schema of a version's collection, null when absent; `fresh` re-reads a cached one. */
+  private async readSchema(name: string, fresh: boolean): Promise<VersionSchema | null> {
     if (!fresh) {
       const cached = this.schemas.get(name);
       if (cached) return cached;
     }
-    if (index !== undefined) this.checkName('index', index);
-    if (version !== undefined) this.checkName('version', version);
     let config: CollectionConfig;
     try {
-      config = await this.client.collections.use(name).config.get();
+      config = await this.call(`read collection ${name}`, () => this.client.collections.use(name).config.get());
     } catch (err) {
-      if (statusOf(err) === 404) {
+      if (err instanceof VectorStoreRejectedError && /answered 404/.test(err.message)) {
         this.schemas.delete(name);
         return null;
       }
@@ -486,8 +527,8 @@ export class WeaviateVectorStore implements VectorStore {
   }
 
   private async requireVersion(index: string, version: string): Promise<VersionSchema> {
-    this.checkName('index', index);
-    this.checkName('version', version);
+    checkName(this.label, 'index', index);
+    checkName(this.label, 'version', version);
     const schema = await this.readSchema(weaviateClassName(index, version), false);
     if (!schema) throw this.rejected(`${index}/${version} does not exist; createVersion it first`);
     return schema;
@@ -495,15 +536,17 @@ export class WeaviateVectorStore implements VectorStore {
 
   private async addProperty(collection: Collection, name: string, prop: string, type: PropType): Promise<void> {
     try {
-      await collection.config.addProperty({
-        name: prop,
-        dataType: type,
-        indexFilterable: true,
-        indexSearchable: false,
-        ...(type === 'text' ? { tokenization: 'field' as const } : {}),
-      });
+      await this.call(`add property ${prop} to ${name}`, () =>
+        collection.config.addProperty({
+          name: prop,
+          dataType: type,
+          indexFilterable: true,
+          indexSearchable: false,
+          ...(type === 'text' ? { tokenization: 'field' as const } : {}),
+        }),
+      );
     } catch (err) {
-      // Someone added it meanwhile: fine if the type agrees.
+      // Someone added it meanwhile (another writer, or our retried request): fine if the type agrees.
       const schema = await this.readSchema(name, true);
       const have = schema?.props.get(prop);
       if (have === undefined) throw err;
@@ -514,39 +557,43 @@ export class WeaviateVectorStore implements VectorStore {
   }
 
   private async fetchObjects(index: string, version: string, ids: readonly string[], withVectors: boolean) {
-    if (ids.length === 0) return [];
-    ids.forEach((id) => this.checkRecordId(id));
-    const name = weaviateClassName(index, version);
+    this.checkOpen();
+    const where = `${index}/${version}`;
+    checkName(this.label, 'index', index);
+    checkName(this.label, 'version', version);
+    const unique = checkIds(this.label, where, ids);
+    if (unique.length === 0) return [];
     const schema = await this.requireVersion(index, version);
-    const collection = this.client.collections.use(name);
-    const unique = [...new Set(ids)];
+    const collection = this.client.collections.use(weaviateClassName(index, version));
     const out: { id: string; values?: number[]; metadata: Metadata }[] = [];
-    for (let i = 0; i < unique.length; i += this.batchSize) {
-      const slice = unique.slice(i, i + this.batchSize);
-      const result = await collection.query.fetchObjects({
-        filters: collection.filter.byId().containsAny(slice.map(weaviateObjectId)),
-        limit: slice.length,
-        includeVector: withVectors ? [VECTOR] : false,
-        returnProperties: withVectors ? [ID_PROP, ...schema.props.keys()] : [ID_PROP],
-      });
+    for (const group of chunk(unique, this.options.batchSize ?? 500)) {
+      const result = await this.call(`fetch ${group.length} objects from ${where}`, () =>
+        collection.query.fetchObjects({
+          filters: collection.filter.byId().containsAny(group.map(weaviateObjectId)),
+          limit: group.length,
+          includeVector: withVectors ? [VECTOR] : false,
+          returnProperties: withVectors ? [ID_PROP, ...schema.props.keys()] : [ID_PROP],
+        }),
+      );
       for (const o of result.objects) {
         const values = withVectors ? (o.vectors[VECTOR] as number[] | undefined) : undefined;
-        if (withVectors && !values) throw new Error(`${this.label}: ${index}/${version}: object ${o.uuid} came back without its vector`);
+        if (withVectors && !values) throw new Error(`${this.label}: ${where}: object ${o.uuid} came back without its vector`);
         out.push({ id: String(o.properties[ID_PROP]), ...(values ? { values } : {}), metadata: toMetadata(o.properties) });
       }
     }
     return out;
   }
 
-  /** The filter for Weaviate, or null when a clause can match no record (unknown key, other type). */
-  private toFilter(collection: Collection, schema: VersionSchema, filter: MetadataFilter): FilterValue | undefined | null {
+  /**
+   * The conditions in Weaviate's filter language, or null when one can match no record (a key no
+   * record has, or values of another type than the key holds): equal per key, AND across keys;
+   * several values: containsAny on text (exact with field tokenization), an OR of equal otherwise.
+   */
+  private toFilter(collection: Collection, schema: VersionSchema, conditions: Array<[string, MetadataValue[]]>): FilterValue | undefined | null {
     const clauses: FilterValue[] = [];
-    for (const [key, cond] of Object.entries(filter)) {
-      this.checkMetadataKey(key);
+    for (const [key, wanted] of conditions) {
       const prop = META_PREFIX + key;
       const type = schema.props.get(prop);
-      const wanted: MetadataValue[] = typeof cond === 'object' && cond !== null ? cond.$in : [cond];
-      if (!Array.isArray(wanted)) throw this.rejected(`filter ${key}: $in must be an array of values`);
       const values = wanted.filter((v) => type !== undefined && propType(v) === type);
       if (values.length === 0) return null;
       const by = collection.filter.byProperty(prop);
@@ -559,53 +606,59 @@ export class WeaviateVectorStore implements VectorStore {
   }
 
   private async resolveAlias(index: string, alias: string): Promise<string | null> {
+    const name = weaviateAliasName(index, alias);
     let target: string;
     try {
-      target = (await this.client.alias.get(weaviateAliasName(index, alias))).collection;
+      target = (await this.call(`read alias ${name}`, () => this.client.alias.get(name))).collection;
     } catch (err) {
-      if (statusOf(err) === 404) return null;
+      if (err instanceof VectorStoreRejectedError && /answered 404/.test(err.message)) return null;
       throw err;
     }
     const parsed = parseVersionClass(target);
     if (!parsed || parsed.index !== index) {
-      throw this.rejected(`alias ${weaviateAliasName(index, alias)} points at ${target}, which is not a version of ${index}; it was moved outside Forgeline`);
+      throw this.rejected(`alias ${name} points at ${target}, which is not a version of ${index}; it was moved outside Forgeline`);
     }
     return parsed.version;
   }
 
-  private async ensureBookCollection(): Promise<Collection> {
-    if (!(await this.client.collections.exists(ALIASES_COLLECTION))) {
+  private async bookCollection(create: boolean): Promise<Collection | null> {
+    const exists = () => this.call(`check collection ${ALIASES_COLLECTION}`, () => this.client.collections.exists(ALIASES_COLLECTION));
+    if (!(await exists())) {
+      if (!create) return null;
       try {
-        await this.client.collections.create({
-          name: ALIASES_COLLECTION,
-          description: 'Forgeline alias bookkeeping: generation and move time of each alias (the alias itself is native)',
-          vectorizers: weaviate.configure.vectors.selfProvided(), // no vectors; never a vectorizer module
-          properties: [
-            { name: 'index', dataType: 'text', tokenization: 'field' },
-            { name: 'alias', dataType: 'text', tokenization: 'field' },
-            { name: 'version', dataType: 'text', tokenization: 'field' },
-            { name: 'generation', dataType: 'int' },
-            { name: 'movedAt', dataType: 'text', tokenization: 'field' },
-            { name: 'previousVersion', dataType: 'text', tokenization: 'field' },
-            { name: 'previousGeneration', dataType: 'int' },
-            { name: 'previousMovedAt', dataType: 'text', tokenization: 'field' },
-          ],
-        });
+        await this.call(`create collection ${ALIASES_COLLECTION}`, () =>
+          this.client.collections.create({
+            name: ALIASES_COLLECTION,
+            description: 'Forgeline alias bookkeeping: generation and move time of each alias (the alias itself is native)',
+            vectorizers: weaviate.configure.vectors.selfProvided(), // no vectors, and never a vectorizer module
+            properties: [
+              { name: 'index', dataType: 'text', tokenization: 'field' },
+              { name: 'alias', dataType: 'text', tokenization: 'field' },
+              { name: 'version', dataType: 'text', tokenization: 'field' },
+              { name: 'generation', dataType: 'int' },
+              { name: 'movedAt', dataType: 'text', tokenization: 'field' },
+              { name: 'previousVersion', dataType: 'text', tokenization: 'field' },
+              { name: 'previousGeneration', dataType: 'int' },
+              { name: 'previousMovedAt', dataType: 'text', tokenization: 'field' },
+            ],
+          }),
+        );
       } catch (err) {
-        if (!(await this.client.collections.exists(ALIASES_COLLECTION))) throw err;
+        if (!(await exists())) throw err; // else: created concurrently
       }
     }
     return this.client.collections.use(ALIASES_COLLECTION);
   }
 
   private async readBook(index: string, alias: string): Promise<AliasBook | null> {
-    if (!(await this.client.collections.exists(ALIASES_COLLECTION))) return null;
-    const obj = await this.client.collections.use(ALIASES_COLLECTION).query.fetchObjectById(weaviateObjectId(`${index}/${alias}`));
+    const collection = await this.bookCollection(false);
+    if (!collection) return null;
+    const obj = await this.call(`read alias record ${index}/${alias}`, () => collection.query.fetchObjectById(weaviateObjectId(`${index}/${alias}`)));
     return obj ? (obj.properties as unknown as AliasBook) : null;
   }
 
   private async writeBook(index: string, alias: string, next: AliasRecord, current: AliasRecord | null): Promise<void> {
-    const collection = await this.ensureBookCollection();
+    const collection = (await this.bookCollection(true))!;
     const properties = {
       index,
       alias,
@@ -617,23 +670,28 @@ export class WeaviateVectorStore implements VectorStore {
       previousMovedAt: current?.movedAt ?? '',
     };
     const id = weaviateObjectId(`${index}/${alias}`);
-    if (await collection.data.exists(id)) await collection.data.replace({ id, properties });
-    else await collection.data.insert({ id, properties });
+    // Weaviate's PUT (replace) needs the object to exist (404 otherwise); POST creates it.
+    await this.call(`write alias record ${index}/${alias}`, async () => {
+      if (await collection.data.exists(id)) await collection.data.replace({ id, properties });
+      else await collection.data.insert({ id, properties });
+    });
   }
 }
+
+/** Objects a batch request refused one by one (the request itself succeeded): retried as a whole. */
+class WeaviateObjectErrors extends Error {}
 
 /**
  * Where the alias really points (the native alias) with its generation from the intent record:
  * the move it records, or the state before it when the move did not happen.
  */
-function reconcile(index: string, alias: string, actual: string | null, book: AliasBook | null): AliasRecord | null {
+function reconcile(alias: string, actual: string | null, book: AliasBook | null): AliasRecord | null {
   if (actual === null) return null;
   if (book?.version === actual) return { alias, version: actual, generation: book.generation, movedAt: book.movedAt };
   if (book && book.previousVersion === actual) {
     return { alias, version: actual, generation: book.previousGeneration, movedAt: book.previousMovedAt };
   }
   // Moved outside Forgeline (or by a racing writer, see the header): the generation is a guess.
-  void index;
   return { alias, version: actual, generation: (book?.generation ?? 0) + 1, movedAt: book?.movedAt ?? new Date(0).toISOString() };
 }
 
@@ -660,15 +718,15 @@ function atLeast(version: string, major: number, minor: number): boolean {
   return maj > major || (maj === major && min >= minor);
 }
 
-function parseEndpoint(raw: string, field: string, defaultPort: number): { host: string; port: number; secure: boolean; path: string } {
+function parseEndpoint(label: string, raw: string, field: string, defaultPort: number): { host: string; port: number; secure: boolean; path: string } {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new VectorStoreRejectedError(`weaviate:${raw}`, `${field} ${JSON.stringify(raw)} is not a URL; give e.g. http://localhost:${defaultPort}`);
+    throw new VectorStoreRejectedError(label, `${field} ${JSON.stringify(raw)} is not a URL; give e.g. http://localhost:${defaultPort}`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new VectorStoreRejectedError(`weaviate:${raw}`, `${field} must be http:// or https://, got ${url.protocol}`);
+    throw new VectorStoreRejectedError(label, `${field} ${JSON.stringify(raw)} must start with http:// or https://, e.g. http://localhost:${defaultPort}`);
   }
   const secure = url.protocol === 'https:';
   return {

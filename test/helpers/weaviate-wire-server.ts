@@ -180,8 +180,11 @@ export interface WeaviateWireServer {
   violations: string[];
   /** The raw class definitions, as a client would read them back. */
   classes(): WClass[];
-  /** The next request to `key` (as counted in `calls`, e.g. `PUT /v1/aliases/{alias}`) fails with a 500. */
-  failNext(key: string): void;
+  /**
+   * The next `times` (default 1) requests to `key` (as counted in `calls`, e.g.
+   * `PUT /v1/aliases/{alias}` or `grpc BatchObjects`) fail: REST with a 500, gRPC with UNAVAILABLE.
+   */
+  failNext(key: string, times?: number): void;
   stop(): Promise<void>;
 }
 
@@ -198,10 +201,14 @@ export async function startWeaviateWireServer(options: WeaviateWireServerOptions
   const aliases = new Map<string, string>();
   const calls = new Map<string, number>();
   const violations: string[] = [];
-  const failing = new Set<string>();
+  const failing = new Map<string, number>();
   const count = (key: string): void => {
     calls.set(key, (calls.get(key) ?? 0) + 1);
-    if (failing.delete(key)) throw new HttpError(500, `injected failure of ${key}`);
+    const left = failing.get(key) ?? 0;
+    if (left > 0) {
+      failing.set(key, left - 1);
+      throw new HttpError(500, `injected failure of ${key}`);
+    }
   };
 
   const violation = (message: string): never => {
@@ -429,7 +436,8 @@ export async function startWeaviateWireServer(options: WeaviateWireServerOptions
       if (method === 'PUT') {
         const obj = validateObjectBody(body, cls.class, id);
         const old = store.get(id);
-        if (old) obj.created = old.created;
+        if (!old) throw new HttpError(404, `object ${id} not found: replace needs an existing object`);
+        obj.created = old.created;
         store.set(id, obj);
         return [200, restObject(cls.class, obj)];
       }
@@ -809,7 +817,7 @@ export async function startWeaviateWireServer(options: WeaviateWireServerOptions
     calls,
     violations,
     classes: () => [...classes.values()],
-    failNext: (key) => void failing.add(key),
+    failNext: (key, times = 1) => void failing.set(key, times),
     async stop() {
       await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
       httpServer.closeAllConnections();

@@ -109,14 +109,34 @@ describe('Weaviate adapter against a local Weaviate wire-format endpoint (REST +
     });
 
     it('an interrupted move reads back as the state before it (intent record written first, the native alias decides)', async function () {
-      for (const v of ['v1', 'v2']) await store.createVersion('crash', v, { dimensions: 2, metric: 'dot' });
-      const first = await store.swapAlias('crash', 'live', 'v1', null);
-      server.failNext('PUT /v1/aliases/{alias}');
-      await assert.rejects(store.swapAlias('crash', 'live', 'v2', 'v1'), /500/);
-      assert.deepEqual(await store.getAlias('crash', 'live'), first, 'the alias did not move, nor did its generation');
-      const moved = await store.swapAlias('crash', 'live', 'v2', 'v1');
-      assert.equal(moved.generation, first.generation + 1);
-      assert.deepEqual(await store.getAlias('crash', 'live'), moved);
+      const impatient = await WeaviateVectorStore.open({ url: server.url, grpcUrl: server.grpcUrl, retry: { attempts: 2, baseDelayMs: 1 } });
+      try {
+        for (const v of ['v1', 'v2']) await impatient.createVersion('crash', v, { dimensions: 2, metric: 'dot' });
+        const first = await impatient.swapAlias('crash', 'live', 'v1', null);
+        server.failNext('PUT /v1/aliases/{alias}', 2); // the move never lands; the intent record did
+        await assert.rejects(impatient.swapAlias('crash', 'live', 'v2', 'v1'), /still failing after 2 attempts[\s\S]*500/);
+        assert.deepEqual(await impatient.getAlias('crash', 'live'), first, 'the alias did not move, nor did its generation');
+        const moved = await impatient.swapAlias('crash', 'live', 'v2', 'v1');
+        assert.equal(moved.generation, first.generation + 1);
+        assert.deepEqual(await impatient.getAlias('crash', 'live'), moved);
+      } finally {
+        await impatient.close();
+      }
+    });
+
+    it('transient failures (REST 5xx, gRPC UNAVAILABLE) are retried; the write lands once', async function () {
+      const patient = await WeaviateVectorStore.open({ url: server.url, grpcUrl: server.grpcUrl, retry: { attempts: 4, baseDelayMs: 1 } });
+      try {
+        await patient.createVersion('flaky', 'v1', { dimensions: 2, metric: 'cosine' });
+        server.failNext('POST /v1/schema/{class}/properties', 1);
+        server.failNext('grpc BatchObjects', 2);
+        await patient.upsert('flaky', 'v1', [{ id: 'a', values: [1, 0], metadata: { k: 'x' } }, { id: 'b', values: [0, 1] }]);
+        server.failNext('grpc Search', 1);
+        assert.deepEqual((await patient.query('flaky', { version: 'v1' }, [1, 0], { topK: 2, filter: { k: 'x' } })).map((m) => m.id), ['a']);
+        assert.equal(await patient.count('flaky', 'v1'), 2);
+      } finally {
+        await patient.close();
+      }
     });
 
     it('refuses a Weaviate without aliases (< 1.32), a wrong API key and a URL without a scheme, clearly', async function () {
