@@ -4,7 +4,8 @@
  * Contract (what `chunkDocument` guarantees):
  * - Every chunk's `tokenCount` is the number of tokens the model receives for `text`, [CLS] and
  *   [SEP] included, and never exceeds `chunkTokens`.
- * - `text` is exactly `doc.text.slice(startChar, endChar)`, trimmed of whitespace at both ends.
+ * - `text` is exactly `doc.text.slice(startChar, endChar)`; it starts and ends with a word (no
+ *   separating whitespace, no run of characters that have no tokens).
  * - A chunk never spans two sections: a heading always starts a new chunk, and the chunk carries
  *   its section's heading path.
  * - Inside a section, a chunk ends at the best boundary that keeps it at least half full:
@@ -238,7 +239,14 @@ export function chunkDocument(doc: CorpusDocument, options: ChunkingOptions): Ch
           tokens = tokenizer.countTokens(doc.text.slice(pieces[s]!.start, pieces[e - 1]!.end)) - specials;
         }
       }
-      if (tokens > 0) emit(section, pieces[s]!.start, pieces[e - 1]!.end, tokens + specials);
+      if (tokens > 0) {
+        // Pieces without tokens (only characters the tokenizer deletes) do not start or end a chunk.
+        let first = s;
+        let last = e - 1;
+        while (pieces[first]!.tokens === 0) first++;
+        while (pieces[last]!.tokens === 0) last--;
+        emit(section, pieces[first]!.start, pieces[last]!.end, tokens + specials);
+      }
       if (e >= n) break;
       // The next chunk starts as early as the overlap allows, at a word, and early enough
       // only that it can still take the next piece (so it gets past this chunk's end).

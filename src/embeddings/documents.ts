@@ -205,7 +205,7 @@ export function parseDocument(id: string, bytes: Uint8Array, format: DocumentFor
   return { id, format, text: parsed.text, sha256, bytes: bytes.length, sections: sectionsOf(parsed.text, parsed.headings) };
 }
 
-/** Offset of the byte at which decoding fails (for the error message). */
+/** Offset of the first byte of the first invalid sequence (for the error message). */
 function firstInvalidUtf8(bytes: Uint8Array): number {
   // A streaming decode of a prefix fails only on a bad sequence inside it (an incomplete last
   // character is held back), so failure is monotone in the prefix length: bisect for it.
@@ -224,7 +224,16 @@ function firstInvalidUtf8(bytes: Uint8Array): number {
     if (fails(mid)) hi = mid;
     else lo = mid;
   }
-  return hi - 1;
+  // Decoding fails at byte hi - 1; the bad sequence starts at the last complete character before it.
+  for (let start = hi - 1; start >= Math.max(0, hi - 4); start--) {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, start));
+      return start;
+    } catch {
+      /* inside the bad sequence */
+    }
+  }
+  return Math.max(0, hi - 1);
 }
 
 interface Heading {
