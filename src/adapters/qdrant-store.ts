@@ -8,13 +8,18 @@
  *
  * Alias: Qdrant's native alias `<index>__<alias>`, moved with ONE `POST /collections/aliases`
  * request holding delete_alias + create_alias, which Qdrant applies atomically: a query through the
- * alias (Qdrant resolves it server-side) sees the old collection or the new one, never a mix. The
- * compare-and-swap is ours: the alias is read first and the swap refused when it points elsewhere.
- * Qdrant has no conditional alias update, so between that read and the update another writer can
- * still move the alias (last writer wins). Swaps through one store instance are serialized per
- * alias, which closes the window inside one process; across processes it stays open, so run one
- * re-embed per index at a time (the workflow does). The alias's generation and move time are kept
- * in the target collection's metadata (`forgeline_alias_<alias>`), written before the move.
+ * alias (Qdrant resolves it server-side) sees the old collection or the new one, never a mix.
+ * Qdrant has no conditional alias update, so the compare-and-swap is ours: a swap reads the alias
+ * and its generation N (kept in the target collection's metadata, `forgeline_alias_<alias>`),
+ * refuses when it points elsewhere, then CLAIMS generation N+1 by creating the marker collection
+ * `<index>-alias-<alias>-g<N+1>` (collection creation is atomic in Qdrant: exactly one client gets
+ * it, others get 409) with the target in its metadata, and only the winner moves the alias. A
+ * loser finishes the winner's move if it is still pending (a winner that died after its claim
+ * cannot leave the alias behind) and reports AliasConflictError. Remaining window: a finisher that
+ * read the alias just before a newer swap completed could move it back to the claimed version;
+ * that needs two swaps of one alias within one request's time, so run one re-embed per index at a
+ * time (the workflow does). The previous generation's marker is dropped after each move; one
+ * marker per alias stays.
  *
  * Ids: Qdrant takes only unsigned integers or UUIDs as point ids, so a record id maps to a UUID v5
  * (SHA-1 of the id in a fixed namespace) and the id itself is kept in the payload
@@ -89,6 +94,18 @@ const DISTANCE: Record<Metric, 'Cosine' | 'Dot' | 'Euclid'> = { cosine: 'Cosine'
 /** Fixed UUID namespace for our point ids (a random v4, chosen once). */
 const ID_NAMESPACE = Buffer.from('6f1d3a52c1e84f0e9d7b2a4c8e5f1b03', 'hex');
 const ALIAS_META = 'forgeline_alias_';
+const CLAIM_META = 'forgeline_claim';
+
+interface Claim {
+  version: string;
+  generation: number;
+  moved_at: string;
+}
+
+/** The marker collection whose creation claims generation `generation` of an alias ('-' never occurs in our names). */
+export function claimName(index: string, alias: string, generation: number): string {
+  return `${index}-alias-${alias}-g${generation}`;
+}
 
 /** The UUID (v5, SHA-1 in our namespace) Qdrant stores for a record id. */
 export function qdrantPointId(id: string): string {
@@ -133,8 +150,6 @@ export class QdrantVectorStore implements VectorStore {
   private readonly client: QdrantClientType;
   private readonly policy: RetryPolicy;
   private readonly specs = new Map<string, VersionSpec>();
-  /** Swaps in flight per Qdrant alias, so one process never races itself. */
-  private readonly swapping = new Map<string, Promise<unknown>>();
   private closed = false;
 
   constructor(private readonly options: QdrantVectorStoreOptions) {
@@ -353,15 +368,7 @@ export class QdrantVectorStore implements VectorStore {
     this.checkIndex(index);
     checkName(this.label, 'alias', alias);
     if (expected !== null) checkName(this.label, 'version', expected);
-    const qdrantAlias = collectionName(index, alias);
-    const previous = this.swapping.get(qdrantAlias) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(() => this.swapNow(index, alias, version, expected));
-    this.swapping.set(qdrantAlias, run);
-    try {
-      return await run;
-    } finally {
-      if (this.swapping.get(qdrantAlias) === run) this.swapping.delete(qdrantAlias);
-    }
+    return this.swapNow(index, alias, version, expected);
   }
 
   async close(): Promise<void> {
@@ -371,22 +378,64 @@ export class QdrantVectorStore implements VectorStore {
   }
 
   private async swapNow(index: string, alias: string, version: string, expected: string | null): Promise<AliasRecord> {
-    const { name } = await this.requireVersion(index, version);
-    const qdrantAlias = collectionName(index, alias);
+    await this.requireVersion(index, version);
     const actual = await this.readAlias(index, alias);
     if (actual === version) return this.aliasRecord(index, alias, version);
     if (actual !== expected) throw new AliasConflictError(this.label, index, alias, expected, actual);
     const generation = actual === null ? 1 : (await this.aliasRecord(index, alias, actual)).generation + 1;
     const movedAt = new Date().toISOString();
-    await this.call(`record generation of ${qdrantAlias} on ${name}`, () =>
-      this.client.updateCollection(name, { metadata: { [ALIAS_META + alias]: { generation, moved_at: movedAt } } }),
+    // The claim: creating a collection is atomic in Qdrant, so one client wins each generation.
+    const claim = claimName(index, alias, generation);
+    const won = await this.call(`claim ${claim}`, async () => {
+      try {
+        // Through the raw API: QdrantClient.createCollection drops `metadata`, and the claim
+        // must carry its target from the moment it exists.
+        await this.client.api().createCollection({
+          collection_name: claim,
+          vectors: { size: 1, distance: 'Dot' },
+          metadata: { [CLAIM_META]: { version, generation, moved_at: movedAt } },
+        });
+        return true;
+      } catch (error) {
+        if (statusOf(error) === 409) return false;
+        throw error;
+      }
+    });
+    if (!won) {
+      // Someone else claimed this generation: finish their move (they may have died after the
+      // claim) so the alias never stays behind its claim, then report where it now points.
+      const info = await this.call(`read ${claim}`, () => this.client.getCollection(claim));
+      const theirs = (info.config.metadata as Record<string, Claim> | null | undefined)?.[CLAIM_META];
+      if (!theirs) throw new Error(`${this.label}: claim ${claim} has no ${CLAIM_META} metadata; retry the swap`);
+      await this.move(index, alias, theirs, actual);
+      if (theirs.version === version) return { alias, version, generation: theirs.generation, movedAt: theirs.moved_at };
+      throw new AliasConflictError(this.label, index, alias, expected, theirs.version);
+    }
+    await this.move(index, alias, { version, generation, moved_at: movedAt }, actual);
+    await this.call(`drop ${claimName(index, alias, generation - 1)}`, async () => {
+      try {
+        await this.client.deleteCollection(claimName(index, alias, generation - 1));
+      } catch (error) {
+        if (statusOf(error) !== 404) throw error;
+      }
+    });
+    return { alias, version, generation, movedAt };
+  }
+
+  /** Applies a won claim: generation into the target's metadata, then the alias in one atomic request. Idempotent. */
+  private async move(index: string, alias: string, claim: Claim, from: string | null): Promise<void> {
+    const qdrantAlias = collectionName(index, alias);
+    const target = collectionName(index, claim.version);
+    const now = await this.readAlias(index, alias);
+    if (now !== from) return; // already moved (by the claimer or another finisher)
+    await this.call(`record generation of ${qdrantAlias} on ${target}`, () =>
+      this.client.updateCollection(target, { metadata: { [ALIAS_META + alias]: { generation: claim.generation, moved_at: claim.moved_at } } }),
     );
-    await this.call(`move alias ${qdrantAlias} to ${name}`, () =>
+    await this.call(`move alias ${qdrantAlias} to ${target}`, () =>
       this.client.updateCollectionAliases({
-        actions: [...(actual === null ? [] : [{ delete_alias: { alias_name: qdrantAlias } }]), { create_alias: { collection_name: name, alias_name: qdrantAlias } }],
+        actions: [...(from === null ? [] : [{ delete_alias: { alias_name: qdrantAlias } }]), { create_alias: { collection_name: target, alias_name: qdrantAlias } }],
       }),
     );
-    return { alias, version, generation, movedAt };
   }
 
   /** The version the Qdrant alias points at, or null. */
