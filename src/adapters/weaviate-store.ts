@@ -148,6 +148,12 @@ function statusOf(err: unknown): number | undefined {
   return undefined;
 }
 
+/** For reads where absence is an answer: a 404 becomes null, anything else is rethrown. */
+function nullOn404(err: unknown): null {
+  if (statusOf(err) === 404) return null;
+  throw err;
+}
+
 const TRANSIENT_GRPC = /\b(UNAVAILABLE|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|ABORTED|INTERNAL|UNKNOWN|CANCELLED)\b/;
 
 export class WeaviateVectorStore implements VectorStore {
@@ -510,15 +516,10 @@ export class WeaviateVectorStore implements VectorStore {
       const cached = this.schemas.get(name);
       if (cached) return cached;
     }
-    let config: CollectionConfig;
-    try {
-      config = await this.call(`read collection ${name}`, () => this.client.collections.use(name).config.get());
-    } catch (err) {
-      if (err instanceof VectorStoreRejectedError && /answered 404/.test(err.message)) {
-        this.schemas.delete(name);
-        return null;
-      }
-      throw err;
+    const config = await this.call(`read collection ${name}`, () => this.client.collections.use(name).config.get().catch(nullOn404));
+    if (!config) {
+      this.schemas.delete(name);
+      return null;
     }
     const schema = this.toSchema(config);
     if (!schema) throw this.rejected(`collection ${name} exists but was not created by Forgeline (no spec in its description)`);
@@ -607,13 +608,9 @@ export class WeaviateVectorStore implements VectorStore {
 
   private async resolveAlias(index: string, alias: string): Promise<string | null> {
     const name = weaviateAliasName(index, alias);
-    let target: string;
-    try {
-      target = (await this.call(`read alias ${name}`, () => this.client.alias.get(name))).collection;
-    } catch (err) {
-      if (err instanceof VectorStoreRejectedError && /answered 404/.test(err.message)) return null;
-      throw err;
-    }
+    const found = await this.call(`read alias ${name}`, () => this.client.alias.get(name).catch(nullOn404));
+    if (!found) return null;
+    const target = found.collection;
     const parsed = parseVersionClass(target);
     if (!parsed || parsed.index !== index) {
       throw this.rejected(`alias ${name} points at ${target}, which is not a version of ${index}; it was moved outside Forgeline`);
