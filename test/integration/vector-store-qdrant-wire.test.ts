@@ -4,8 +4,8 @@
  * Qdrant: no PyPI, npm or Debian package ships a runnable Qdrant server here.
  */
 import assert from 'node:assert/strict';
-import { QdrantVectorStore, collectionName, qdrantFilter, qdrantPointId } from '../../src/adapters/qdrant-store';
-import { VectorStoreRejectedError } from '../../src/ports/vector-store';
+import { QdrantVectorStore, claimName, collectionName, qdrantFilter, qdrantPointId } from '../../src/adapters/qdrant-store';
+import { AliasConflictError, VectorStoreRejectedError } from '../../src/ports/vector-store';
 import { startQdrantWireServer, type QdrantWireServer } from '../helpers/qdrant-wire-server';
 import { describeVectorStoreConformance } from './vector-store.conformance';
 
@@ -53,6 +53,29 @@ describe('Qdrant adapter against a local wire-format endpoint (not Qdrant)', fun
       await store.swapAlias('layout', 'live', 'v2', 'v1');
       assert.equal(server.requests.filter((r) => r === 'POST /collections/aliases').length - before, 1, 'one atomic alias request per swap');
       assert.equal(collectionName('layout', 'v1'), 'layout__v1');
+    });
+
+    it('a swap that finds a claimed but unfinished move (its client died) completes it and reports the conflict', async function () {
+      for (const v of ['v1', 'v2', 'v3']) await store.createVersion('claims', v, { dimensions: 2, metric: 'dot' });
+      const first = await store.swapAlias('claims', 'live', 'v1', null);
+      // Another client claimed generation 2 for v2, then died before moving the alias.
+      const response = await fetch(`${server.url}/collections/${claimName('claims', 'live', first.generation + 1)}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', 'api-key': 'qdrant-local-wire-key' },
+        body: JSON.stringify({ vectors: { size: 1, distance: 'Dot' }, metadata: { forgeline_claim: { version: 'v2', generation: first.generation + 1, moved_at: new Date().toISOString() } } }),
+      });
+      assert.equal(response.status, 200);
+      const other = qdrantStore(server);
+      await assert.rejects(other.swapAlias('claims', 'live', 'v3', 'v1'), (err: unknown) => {
+        assert.ok(err instanceof AliasConflictError, String(err));
+        assert.equal(err.actual, 'v2');
+        return true;
+      });
+      const now = await store.getAlias('claims', 'live');
+      assert.equal(now?.version, 'v2');
+      assert.equal(now?.generation, first.generation + 1);
+      // And the next swap continues from there.
+      assert.equal((await other.swapAlias('claims', 'live', 'v3', 'v2')).generation, first.generation + 2);
     });
 
     it('index names that would make <index>__ ambiguous are refused', async function () {
