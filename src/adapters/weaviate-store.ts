@@ -36,8 +36,18 @@
  * same name). Keep one writer per alias across processes (the re-embed workflow for that corpus,
  * whose workflow id is unique) and the window never opens.
  *
+ * `dropVersion` refuses while an alias points at the version (`GET /v1/aliases?class=`); an
+ * alias created by another process between that check and the delete is not seen.
+ *
  * `query` on an alias resolves it (one REST read) and searches the version it points at, so one
  * query always reads one version and its scores use that version's metric.
+ *
+ * Writes: the client's `insertMany` (gRPC BatchObjects) serializes one object per event-loop turn
+ * and polls for the end every 500 ms, so one batch takes at least ~1 ms an object and then up to
+ * 500 ms more, whatever the server does. Batches of 400 (serialized within one poll) with 8 in
+ * flight overlap those waits; `batchSize`/`concurrency` tune it. Retries: 429, 5xx, transient
+ * gRPC codes and transport faults are retried with backoff (the client also retries gRPC
+ * UNAVAILABLE itself); other refusals are terminal VectorStoreRejectedErrors quoting Weaviate.
  */
 import weaviate, { ApiKey, Filters, generateUuid5, type Collection, type CollectionConfig, type FilterValue, type WeaviateClient } from 'weaviate-client';
 import {
@@ -76,9 +86,9 @@ export interface WeaviateStoreOptions {
   /** gRPC endpoint, e.g. `http://localhost:50051` (`https:` for TLS). Default: the REST host, port 50051. */
   grpcUrl?: string;
   apiKey?: string;
-  /** Objects per gRPC batch request (also capped at 8 MB a request). Default 500. */
+  /** Objects per gRPC batch request (also capped at 8 MB a request). Default 400 (see the header). */
   batchSize?: number;
-  /** Batch requests in flight during one upsert. Default 4. */
+  /** Batch requests in flight during one upsert. Default 8. */
   concurrency?: number;
   /** Transient failures (429, 5xx, gRPC UNAVAILABLE, timeouts, resets): attempts and first backoff. */
   retry?: Partial<RetryPolicy>;
@@ -97,6 +107,7 @@ const DESCRIPTION_PREFIX = 'forgeline ';
 const ID_NAMESPACE = '5b0a3c1e-6f1d-4d7a-9a49-2f4b8f0c7e21';
 /** Under the client's and Weaviate's default gRPC message limit (10 MB). */
 const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+const DEFAULT_BATCH = 400;
 /** Weaviate's default QUERY_MAXIMUM_RESULTS. */
 const MAX_TOP_K = 10_000;
 
@@ -299,8 +310,8 @@ export class WeaviateVectorStore implements VectorStore {
       properties: { [ID_PROP]: record.id, ...Object.fromEntries(Object.entries(record.metadata).map(([k, v]) => [META_PREFIX + k, v])) },
       vectors: { [VECTOR]: record.values },
     }));
-    const groups = batches(objects, this.options.batchSize ?? 500, MAX_BATCH_BYTES, (o) => o.vectors[VECTOR].length * 4 + JSON.stringify(o.properties).length + 64);
-    await forEachLimit(groups, this.options.concurrency ?? 4, async (group) => {
+    const groups = batches(objects, this.options.batchSize ?? DEFAULT_BATCH, MAX_BATCH_BYTES, (o) => o.vectors[VECTOR].length * 4 + JSON.stringify(o.properties).length + 64);
+    await forEachLimit(groups, this.options.concurrency ?? 8, async (group) => {
       const operation = `upsert ${group.length} objects into ${target}`;
       await this.call(operation, async () => {
         const result = await collection.data.insertMany(group);
@@ -320,7 +331,7 @@ export class WeaviateVectorStore implements VectorStore {
     const name = weaviateClassName(index, version);
     if (unique.length === 0 || !(await this.readSchema(name, false))) return;
     const collection = this.client.collections.use(name);
-    for (const group of chunk(unique.map(weaviateObjectId), this.options.batchSize ?? 500)) {
+    for (const group of chunk(unique.map(weaviateObjectId), this.options.batchSize ?? DEFAULT_BATCH)) {
       const result = await this.call(`delete ${group.length} objects from ${index}/${version}`, () =>
         collection.data.deleteMany(collection.filter.byId().containsAny(group)),
       );
@@ -567,7 +578,7 @@ export class WeaviateVectorStore implements VectorStore {
     const schema = await this.requireVersion(index, version);
     const collection = this.client.collections.use(weaviateClassName(index, version));
     const out: { id: string; values?: number[]; metadata: Metadata }[] = [];
-    for (const group of chunk(unique, this.options.batchSize ?? 500)) {
+    for (const group of chunk(unique, this.options.batchSize ?? DEFAULT_BATCH)) {
       const result = await this.call(`fetch ${group.length} objects from ${where}`, () =>
         collection.query.fetchObjects({
           filters: collection.filter.byId().containsAny(group.map(weaviateObjectId)),
