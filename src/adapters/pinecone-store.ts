@@ -30,6 +30,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pinecone, type Index, type IndexModel, type RecordMetadata } from '@pinecone-database/pinecone';
 import {
+  VECTOR_NAME,
   VectorStoreRejectedError,
   type AliasRecord,
   type AliasRegistry,
@@ -361,7 +362,8 @@ export class PineconeVectorStore implements VectorStore {
       const page = await this.call(`list namespaces of ${location.pcName}`, () =>
         handle.listNamespaces({ limit: 100, ...(token ? { paginationToken: token } : {}) }),
       );
-      for (const ns of page.namespaces ?? []) if (ns.name) names.push(ns.name);
+      // Only our versions: the default namespace (`__default__`) or other names are not ours.
+      for (const ns of page.namespaces ?? []) if (ns.name && VECTOR_NAME.test(ns.name)) names.push(ns.name);
       token = page.pagination?.next;
     } while (token);
     return names;

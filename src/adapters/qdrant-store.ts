@@ -35,6 +35,7 @@ import { createHash } from 'node:crypto';
 import type { QdrantClient as QdrantClientType } from '@qdrant/js-client-rest' with { 'resolution-mode': 'import' };
 import {
   AliasConflictError,
+  VECTOR_NAME,
   VectorStoreRejectedError,
   type AliasRecord,
   type Metadata,
@@ -204,7 +205,7 @@ export class QdrantVectorStore implements VectorStore {
     const { collections } = await this.call('list collections', () => this.client.getCollections());
     const out: VersionInfo[] = [];
     for (const { name } of collections) {
-      if (!name.startsWith(prefix)) continue;
+      if (!name.startsWith(prefix) || !VECTOR_NAME.test(name.slice(prefix.length))) continue;
       const spec = await this.describe(name);
       if (spec) out.push({ version: name.slice(prefix.length), ...spec });
     }
