@@ -32,6 +32,7 @@
  * dropVersion refuses while a native `fla_` alias points at the collection (checked, then
  * dropped: an alias moved onto it in between would go with it).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MilvusClient, DataType, ConsistencyLevelEnum, type ClientConfig } from '@zilliz/milvus2-sdk-node';
 import {
   AliasConflictError,
@@ -86,6 +87,7 @@ export interface MilvusStoreOptions {
 const MAX_TOP_K = 16_384; // Milvus' topk limit
 const ID_BATCH = 1_000; // ids per delete/fetch expression
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+const LOAD_TIMEOUT_MS = 120_000;
 const DESCRIPTION_TAG = 'vector-store';
 const MILVUS_METRIC: Record<Metric, string> = { cosine: 'COSINE', dot: 'IP', euclidean: 'L2' };
 
@@ -311,7 +313,14 @@ export class MilvusVectorStore implements VectorStore {
         this.client.createIndex({ collection_name: collection, field_name: 'vector', index_type: this.indexType, metric_type: MILVUS_METRIC[metric], params }),
       );
     }
-    await this.call(`loadCollection ${collection}`, () => this.client.loadCollectionSync({ collection_name: collection }));
+    await this.call(`loadCollection ${collection}`, () => this.client.loadCollectionAsync({ collection_name: collection }));
+    const deadline = Date.now() + LOAD_TIMEOUT_MS;
+    for (;;) {
+      const res = await this.call(`getLoadState ${collection}`, () => this.client.getLoadState({ collection_name: collection }));
+      if (String(res.state) === 'LoadStateLoaded') return;
+      if (Date.now() > deadline) throw new Error(`${this.label}: collection ${collection} still ${String(res.state)} after ${LOAD_TIMEOUT_MS / 1000} s (is a query node up?)`);
+      await sleep(100);
+    }
   }
 
   /** `fn` on a loaded collection: a "not loaded" answer (e.g. after a server restart) loads it and tries once more. */
@@ -516,9 +525,14 @@ export class MilvusVectorStore implements VectorStore {
 
   private async resolve(index: string, target: QueryTarget): Promise<Version> {
     if ('version' in target) return this.require(index, target.version);
-    const state = await this.readAlias(index, target.alias);
-    if (!state) throw new VectorStoreRejectedError(this.label, `${index}@${target.alias}: alias is not set; swap it to a version first`);
-    return this.require(index, state.version);
+    for (let attempt = 0; ; attempt++) {
+      const state = await this.readAlias(index, target.alias);
+      if (!state) throw new VectorStoreRejectedError(this.label, `${index}@${target.alias}: alias is not set; swap it to a version first`);
+      const v = await this.find(index, state.version);
+      if (v) return v;
+      // Dropped between reading the alias and describing it: the alias has moved on, read it again.
+      if (attempt >= 2) throw new Error(`${this.label}: ${index}@${target.alias} points at ${state.version}, which keeps disappearing; retry`);
+    }
   }
 
   // ---- aliases ---------------------------------------------------------------------------------
@@ -532,9 +546,14 @@ export class MilvusVectorStore implements VectorStore {
 
   /** Where the native alias points now (the applied state), with the generation recorded on its target. */
   private async readAlias(index: string, alias: string): Promise<AliasState | null> {
-    const collection = await this.aliasTarget(this.aliasName(index, alias));
-    if (collection === null) return null;
-    const d = await this.describe(collection);
+    let collection: string | null;
+    let d: Described;
+    let attempt = 0;
+    do {
+      collection = await this.aliasTarget(this.aliasName(index, alias));
+      if (collection === null) return null;
+      d = await this.describe(collection); // absent: dropped (with its aliases) just now; read again
+    } while (d.kind === 'absent' && ++attempt < 3);
     if (d.kind !== 'ours' || d.v.index !== index) {
       throw new VectorStoreRejectedError(
         this.label,

@@ -163,6 +163,13 @@ export async function startMilvus(options: { startTimeoutMs?: number } = {}): Pr
       MILVUS_RUN_DIR: path.join(dir, 'run'),
       ETCD_CONFIG_PATH: etcdConfig, // = etcd.config.path: the embedded etcd's own listeners
       LOG_LEVEL: 'warn',
+      // Test speed (config keys as env: proxy.timeTickInterval...): Strong reads wait for a time
+      // tick, and a load for the query coordinator's checks; the defaults are 200 ms and 1-3 s.
+      PROXY_TIMETICKINTERVAL: '50',
+      QUERYCOORD_CHECKINTERVAL: '100',
+      QUERYCOORD_DISTPULLINTERVAL: '100',
+      QUERYCOORD_CHECKCHANNELINTERVAL: '100',
+      QUERYCOORD_CHECKSEGMENTINTERVAL: '100',
       LD_LIBRARY_PATH: [bin, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'),
     },
   });
