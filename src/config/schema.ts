@@ -118,6 +118,17 @@ export const ConfigSchema = z.object({
     /** Where workers reach the gateway's admin API; default http://<host>:<port> of the settings above. */
     url: z.url({ error: 'expected a URL such as http://127.0.0.1:8300' }).optional(),
   }),
+  /** The vector store re-embedding writes to and retrieval queries (src/adapters/vector-store.ts). */
+  vectors: z.object({
+    store: z.enum(['pglite', 'postgres', 'pinecone', 'qdrant', 'weaviate', 'milvus'], {
+      error: 'expected pglite, postgres, pinecone, qdrant, weaviate or milvus',
+    }),
+    /** PGlite's data directory (store `pglite`). */
+    dir: z.string().min(1),
+    /** PostgreSQL with pgvector (store `postgres`). */
+    pgUrl: z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'expected postgres://user:password@host:5432/database').optional(),
+    // Each store's own settings go below (one object per store).
+  }),
 });
 
 export type ForgelineConfig = z.infer<typeof ConfigSchema>;
@@ -182,6 +193,9 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GATEWAY_STATE_DIR', path: ['gateway', 'stateDir'], default: ({ home }) => `${home}/gateway`, doc: 'Where a gateway without Redis keeps its routing table (`routes.json`, written atomically).' },
   { env: 'FORGELINE_GATEWAY_URL', path: ['gateway', 'url'], doc: 'Where workers reach the gateway\'s admin API (canary weights, metrics). Default: `http://FORGELINE_GATEWAY_HOST:FORGELINE_GATEWAY_PORT` (127.0.0.1 for 0.0.0.0).' },
   { env: 'FORGELINE_PARENT_PID', path: ['worker', 'parentPid'], doc: 'Set by `forgeline dev` for the workers it starts: a worker stops (as on SIGTERM) when that process is gone.' },
+  { env: 'FORGELINE_VECTOR_STORE', path: ['vectors', 'store'], default: 'pglite', doc: 'Vector store for embeddings: `pglite` (embedded pgvector under FORGELINE_VECTOR_DIR), `postgres` (pgvector on FORGELINE_PG_URL), `pinecone`, `qdrant`, `weaviate` or `milvus`.' },
+  { env: 'FORGELINE_VECTOR_DIR', path: ['vectors', 'dir'], default: ({ home }) => `${home}/vectors`, doc: 'PGlite data directory of the `pglite` vector store (one process at a time opens it).' },
+  { env: 'FORGELINE_PG_URL', path: ['vectors', 'pgUrl'], secret: true, doc: 'PostgreSQL with the pgvector extension for the `postgres` vector store: `postgres://user:password@host:5432/database`.' },
 ];
 
 /**

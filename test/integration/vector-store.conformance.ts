@@ -494,6 +494,8 @@ export function describeVectorStoreConformance(name: string, open: () => Promise
             } catch (err) {
               failures.push(String(err));
             }
+            // An in-process store (PGlite) answers in microtasks only: let timers and I/O run.
+            await new Promise((resolve) => setImmediate(resolve));
           }
         };
         const readers = [1, 2, 3, 4].map((n) => reader(100 + n));
