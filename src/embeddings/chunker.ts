@@ -116,49 +116,61 @@ export function chunkId(input: { model: string; chunkTokens: number; overlapToke
 const Rank = { Subword: 0, Word: 1, Line: 2, Sentence: 3, Paragraph: 4 } as const;
 type Rank = (typeof Rank)[keyof typeof Rank];
 
-/** A run of the text whose tokens are known, and how good a break lies before it. */
-interface Piece {
-  start: number;
-  end: number;
-  tokens: number;
-  rank: Rank;
+/**
+ * The section's text as runs whose tokens are known, each no longer than the budget, in parallel
+ * arrays (a corpus has millions of them): where each starts and ends, its tokens, and how good a
+ * break lies before it.
+ */
+class Pieces {
+  start: number[] = [];
+  end: number[] = [];
+  tokens: number[] = [];
+  rank: Rank[] = [];
+  get length(): number {
+    return this.start.length;
+  }
 }
 
-const SENTENCE_END = /[.!?…。！？‼⁇⁈⁉][)\]}"'”’»」』]*$/u;
-const CJK_SENTENCE_END = /[。！？]$/u;
+/** Characters that end a sentence, and closing quotes or brackets that may follow them. */
+const SENTENCE_END = new Set([...'.!?…。！？‼⁇⁈⁉'].map((c) => c.charCodeAt(0)));
+const CLOSERS = new Set([...')]}"\'”’»」』'].map((c) => c.charCodeAt(0)));
+const CJK_STOPS = new Set([...'。！？'].map((c) => c.charCodeAt(0)));
 
-/** Rank of the break between a piece ending at `prevEnd` and one starting at `start`. */
-function breakRank(text: string, prevEnd: number, start: number, prevText: string): Rank {
-  if (start === prevEnd) return CJK_SENTENCE_END.test(prevText) ? Rank.Sentence : Rank.Word;
-  const gap = text.slice(prevEnd, start);
-  const newlines = gap.split('\n').length - 1;
+function endsSentence(text: string, start: number, end: number): boolean {
+  let i = end - 1;
+  while (i > start && CLOSERS.has(text.charCodeAt(i))) i--;
+  return i >= start && SENTENCE_END.has(text.charCodeAt(i));
+}
+
+/** Rank of the break between a piece [prevStart, prevEnd) and one starting at `start`. */
+function breakRank(text: string, prevStart: number, prevEnd: number, start: number): Rank {
+  if (start === prevEnd) return CJK_STOPS.has(text.charCodeAt(prevEnd - 1)) ? Rank.Sentence : Rank.Word;
+  let newlines = 0;
+  for (let i = prevEnd; i < start; i++) if (text.charCodeAt(i) === 10) newlines++;
   if (newlines >= 2) return Rank.Paragraph;
-  if (SENTENCE_END.test(prevText)) return Rank.Sentence;
+  if (endsSentence(text, prevStart, prevEnd)) return Rank.Sentence;
   return newlines === 1 ? Rank.Line : Rank.Word;
 }
 
 /** The section's text as pieces no longer than `budget` tokens each. */
-function piecesOf(doc: CorpusDocument, section: DocumentSection, tokenizer: EmbeddingTokenizer, budget: number): Piece[] {
+function piecesOf(doc: CorpusDocument, section: DocumentSection, tokenizer: EmbeddingTokenizer, budget: number): Pieces {
   const text = doc.text;
-  const slice = text.slice(section.startChar, section.endChar);
-  const out: Piece[] = [];
-  let prevEnd = -1;
-  let prevText = '';
+  const out = new Pieces();
   const add = (start: number, end: number, tokens: number, glued: boolean) => {
-    const rank = prevEnd < 0 ? Rank.Paragraph : glued ? Rank.Subword : breakRank(text, prevEnd, start, prevText);
-    out.push({ start, end, tokens, rank });
-    prevEnd = end;
-    prevText = text.slice(Math.max(start, end - 4), end);
+    const n = out.start.length;
+    out.rank.push(n === 0 ? Rank.Paragraph : glued ? Rank.Subword : breakRank(text, out.start[n - 1]!, out.end[n - 1]!, start));
+    out.start.push(start);
+    out.end.push(end);
+    out.tokens.push(tokens);
   };
-  for (const word of tokenizer.spans(slice)) {
-    const wStart = section.startChar + word.start;
-    if (word.ids.length <= budget) {
-      add(wStart, section.startChar + word.end, word.ids.length, false);
-      continue;
+  tokenizer.forEachWord(text, section.startChar, section.endChar, (wStart, wEnd, ids) => {
+    if (ids.length <= budget) {
+      add(wStart, wEnd, ids.length, false);
+      return;
     }
     // A run longer than a chunk (CJK text, a long URL): split it at punctuation and ideographs,
     // then, for a single word still too long, between its wordpieces.
-    for (const fine of tokenizer.spans(slice.slice(word.start, word.end), { fine: true })) {
+    for (const fine of tokenizer.spans(text.slice(wStart, wEnd), { fine: true })) {
       const fStart = wStart + fine.start;
       if (fine.ids.length <= budget) {
         add(fStart, wStart + fine.end, fine.ids.length, false);
@@ -177,7 +189,7 @@ function piecesOf(doc: CorpusDocument, section: DocumentSection, tokenizer: Embe
         pending = 0;
       }
     }
-  }
+  });
   return out;
 }
 
@@ -223,7 +235,7 @@ export function chunkDocument(doc: CorpusDocument, options: ChunkingOptions): Ch
     const n = pieces.length;
     const sums = new Array<number>(n + 1);
     sums[0] = 0;
-    for (let i = 0; i < n; i++) sums[i + 1] = sums[i]! + pieces[i]!.tokens;
+    for (let i = 0; i < n; i++) sums[i + 1] = sums[i]! + pieces.tokens[i]!;
     let s = 0;
     let prevEnd = 0;
     while (s < n) {
@@ -232,27 +244,27 @@ export function chunkDocument(doc: CorpusDocument, options: ChunkingOptions): Ch
       // Cut inside a word: the pieces' counts are those of the whole word; count the real text
       // and give back wordpieces until it fits.
       let tokens = sums[e]! - sums[s]!;
-      if (pieces[s]!.rank === Rank.Subword || (e < n && pieces[e]!.rank === Rank.Subword)) {
-        tokens = tokenizer.countTokens(doc.text.slice(pieces[s]!.start, pieces[e - 1]!.end)) - specials;
+      if (pieces.rank[s] === Rank.Subword || (e < n && pieces.rank[e] === Rank.Subword)) {
+        tokens = tokenizer.countTokens(doc.text.slice(pieces.start[s]!, pieces.end[e - 1]!)) - specials;
         while (tokens > budget && e > s + 1) {
           e--;
-          tokens = tokenizer.countTokens(doc.text.slice(pieces[s]!.start, pieces[e - 1]!.end)) - specials;
+          tokens = tokenizer.countTokens(doc.text.slice(pieces.start[s]!, pieces.end[e - 1]!)) - specials;
         }
       }
       if (tokens > 0) {
         // Pieces without tokens (only characters the tokenizer deletes) do not start or end a chunk.
         let first = s;
         let last = e - 1;
-        while (pieces[first]!.tokens === 0) first++;
-        while (pieces[last]!.tokens === 0) last--;
-        emit(section, pieces[first]!.start, pieces[last]!.end, tokens + specials);
+        while (pieces.tokens[first] === 0) first++;
+        while (pieces.tokens[last] === 0) last--;
+        emit(section, pieces.start[first]!, pieces.end[last]!, tokens + specials);
       }
       if (e >= n) break;
       // The next chunk starts as early as the overlap allows, at a word, and early enough
       // only that it can still take the next piece (so it gets past this chunk's end).
       let next = e;
       while (next - 1 > s && sums[e]! - sums[next - 1]! <= overlapTokens && sums[e + 1]! - sums[next - 1]! <= budget) next--;
-      while (next < e && pieces[next]!.rank === Rank.Subword) next++;
+      while (next < e && pieces.rank[next] === Rank.Subword) next++;
       prevEnd = e;
       s = next;
     }
@@ -265,14 +277,14 @@ export function chunkDocument(doc: CorpusDocument, options: ChunkingOptions): Ch
  * strongest boundary that leaves it at least half full, the latest of equals; boundaries at or
  * before `minEnd - 1` are not allowed (the next chunk must get past the previous one's end).
  */
-function bestBreak(pieces: readonly Piece[], sums: readonly number[], s: number, minEnd: number, maxEnd: number, budget: number): number {
+function bestBreak(pieces: Pieces, sums: readonly number[], s: number, minEnd: number, maxEnd: number, budget: number): number {
   const half = sums[s]! + budget / 2;
   let best = -1;
   let bestRank = -1;
   for (const needFill of [true, false]) {
     for (let k = maxEnd; k >= minEnd; k--) {
       if (needFill && sums[k]! < half) break;
-      const rank = pieces[k]!.rank;
+      const rank = pieces.rank[k]!;
       if (rank > bestRank) {
         best = k;
         bestRank = rank;

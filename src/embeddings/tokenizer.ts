@@ -54,6 +54,11 @@ export interface EmbeddingTokenizer {
    * with `fine`, a word is further split at punctuation and CJK ideographs (exact as well).
    */
   spans(text: string, options?: { fine?: boolean }): TokenSpan[];
+  /**
+   * `spans(text.slice(from, to))` without building it: calls `visit` with each run's absolute
+   * offsets and ids, in order (the chunker's hot loop).
+   */
+  forEachWord(text: string, from: number, to: number, visit: (start: number, end: number, ids: readonly number[]) => void): void;
   /** Every token with the char range it came from (a word's wordpieces share its range when they cannot be placed). */
   encodeWithOffsets(text: string): Array<{ id: number; start: number; end: number }>;
   /**
@@ -69,7 +74,7 @@ export interface EmbeddingTokenizer {
  * not control characters (Zs, U+2028, U+2029). \v, \f, U+0085 and U+FEFF are control or format
  * characters: BERT deletes them, so they do NOT separate words ("a\vb" is one word "ab").
  */
-export const BERT_WHITESPACE = /[\t\n\r\p{Zs}\u2028\u2029]+/gu;
+const BERT_WHITESPACE = /[\t\n\r\p{Zs}\u2028\u2029]+/gu;
 /** BERT's punctuation (ASCII symbols and Unicode P*) and CJK ideographs: always single-char words. */
 const BERT_SINGLE = /[!-/:-@[-`{-~\p{P}\u4E00-\u9FFF\u3400-\u4DBF\uF900-\uFAFF\u{20000}-\u{2A6DF}\u{2A700}-\u{2B73F}\u{2B740}-\u{2B81F}\u{2B820}-\u{2CEAF}\u{2F800}-\u{2FA1F}]/gu;
 /** Special tokens as they may appear in raw text: the tokenizer matches them before normalizing. */
@@ -153,35 +158,49 @@ class WordPieceTokenizer implements EmbeddingTokenizer {
 
   spans(text: string, options: { fine?: boolean } = {}): TokenSpan[] {
     const out: TokenSpan[] = [];
-    const push = (start: number, end: number) => {
-      if (end <= start) return;
+    const push = (start: number, end: number, ids: readonly number[]) => out.push({ start, end, ids });
+    if (!options.fine) {
+      this.forEachWord(text, 0, text.length, push);
+      return out;
+    }
+    this.forEachWord(text, 0, text.length, (start, end, ids) => {
       const word = text.slice(start, end);
-      if (SPECIAL_IN_TEXT.test(word)) {
-        // "[CLS]" typed in a text is the special token itself, split out before normalization.
-        for (const s of this.splitSpecials(word)) out.push({ start: start + s.start, end: start + s.end, ids: s.ids });
-        return;
-      }
-      if (!options.fine) {
-        out.push({ start, end, ids: this.word(word) });
+      if (ids.length <= 1 || (word.includes('[') && SPECIAL_IN_TEXT.test(word))) {
+        push(start, end, ids);
         return;
       }
       let from = 0;
-      BERT_SINGLE.lastIndex = 0;
-      for (let m = BERT_SINGLE.exec(word); m; m = BERT_SINGLE.exec(word)) {
-        if (m.index > from) out.push({ start: start + from, end: start + m.index, ids: this.word(word.slice(from, m.index)) });
-        out.push({ start: start + m.index, end: start + m.index + m[0].length, ids: this.word(m[0]) });
+      const single = new RegExp(BERT_SINGLE);
+      for (let m = single.exec(word); m; m = single.exec(word)) {
+        if (m.index > from) push(start + from, start + m.index, this.word(word.slice(from, m.index)));
+        push(start + m.index, start + m.index + m[0].length, this.word(m[0]));
         from = m.index + m[0].length;
       }
-      if (from < word.length) out.push({ start: start + from, end, ids: this.word(word.slice(from)) });
-    };
-    let from = 0;
-    BERT_WHITESPACE.lastIndex = 0;
-    for (let m = BERT_WHITESPACE.exec(text); m; m = BERT_WHITESPACE.exec(text)) {
-      push(from, m.index);
-      from = m.index + m[0].length;
-    }
-    push(from, text.length);
+      if (from < word.length) push(start + from, end, this.word(word.slice(from)));
+    });
     return out;
+  }
+
+  forEachWord(text: string, from: number, to: number, visit: (start: number, end: number, ids: readonly number[]) => void): void {
+    const emit = (start: number, end: number) => {
+      if (end <= start) return;
+      const word = text.slice(start, end);
+      if (word.includes('[') && SPECIAL_IN_TEXT.test(word)) {
+        // "[CLS]" typed in a text is the special token itself, split out before normalization.
+        for (const s of this.splitSpecials(word)) visit(start + s.start, start + s.end, s.ids);
+      } else {
+        visit(start, end, this.word(word));
+      }
+    };
+    // A regex of its own: `visit` may tokenize (re-enter) while this loop holds lastIndex.
+    const ws = new RegExp(BERT_WHITESPACE);
+    ws.lastIndex = from;
+    let at = from;
+    for (let m = ws.exec(text); m && m.index < to; m = ws.exec(text)) {
+      emit(at, m.index);
+      at = m.index + m[0].length;
+    }
+    emit(at, to);
   }
 
   private splitSpecials(word: string): TokenSpan[] {
