@@ -8,7 +8,7 @@ import type { RouteTargets, VersionMetrics } from '../../src/contracts/routing';
 import { ForgelineError } from '../../src/ports/errors';
 import type { ModelLauncher } from '../../src/ports/model-launcher';
 import type { ServingBackend } from '../../src/ports/serving-backend';
-import type { TrafficRouter } from '../../src/ports/traffic-router';
+import { RouteConflictError, type TrafficRouter } from '../../src/ports/traffic-router';
 import { versionRef, type AliasVersions } from '../../src/registry/model-registry';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
@@ -37,18 +37,35 @@ export function createServingActivities(deps: ActivityDeps) {
 
   const launcher = (): ModelLauncher => deps.launcher ?? notConfigured('model launcher (FORGELINE_SERVING_DIR) to serve quantized candidates on servers of their own');
 
-  /** A registry version's files unpacked under the serving dir as `<name>` (kept if already complete). */
+  /**
+   * A registry version's files unpacked under the serving dir as `<name>`: fetched into a private
+   * directory, then renamed into place. A complete directory is never replaced (a server may be
+   * reading it): when two attempts race, the first rename wins and the other discards its copy.
+   */
   const unpack = async (ref: string, name: string): Promise<string> => {
     const dir = path.join(servingDir(), name);
-    if (existsSync(path.join(dir, '.forgeline-complete'))) return dir;
+    const complete = () => existsSync(path.join(dir, '.forgeline-complete'));
+    if (complete()) return dir;
     const record = await deps.registry.resolve(ref);
-    const tmp = `${dir}.partial-${process.pid}-${Date.now()}`;
-    await deps.artifacts.fetchDirectory(record.artifact.prefix, tmp);
-    await writeFile(path.join(tmp, '.forgeline-complete'), `${record.ref}\n`);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(path.dirname(dir), { recursive: true });
-    await rename(tmp, dir);
-    return dir;
+    const tmp = `${dir}.partial-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+    try {
+      await deps.artifacts.fetchDirectory(record.artifact.prefix, tmp);
+      await writeFile(path.join(tmp, '.forgeline-complete'), `${record.ref}\n`);
+      await mkdir(path.dirname(dir), { recursive: true });
+      try {
+        await rename(tmp, dir);
+      } catch (err) {
+        if (complete()) return dir; // another attempt put the same version in place first
+        // A leftover without the completion marker (not ours to keep): replace it.
+        await rm(dir, { recursive: true, force: true });
+        await rename(tmp, dir).catch((again: unknown) => {
+          if (!complete()) throw again;
+        });
+      }
+      return dir;
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   };
 
   return {
@@ -68,10 +85,17 @@ export function createServingActivities(deps: ActivityDeps) {
         const dir = await unpack(versionRef(model, 'quantized', quantizedVersion), name);
         const launched = await launcher().launch({ id: name, modelDir: dir, servedModelName: name, onProgress: (message) => ctx.heartbeat({ message }) });
         ctx.heartbeat({ message: `${name} serves at ${launched.url} (${launched.where}${launched.adopted ? ', already running' : ''}); registering upstream ${name}` });
-        const table = await router().getTable();
-        const now = table.upstreams[name]?.urls;
-        if (!now || now.length !== 1 || now[0] !== launched.url) {
-          await router().setUpstream(name, [launched.url], { expectedVersion: table.version, by: input.by, reason: `quantized ${model}@${quantizedVersion} launched (${launched.where})` });
+        // Compare-and-swap; a concurrent change (another attempt registering the same URL) is re-read.
+        for (let attempt = 1; ; attempt++) {
+          const table = await router().getTable();
+          const now = table.upstreams[name]?.urls;
+          if (now?.length === 1 && now[0] === launched.url) break;
+          try {
+            await router().setUpstream(name, [launched.url], { expectedVersion: table.version, by: input.by, reason: `quantized ${model}@${quantizedVersion} launched (${launched.where})` });
+            break;
+          } catch (err) {
+            if (!(err instanceof RouteConflictError) || attempt >= 5) throw err;
+          }
         }
         return { label: quantizedLabel(model, quantizedVersion), servedModel: name, upstream: name, quantized: { model, version: quantizedVersion } };
       });

@@ -12,20 +12,9 @@ import { z } from 'zod';
 import { ErrorType } from '../contracts/errors';
 import { RoutingTableSchema, type RouteTargets, type RoutingTable, type TrafficSample, type VersionMetrics } from '../contracts/routing';
 import { ConfigError, ForgelineError } from '../ports/errors';
-import type { TrafficRouter } from '../ports/traffic-router';
+import { RouteConflictError, type TrafficRouter } from '../ports/traffic-router';
 
-/** The table moved since the version the change was based on. Retryable: re-read and decide again. */
-export class RouteConflictError extends Error {
-  constructor(
-    readonly alias: string,
-    readonly expectedVersion: number | undefined,
-    readonly current: RoutingTable | undefined,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RouteConflictError';
-  }
-}
+export { RouteConflictError };
 
 const VersionMetricsSchema = z.array(
   z.object({

@@ -23,3 +23,17 @@ export interface TrafficRouter {
   /** Recent requests' prompts and answers for drift checks (sampled, bounded by `limit`). */
   traffic(alias: string, window: { from: number; to: number; limit: number }): Promise<TrafficSample[]>;
 }
+
+/** The table moved since the version a change was based on. Retryable: re-read and decide again. */
+export class RouteConflictError extends Error {
+  constructor(
+    /** The alias or upstream the change was for. */
+    readonly alias: string,
+    readonly expectedVersion: number | undefined,
+    readonly current: RoutingTable | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RouteConflictError';
+  }
+}
