@@ -72,6 +72,7 @@ async function onBreach(spec: EmbeddingDriftSpec, measured: EmbeddingDriftCheck)
 function describeFresh(spec: EmbeddingDriftSpec): string {
   const f = spec.fresh;
   if ('traffic' in f) return `gateway traffic of ${f.traffic.alias} (last ${f.traffic.window})`;
+  if ('documents' in f) return 'folder' in f.documents.source ? `new documents in ${f.documents.source.folder}` : `new documents under ${f.documents.source.artifactPrefix}`;
   return 'file' in f.queries ? `queries in ${f.queries.file}` : `queries in artifact ${f.queries.artifact}`;
 }
 

@@ -3,6 +3,8 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { breachLine, storeReferenceKey, type EmbeddingDriftCheck, type EmbeddingDriftResult, type EmbeddingDriftSpec, type EmbeddingDriftVerdict } from '../../src/contracts/embedding-drift';
 import { ErrorType } from '../../src/contracts/errors';
 import { manifestKeys } from '../../src/contracts/reembed-spec';
+import { chunkDocument } from '../../src/embeddings/chunker';
+import { loadDocuments } from '../../src/embeddings/documents';
 import { EmbeddingDriftSpecSchema } from '../../src/drift/embedding-drift-spec';
 import { durationMs } from '../../src/contracts/specs/release-spec';
 import { checkDriftSpec, DriftInputError, embeddings, type Embeddings } from '../../src/drift';
@@ -14,6 +16,7 @@ import type { VectorStore } from '../../src/ports/vector-store';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure, parseSpecOrFail } from '../errors';
 import { promptText, samplePrompts } from '../monitor/drift';
+import { readSlice, requireTokenizer } from '../reembed/common';
 
 /** Seeds the reference sample of a store version (part of the cache's meaning: change with the key). */
 const REFERENCE_SEED = 20_261_203;
@@ -47,23 +50,32 @@ export function parseQueryLines(text: string, where: string): string[] {
   return out;
 }
 
-/** The ids of a version's chunk manifest (written by the re-embed), in slice order. */
-async function manifestIds(deps: ActivityDeps, index: string, version: string): Promise<string[]> {
+/** What the reference version's chunk manifest (written by the re-embed) says: its chunking and slice count. */
+interface VersionManifest {
+  slices: number;
+  chunking?: { chunkTokens: number; overlapTokens: number };
+}
+
+async function versionManifest(deps: ActivityDeps, index: string, version: string): Promise<VersionManifest> {
   const prefix = manifestKeys.prefix(index, version);
-  let slices: number;
   try {
-    slices = (JSON.parse((await deps.artifacts.getBytes(`${prefix}manifest.json`)).toString('utf8')) as { slices: number }).slices;
+    return JSON.parse((await deps.artifacts.getBytes(`${prefix}manifest.json`)).toString('utf8')) as VersionManifest;
   } catch (err) {
     if (!(err instanceof ArtifactNotFoundError)) throw err;
     return invalid(`reference.store: version ${version} of index ${index} has no chunk manifest at ${prefix}manifest.json (it was not written by reembedCorpusWorkflow); give reference.artifact (a .npy of its embeddings) instead`);
   }
+}
+
+/** The ids of a version's chunks, in slice order. */
+async function manifestIds(deps: ActivityDeps, index: string, version: string, m: VersionManifest): Promise<string[]> {
+  const prefix = manifestKeys.prefix(index, version);
   const ids: string[] = [];
-  for (let s = 0; s < slices; s++) {
-    const text = (await deps.artifacts.getBytes(manifestKeys.slice(prefix, s))).toString('utf8');
-    for (const line of text.split('\n')) if (line) ids.push((JSON.parse(line) as { id: string }).id);
-  }
+  for (let s = 0; s < m.slices; s++) for (const c of await readSlice(deps.artifacts, prefix, s)) ids.push(c.id);
   return ids;
 }
+
+/** Chunking of fresh documents when neither the spec nor a reference manifest names one (the re-embed's defaults). */
+const DEFAULT_CHUNKING = { chunkTokens: 512, overlapTokens: 64 };
 
 /** The vectors of `ids` from a store version, as one float32 matrix (ids the version lacks are left out). */
 async function fetchVectors(store: VectorStore, index: string, version: string, ids: readonly string[], cols: number, beat: (done: number) => void): Promise<Embeddings> {
@@ -89,8 +101,16 @@ export function createEmbeddingDriftActivities(deps: ActivityDeps) {
   };
   const vectors = (): VectorStore => deps.vectors ?? notConfigured('vector store (FORGELINE_VECTOR_STORE)');
 
-  async function freshTexts(spec: EmbeddingDriftSpec, at: number): Promise<{ source: string; texts: string[] }> {
+  async function freshTexts(spec: EmbeddingDriftSpec, at: number, referenceChunking: VersionManifest['chunking']): Promise<{ source: string; texts: string[] }> {
     const f = spec.fresh;
+    if ('documents' in f) {
+      const src = f.documents.source;
+      const where = 'folder' in src ? `new documents in ${src.folder}` : `new documents under ${src.artifactPrefix}`;
+      const chunking = { tokenizer: requireTokenizer(deps, spec.model), ...(f.documents.chunking ?? referenceChunking ?? DEFAULT_CHUNKING) };
+      const { documents } = await loadDocuments('folder' in src ? { folder: src.folder } : { artifacts: deps.artifacts, prefix: src.artifactPrefix });
+      const texts = documents.flatMap((d) => chunkDocument(d, chunking).map((c) => c.text));
+      return { source: `${where} (${documents.length} documents, chunked ${chunking.chunkTokens}/${chunking.overlapTokens} tokens)`, texts };
+    }
     if ('queries' in f) {
       const q = f.queries;
       if ('file' in q) {
@@ -105,7 +125,7 @@ export function createEmbeddingDriftActivities(deps: ActivityDeps) {
   }
 
   /** The reference embeddings and where they came from; a store version's sample is cached in the artifact store. */
-  async function reference(spec: EmbeddingDriftSpec, cols: number, beat: (d: Record<string, unknown>) => void): Promise<{ e: Embeddings; where: EmbeddingDriftCheck['reference'] }> {
+  async function reference(spec: EmbeddingDriftSpec, cols: number, beat: (d: Record<string, unknown>) => void): Promise<{ e: Embeddings; where: EmbeddingDriftCheck['reference']; chunking?: VersionManifest['chunking'] }> {
     const r = spec.reference;
     if ('artifact' in r) {
       const e = parseNpy(await deps.artifacts.getBytes(r.artifact), r.artifact);
@@ -117,20 +137,22 @@ export function createEmbeddingDriftActivities(deps: ActivityDeps) {
     if (!pointer) invalid(`reference.store: alias ${index}/${alias} is not set in ${store.label}: run a re-embed first (nothing to compare with)`);
     const key = storeReferenceKey(index, pointer.version, spec.model, spec.referenceSamples);
     const where = { index, alias, version: pointer.version, key };
+    const manifest = await versionManifest(deps, index, pointer.version);
+    const chunking = manifest.chunking;
     try {
       const cached = parseNpy(await deps.artifacts.getBytes(key), key);
-      if (cached.cols === cols && cached.rows >= 2) return { e: cached, where: { ...where, rows: cached.rows } };
+      if (cached.cols === cols && cached.rows >= 2) return { e: cached, where: { ...where, rows: cached.rows }, chunking };
     } catch (err) {
       // Absent, or unreadable (an interrupted earlier run): sample it again below.
       if (!(err instanceof ArtifactNotFoundError || err instanceof DriftInputError)) throw err;
     }
     beat({ step: 'reading the chunk manifest', version: pointer.version });
-    const ids = await manifestIds(deps, index, pointer.version);
+    const ids = await manifestIds(deps, index, pointer.version, manifest);
     const picked = ids.length <= spec.referenceSamples ? ids : Array.from(new Rng(REFERENCE_SEED).sampleWithoutReplacement(ids.length, spec.referenceSamples)).sort((a, b) => a - b).map((i) => ids[i]!);
     const e = await fetchVectors(store, index, pointer.version, picked, cols, (done) => beat({ step: 'fetching reference vectors', done, total: picked.length }));
     if (e.rows < 2) invalid(`reference.store: ${index}/${pointer.version} returned ${e.rows} of ${picked.length} sampled vectors; a drift check needs at least 2`);
     await deps.artifacts.put(key, formatNpy(e), { contentType: 'application/octet-stream' });
-    return { e, where: { ...where, rows: e.rows } };
+    return { e, where: { ...where, rows: e.rows }, chunking };
   }
 
   return {
@@ -148,16 +170,17 @@ export function createEmbeddingDriftActivities(deps: ActivityDeps) {
       return asActivityFailure(async () => {
         const { spec, at } = input;
         const ctx = Context.current();
-        let details: Record<string, unknown> = { step: 'reading the fresh texts' };
+        let details: Record<string, unknown> = { step: 'reading the reference' };
         const beat = (d: Record<string, unknown>) => ctx.heartbeat((details = d));
         const ticker = setInterval(() => ctx.heartbeat(details), 10_000);
         try {
           const e = embedder(spec.model);
           beat(details);
-          const fresh = await freshTexts(spec, Date.parse(at));
+          const ref = await reference(spec, e.dimensions, beat);
+          beat({ step: 'reading the fresh texts' });
+          const fresh = await freshTexts(spec, Date.parse(at), ref.chunking);
           const texts = samplePrompts(fresh.texts, spec.maxSamples);
           const base = { at, fresh: { source: fresh.source, texts: fresh.texts.length, samples: texts.length } };
-          const ref = await reference(spec, e.dimensions, beat);
           if (texts.length < Math.max(spec.minSamples, 2)) return { ...base, reference: ref.where, inconclusive: true, verdicts: [], breaches: [] };
           const current = await e.embed(texts, { signal: ctx.cancellationSignal, onProgress: (p) => beat({ step: 'embedding the fresh texts', ...p }) });
           const verdicts: EmbeddingDriftVerdict[] = spec.checks.map((c) => {

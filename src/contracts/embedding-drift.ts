@@ -10,7 +10,12 @@ import type { EmbeddingModel, ReembedSpec } from './reembed-spec';
 
 /** Where the fresh texts come from. */
 export type FreshSource =
-  /** JSON lines with a `query` (or `text`) string each: sampled search queries. */
+  /**
+   * New documents (a landing folder or artifact prefix), chunked as the reference version was
+   * (its manifest's chunking) unless `chunking` is given: compare with the index's vectors.
+   */
+  | { documents: { source: { folder: string } | { artifactPrefix: string }; chunking?: { chunkTokens: number; overlapTokens: number } } }
+  /** JSON lines with a `query` (or `text`) string each: sampled search queries (compare with a reference of queries, `reference.artifact`). */
   | { queries: { file: string } | { artifact: string } }
   /** The gateway's sampled traffic to a model alias over the last `window` (prompts). */
   | { traffic: { alias: string; window: string } };

@@ -32,13 +32,32 @@ export const EmbeddingDriftSpecSchema = z
           ),
         }),
         z.strictObject({
+          documents: z.strictObject({
+            source: z.union(
+              [
+                z.strictObject({ folder: z.string().min(1, 'expected a directory of new .txt, .md and .html documents') }),
+                z.strictObject({ artifactPrefix: z.string().regex(/^[^/].*\/$/, 'expected a key prefix in the artifact store ending in /, e.g. incoming/docs/') }),
+              ],
+              { error: 'expected { "folder": "/dir/of/new/documents" } or { "artifactPrefix": "incoming/docs/" }' },
+            ),
+            /** Default: the reference version's chunking (its manifest), else 512/64. */
+            chunking: z
+              .strictObject({
+                chunkTokens: count('tokens', 16, 1024),
+                overlapTokens: count('tokens', 0, 1023),
+              })
+              .refine((c) => c.overlapTokens < c.chunkTokens, { message: 'expected overlapTokens below chunkTokens', path: ['overlapTokens'] })
+              .optional(),
+          }),
+        }),
+        z.strictObject({
           traffic: z.strictObject({
             alias: z.string().min(1, 'expected the public model alias the gateway routes'),
             window: duration.default('24h'),
           }),
         }),
       ],
-      { error: 'expected { "queries": { "file": ... } } or { "traffic": { "alias": ..., "window": "24h" } }' },
+      { error: 'expected { "documents": { "source": { "folder": ... } } }, { "queries": { "file": ... } } or { "traffic": { "alias": ..., "window": "24h" } }' },
     ),
     reference: z.union(
       [z.strictObject({ store: z.strictObject({ index: vectorName('index'), alias: vectorName('alias').default('live') }) }), z.strictObject({ artifact: artifactKey('a float32 .npy, rows × model width') })],

@@ -8,12 +8,15 @@ import { z } from 'zod';
 import { ReembedSpecSchema } from '../contracts/specs/reembed-spec';
 import { ReleaseSpecSchema } from '../contracts/specs/release-spec';
 import { EmbeddingDriftSpecSchema } from '../drift/embedding-drift-spec';
+import { ScheduledRetrainSpecSchema } from './retrain-spec';
 
 /** The workflows a schedule may start, each with the schema its input is validated with before anything is applied. */
 export const SCHEDULABLE_WORKFLOWS = {
   reembedCorpusWorkflow: ReembedSpecSchema,
   embeddingDriftWorkflow: EmbeddingDriftSpecSchema,
   modelReleaseWorkflow: ReleaseSpecSchema,
+  /** Retraining on the newest dataset snapshot (resolved at run time): see src/contracts/scheduled-retrain.ts. */
+  scheduledRetrainWorkflow: ScheduledRetrainSpecSchema,
 } as const;
 export type SchedulableWorkflow = keyof typeof SCHEDULABLE_WORKFLOWS;
 const WORKFLOWS = Object.keys(SCHEDULABLE_WORKFLOWS) as [SchedulableWorkflow, ...SchedulableWorkflow[]];
@@ -125,7 +128,7 @@ function lineOf(doc: Document, lines: LineCounter, path: readonly PropertyKey[])
 /** Parse and validate a schedules file's text; every problem as `path (line N): message`. */
 export function parseSchedulesFile(text: string, file: string): SchedulesFile {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new SchedulesFileError(
       file,
