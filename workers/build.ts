@@ -9,6 +9,10 @@ import { createTracker } from '../src/adapters/tracker';
 import { LocalGpuAllocator } from '../src/adapters/gpu-allocator';
 import { LocalJobRunner } from '../src/adapters/local-job-runner';
 import { SentenceTransformersEmbedder } from '../src/adapters/sentence-transformers-embedder';
+import { PersistentSentenceTransformersEmbedder } from '../src/adapters/sentence-transformers-server';
+import { createVectorStore } from '../src/adapters/vector-store';
+import { loadMiniLmTokenizer } from '../src/embeddings/tokenizer';
+import type { VectorStore } from '../src/ports/vector-store';
 import { REPO_ROOT } from '../src/config/load';
 import { ModelRegistry } from '../src/registry/model-registry';
 import type { ForgelineConfig } from '../src/config/schema';
@@ -44,13 +48,28 @@ export function taskQueueFor(kind: WorkerKind, cfg: ForgelineConfig): string {
 export interface WorkerResources {
   jobs: LocalJobRunner;
   gpus: LocalGpuAllocator;
+  /** Re-embeds: the pool's long-lived embedding process (GPU workers; started on the first batch). */
+  embedder?: PersistentSentenceTransformersEmbedder;
+  /** Re-embeds: the vector store (control worker; the embedded PGlite store belongs to one process). */
+  vectors?: VectorStore;
 }
 
 export function workerResources(kind: WorkerKind, cfg: ForgelineConfig): WorkerResources {
   return {
     jobs: new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') }),
     gpus: kind === 'gpu' ? LocalGpuAllocator.forPool(cfg.gpu.pool, cfg.gpu.count, cfg.gpu.visibleDevices) : LocalGpuAllocator.forPool('cpu', 1),
+    ...(kind === 'gpu' ? { embedder: new PersistentSentenceTransformersEmbedder({ python: path.join(cfg.venv, 'bin', 'python'), device: cfg.gpu.pool === 'cpu' ? 'cpu' : 'cuda' }) } : {}),
   };
+}
+
+/** The embedding model's tokenizer for chunking, or none (re-embeds then fail saying so) when the venv lacks the model. */
+function chunkTokenizer(cfg: ForgelineConfig): Pick<ActivityDeps, 'tokenizer'> {
+  try {
+    return { tokenizer: loadMiniLmTokenizer(cfg.venv) };
+  } catch (err) {
+    console.warn(`forgeline control worker: no tokenizer for re-embeds: ${(err as Error).message}`);
+    return {};
+  }
 }
 
 /** Adapters from config, then the activity set over them. */
@@ -77,6 +96,10 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resource
     ...(cfg.tracker.kind === 'wandb' ? { recipeTracking: recipeTracking(cfg) } : {}),
     // The drift monitor's prompt embeddings (all-MiniLM-L6-v2 from the venv; a process per call).
     ...(kind === 'control' ? { embedder: new SentenceTransformersEmbedder({ python: path.join(cfg.venv, 'bin', 'python') }) } : {}),
+    // Re-embeds: the control worker chunks and writes the store, the pool's workers embed.
+    ...(kind === 'control' ? chunkTokenizer(cfg) : {}),
+    ...(resources.vectors ? { vectors: resources.vectors } : {}),
+    ...(resources.embedder ? { embedder: resources.embedder } : {}),
     // Serving (releases with spec.serving): vLLM replicas and the gateway's admin API.
     ...(kind === 'control' ? servingDeps(cfg) : {}),
   });
@@ -141,6 +164,8 @@ export interface ForgelineWorker {
    * do so before they are cancelled. `worker.run()` returns once every task has ended.
    */
   stop(): void;
+  /** Release what the worker holds (the vector store, the embedding process) once `worker.run()` has returned. */
+  close(): Promise<void>;
 }
 
 /**
@@ -150,6 +175,11 @@ export interface ForgelineWorker {
  */
 export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts: CreateWorkerOptions): Promise<ForgelineWorker> {
   const resources = workerResources(kind, cfg);
+  if (kind === 'control') resources.vectors = await createVectorStore(cfg.vectors);
+  const close = async () => {
+    await resources.embedder?.close();
+    await resources.vectors?.close();
+  };
   const common = {
     connection: opts.connection,
     namespace: cfg.temporal.namespace,
@@ -160,7 +190,7 @@ export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts:
   if (kind === 'control') {
     const workflows = opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
     const worker = await Worker.create({ ...common, ...workflows });
-    return { worker, stop: once(() => worker.shutdown()) };
+    return { worker, stop: once(() => worker.shutdown()), close };
   }
   const worker = await Worker.create({
     ...common,
@@ -177,6 +207,7 @@ export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts:
       resources.jobs.preempt();
       worker.shutdown();
     }),
+    close,
   };
 }
 

@@ -10,7 +10,7 @@ export function runWorkerProcess(kind: WorkerKind): void {
     installRuntime(cfg);
     const connection = await connectWorker(cfg);
     try {
-      const { worker, stop } = await createWorker(kind, cfg, { connection });
+      const { worker, stop, close } = await createWorker(kind, cfg, { connection });
       // The first SIGTERM/SIGINT stops gracefully (a GPU worker's recipes checkpoint first); a
       // second one finds no handler left and ends the process at once.
       for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -22,6 +22,7 @@ export function runWorkerProcess(kind: WorkerKind): void {
       shutdownWithParent({ shutdown: stop }, cfg.worker.parentPid);
       console.log(`forgeline ${kind} worker polling ${taskQueueFor(kind, cfg)} (identity ${worker.options.identity})`);
       await worker.run(); // returns after stop(), once in-flight tasks are done
+      await close();
     } finally {
       await connection.close();
     }

@@ -111,6 +111,7 @@ describe('reembedCorpusWorkflow (time-skipping test server, real activities, PGl
         assert.equal(r3.counts.carried, r3.chunks - r3.counts.embedded);
         assert.equal(embedder.texts, r3.counts.embedded + QUERIES.length);
         assert.equal((await w.vectors.getAlias('docs', 'live'))?.version, 'v3');
+        assert.equal(sharedEmbedder().starts, 1, 'one embedding process served every batch of the three runs');
       });
     } finally {
       await w.cleanup();

