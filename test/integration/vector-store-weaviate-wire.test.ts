@@ -5,6 +5,12 @@
  * The conformance suite runs in full; the tests after it pin what is specific to Weaviate.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createVectorStore, type VectorStoreConfig } from '../../src/adapters/vector-store';
+import { loadConfig, redactConfig } from '../../src/config/load';
+import { ConfigError } from '../../src/ports/errors';
 import { ErrorType } from '../../src/contracts/errors';
 import { VectorStoreRejectedError } from '../../src/ports/vector-store';
 import { WeaviateVectorStore, weaviateAliasName, weaviateClassName, weaviateObjectId } from '../../src/adapters/weaviate-store';
@@ -157,6 +163,48 @@ describe('Weaviate adapter against a local Weaviate wire-format endpoint (REST +
         await secured.stop();
       }
       await assert.rejects(WeaviateVectorStore.open({ url: 'localhost:8080' }), (err: unknown) => err instanceof VectorStoreRejectedError && /url/.test(err.message));
+    });
+  });
+
+  describe('configuration and the factory', function () {
+    let cwd: string;
+    before(function () {
+      cwd = mkdtempSync(path.join(os.tmpdir(), 'forgeline-weaviate-config-'));
+    });
+    after(function () {
+      rmSync(cwd, { recursive: true, force: true });
+    });
+
+    it('FORGELINE_WEAVIATE_* land in vectors.weaviate; the API key is redacted; a bad URL names its variable', function () {
+      const cfg = loadConfig({
+        cwd,
+        env: { FORGELINE_VECTOR_STORE: 'weaviate', FORGELINE_WEAVIATE_URL: 'https://w.example:8443', FORGELINE_WEAVIATE_GRPC_URL: 'https://w.example:50051', FORGELINE_WEAVIATE_API_KEY: 'sekrit' },
+      });
+      assert.equal(cfg.vectors.store, 'weaviate');
+      assert.deepEqual(cfg.vectors.weaviate, { url: 'https://w.example:8443', grpcUrl: 'https://w.example:50051', apiKey: 'sekrit' });
+      assert.equal(redactConfig(cfg).vectors.weaviate?.apiKey, '<redacted>');
+      assert.throws(
+        () => loadConfig({ cwd, env: { FORGELINE_VECTOR_STORE: 'weaviate', FORGELINE_WEAVIATE_URL: 'localhost 8080' } }),
+        (err: unknown) => err instanceof ConfigError && /FORGELINE_WEAVIATE_URL/.test(err.message),
+      );
+    });
+
+    it('createVectorStore opens the Weaviate adapter from the config, and refuses without a URL', async function () {
+      const server = await startWeaviateWireServer({ apiKey: 'k' });
+      try {
+        const config = { store: 'weaviate', dir: cwd, weaviate: { url: server.url, grpcUrl: server.grpcUrl, apiKey: 'k' } } as VectorStoreConfig;
+        const store = await createVectorStore(config);
+        try {
+          assert.equal(store.label, `weaviate:${server.url}`);
+          await store.createVersion('factory', 'v1', { dimensions: 2, metric: 'cosine' });
+          assert.deepEqual(await store.listVersions('factory'), [{ version: 'v1', dimensions: 2, metric: 'cosine' }]);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await server.stop();
+      }
+      await assert.rejects(createVectorStore({ store: 'weaviate', dir: cwd } as VectorStoreConfig), (err: unknown) => err instanceof ConfigError && /FORGELINE_WEAVIATE_URL/.test(err.message));
     });
   });
 });
