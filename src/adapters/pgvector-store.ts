@@ -82,6 +82,10 @@ interface PGlite {
   close(): Promise<void>;
 }
 
+function startupOptions(hnsw: HnswSettings): string {
+  return `-c hnsw.ef_search=${Math.trunc(hnsw.efSearch)} -c hnsw.iterative_scan=strict_order`;
+}
+
 interface SharedPglite {
   db: Promise<PGlite>;
   users: number;
@@ -140,11 +144,8 @@ export async function openPgliteDatabase(dir: string, hnsw: HnswSettings = DEFAU
 export async function openPostgresDatabase(url: string, options: { hnsw?: HnswSettings; maxConnections?: number } = {}): Promise<SqlDatabase> {
   const { Pool } = await import('pg');
   const hnsw = options.hnsw ?? DEFAULT_HNSW;
-  const pool: Pool = new Pool({ connectionString: url, max: options.maxConnections ?? 8 });
-  // Queued on each new connection before any other query of its first user.
-  pool.on('connect', (client) => {
-    client.query(sessionSettings(hnsw)).catch(() => undefined);
-  });
+  // Session settings as startup options: every connection has them from its first query.
+  const pool: Pool = new Pool({ connectionString: url, max: options.maxConnections ?? 8, options: startupOptions(hnsw) });
   pool.on('error', () => undefined); // an idle client's connection dropped; the next checkout reconnects
   const database: SqlDatabase = {
     label: redactUrl(url),
