@@ -38,6 +38,8 @@ export const Lifecycle = {
   Reembed: 'reembed',
   /** A scheduled check of a vector index's embedding drift (embeddingDriftWorkflow). */
   EmbeddingDrift: 'embedding-drift',
+  /** A Schedule's retraining: resolves the newest dataset snapshot, starts a release on it (scheduledRetrainWorkflow). */
+  ScheduledRetrain: 'scheduled-retrain',
 } as const;
 export type Lifecycle = (typeof Lifecycle)[keyof typeof Lifecycle];
 
