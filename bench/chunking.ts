@@ -3,10 +3,11 @@
  * `chunking`.
  *
  * Corpus: ≥ 20 MB of text built deterministically from the shipped quality set
- * (examples/corpus/docs, as the loader reads it: HTML already stripped): each round takes every
- * document, shuffles its paragraphs and replaces about a fifth of its words by words drawn from a
- * Zipf distribution over 60,000 made-up words, so the vocabulary keeps growing like a real
- * corpus's (a word cache cannot just replay the first round).
+ * (examples/corpus/docs, as the loader reads it: HTML already stripped): each benchmark document
+ * joins 16 pages drawn at random (about 10 KB, a dozen sections), each page with its paragraphs
+ * shuffled and about a fifth of its words replaced by words drawn from a Zipf distribution over
+ * 60,000 made-up words, so the vocabulary keeps growing like a real corpus's (a word cache cannot
+ * just replay the shipped documents).
  *
  * Sides, all at the same chunk size (256 tokens with [CLS] and [SEP], all-MiniLM-L6-v2's
  * max_seq_length; 254 content tokens where a peer counts without them) and overlap (32 tokens),
@@ -36,6 +37,7 @@ import { loadConfig, REPO_ROOT } from '../src/config/load';
 import { chunkDocument } from '../src/embeddings/chunker';
 import { loadDocuments, parseDocument, type CorpusDocument } from '../src/embeddings/documents';
 import { loadMiniLmTokenizer, resolveMiniLmModelDir } from '../src/embeddings/tokenizer';
+import { rng } from '../scripts/generate-corpus';
 import { referenceTokenizer } from '../test/helpers/tokenizer';
 import { round, writeResultSection } from './measure';
 
@@ -46,18 +48,7 @@ const LANGCHAIN_BYTES = Number(process.env.FORGELINE_BENCH_LANGCHAIN_MB ?? 1) * 
 const PEERS_BYTES = Number(process.env.FORGELINE_BENCH_PEERS_MB ?? Infinity) * 1e6;
 const VENV = process.env.FORGELINE_CHUNKING_VENV ?? path.join(REPO_ROOT, 'bench', '.venv-chunking');
 
-/** mulberry32: a small seeded generator. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
+const PAGES_PER_DOCUMENT = 16;
 const SYLLABLES = ['ka', 'ro', 'mi', 'tes', 'lun', 'dar', 'vi', 'no', 'sel', 'qua', 'tor', 'pen', 'ash', 'el', 'im', 'bro', 'gle', 'ux', 'zan', 'fi'];
 
 /** The benchmark corpus: documents (id, markdown/text) of at least `targetBytes` UTF-8 bytes in all. */
@@ -71,22 +62,24 @@ export async function benchCorpus(targetBytes: number): Promise<CorpusDocument[]
   });
   // Zipf(1): rank r with probability ∝ 1/r, by inverting the harmonic CDF approximately.
   const zipf = () => vocabulary[Math.min(vocabulary.length - 1, Math.floor(Math.exp(random() * Math.log(vocabulary.length + 1))) - 1)]!;
+  const variant = (doc: CorpusDocument): string => {
+    const paragraphs = doc.text.split(/\n{2,}/);
+    // Keep a leading heading first; shuffle the rest.
+    for (let i = paragraphs.length - 1; i > 1; i--) {
+      const j = 1 + Math.floor(random() * i);
+      [paragraphs[i], paragraphs[j]] = [paragraphs[j]!, paragraphs[i]!];
+    }
+    return paragraphs.join('\n\n').replace(/[A-Za-z]{4,}/g, (w) => (random() < 0.2 ? zipf() : w));
+  };
+  // Documents of PAGES_PER_DOCUMENT pages each (about 10 KB, several sections): long enough that
+  // every splitter has to cut, as in real manuals.
   const out: CorpusDocument[] = [];
   let bytes = 0;
-  for (let r = 0; bytes < targetBytes; r++) {
-    for (const doc of base) {
-      const paragraphs = doc.text.split(/\n{2,}/);
-      // Keep a leading heading first; shuffle the rest.
-      for (let i = paragraphs.length - 1; i > 1; i--) {
-        const j = 1 + Math.floor(random() * i);
-        [paragraphs[i], paragraphs[j]] = [paragraphs[j]!, paragraphs[i]!];
-      }
-      const text = paragraphs.join('\n\n').replace(/[A-Za-z]{4,}/g, (w) => (random() < 0.2 ? zipf() : w));
-      const id = `r${r}/${doc.id.replace(/\.html?$/, '.md')}`;
-      const parsed = parseDocument(id, Buffer.from(text), doc.format === 'text' ? 'text' : 'markdown');
-      out.push(parsed);
-      bytes += Buffer.byteLength(parsed.text);
-    }
+  for (let n = 0; bytes < targetBytes; n++) {
+    const pages = Array.from({ length: PAGES_PER_DOCUMENT }, () => variant(base[Math.floor(random() * base.length)]!));
+    const parsed = parseDocument(`doc-${String(n).padStart(5, '0')}.md`, Buffer.from(pages.join('\n\n')), 'markdown');
+    out.push(parsed);
+    bytes += Buffer.byteLength(parsed.text);
   }
   return out;
 }

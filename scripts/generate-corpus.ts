@@ -76,7 +76,7 @@ const FEATURES: Feature[] = [
 ];
 
 /** A small seeded generator (mulberry32), so the output is the same on every run. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
