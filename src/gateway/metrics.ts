@@ -112,48 +112,163 @@ class Ring<T> {
   }
 }
 
-interface MemEntry {
-  r: RequestRecord;
-  feedback?: number;
+/** Strings as small integers (versions, tenants): a column stores the index. */
+class Interned {
+  private readonly ids = new Map<string, number>();
+  readonly values: string[] = [];
+  id(s: string): number {
+    let i = this.ids.get(s);
+    if (i === undefined) {
+      i = this.values.length;
+      this.ids.set(s, i);
+      this.values.push(s);
+    }
+    return i;
+  }
 }
 
-/** In this process: one ring of records and one of samples per alias. */
+/**
+ * One alias's newest `cap` request records, oldest overwritten first, in columns (typed arrays
+ * that grow by doubling up to `cap`): a record costs no heap object but its request id, so a
+ * window of 100,000 records is a few MB that the garbage collector never walks, rather than
+ * 100,000 objects promoted and traced (what made the gateway's latency tail).
+ */
+class EventColumns {
+  size = 0;
+  /** The slot the next record goes to. */
+  next = 0;
+  private len = 0;
+  at = new Float64Array(0);
+  latencyMs = new Float64Array(0);
+  /** NaN: no feedback. */
+  feedback = new Float64Array(0);
+  status = new Uint16Array(0);
+  error = new Uint8Array(0);
+  promptTokens = new Float64Array(0);
+  completionTokens = new Float64Array(0);
+  version = new Uint32Array(0);
+  tenant = new Uint32Array(0);
+  requestId: string[] = [];
+
+  constructor(
+    readonly cap: number,
+    /** Its index in the store's list of columns. */
+    readonly index: number,
+  ) {}
+
+  private grow(): void {
+    const len = Math.min(this.cap, Math.max(1024, this.len * 2));
+    const up = <A extends Float64Array | Uint16Array | Uint8Array | Uint32Array>(a: A, make: (n: number) => A): A => {
+      const b = make(len);
+      b.set(a);
+      return b;
+    };
+    this.at = up(this.at, (n) => new Float64Array(n));
+    this.latencyMs = up(this.latencyMs, (n) => new Float64Array(n));
+    this.feedback = up(this.feedback, (n) => new Float64Array(n));
+    this.status = up(this.status, (n) => new Uint16Array(n));
+    this.error = up(this.error, (n) => new Uint8Array(n));
+    this.promptTokens = up(this.promptTokens, (n) => new Float64Array(n));
+    this.completionTokens = up(this.completionTokens, (n) => new Float64Array(n));
+    this.version = up(this.version, (n) => new Uint32Array(n));
+    this.tenant = up(this.tenant, (n) => new Uint32Array(n));
+    this.len = len;
+  }
+
+  /** Store a record; returns its slot and the request id it overwrote (if the ring was full). */
+  push(r: RequestRecord, version: number, tenant: number): { slot: number; dropped: string | undefined } {
+    if (this.size < this.cap && this.next >= this.len) this.grow();
+    const slot = this.next;
+    const dropped = this.size === this.cap ? this.requestId[slot] : undefined;
+    this.at[slot] = r.at;
+    this.latencyMs[slot] = r.latencyMs;
+    this.feedback[slot] = NaN;
+    this.status[slot] = r.status;
+    this.error[slot] = r.error ? 1 : 0;
+    this.promptTokens[slot] = r.promptTokens;
+    this.completionTokens[slot] = r.completionTokens;
+    this.version[slot] = version;
+    this.tenant[slot] = tenant;
+    this.requestId[slot] = r.requestId;
+    this.next = (slot + 1) % this.cap;
+    if (this.size < this.cap) this.size++;
+    return { slot, dropped };
+  }
+
+  /** Slots oldest first. */
+  *slots(): Generator<number> {
+    const first = this.size === this.cap ? this.next : 0;
+    for (let i = 0; i < this.size; i++) yield (first + i) % this.cap;
+  }
+}
+
+/** In this process: per alias, a columnar ring of records and a ring of sampled texts. */
 export class MemoryWindowStore implements WindowStore {
-  private readonly events = new Map<string, Ring<MemEntry>>();
+  private readonly events = new Map<string, { cols: EventColumns; versions: Interned }>();
+  /** Every alias's columns, by the index request ids point at. */
+  private readonly columns: EventColumns[] = [];
   private readonly samples = new Map<string, Ring<TrafficSample>>();
-  private readonly byId = new Map<string, { entry: MemEntry; sample?: TrafficSample }>();
+  private readonly tenants = new Interned();
+  /** Request id → where its record is: columns index × 2^32 + slot (a number, not an object per record). */
+  private readonly byId = new Map<string, number>();
+  private readonly sampleById = new Map<string, TrafficSample>();
 
   constructor(private readonly limits: WindowLimits) {}
 
   record(r: RequestRecord, text?: { prompt: string; completion: string }): void {
-    let ring = this.events.get(r.alias);
-    if (!ring) this.events.set(r.alias, (ring = new Ring(this.limits.maxEvents)));
-    const entry: MemEntry = { r };
-    const dropped = ring.push(entry);
-    if (dropped) this.byId.delete(dropped.r.requestId);
-    let sample: TrafficSample | undefined;
+    let ev = this.events.get(r.alias);
+    if (!ev) {
+      this.events.set(r.alias, (ev = { cols: new EventColumns(this.limits.maxEvents, this.columns.length), versions: new Interned() }));
+      this.columns.push(ev.cols);
+    }
+    const { slot, dropped } = ev.cols.push(r, ev.versions.id(r.version), this.tenants.id(r.tenant));
+    if (dropped !== undefined) this.byId.delete(dropped);
+    this.byId.set(r.requestId, ev.cols.index * 2 ** 32 + slot);
     if (text) {
       let sr = this.samples.get(r.alias);
       if (!sr) this.samples.set(r.alias, (sr = new Ring(this.limits.maxSamples)));
-      sample = { requestId: r.requestId, version: r.version, at: r.at, prompt: text.prompt, completion: text.completion, status: r.status };
-      sr.push(sample);
+      const sample: TrafficSample = { requestId: r.requestId, version: r.version, at: r.at, prompt: text.prompt, completion: text.completion, status: r.status };
+      const old = sr.push(sample);
+      if (old && this.sampleById.get(old.requestId) === old) this.sampleById.delete(old.requestId);
+      this.sampleById.set(r.requestId, sample);
     }
-    this.byId.set(r.requestId, { entry, sample });
   }
 
   async feedback(requestId: string, tenant: string, score: number): Promise<FeedbackOutcome> {
-    const hit = this.byId.get(requestId);
-    if (!hit || hit.entry.r.tenant !== tenant) return 'unknown';
-    hit.entry.feedback = score;
-    if (hit.sample) hit.sample.feedback = score;
+    const at = this.byId.get(requestId);
+    if (at === undefined) return 'unknown';
+    const cols = this.columns[Math.floor(at / 2 ** 32)]!;
+    const slot = at % 2 ** 32;
+    if (cols.requestId[slot] !== requestId || this.tenants.values[cols.tenant[slot]!] !== tenant) return 'unknown';
+    cols.feedback[slot] = score;
+    const sample = this.sampleById.get(requestId);
+    if (sample) sample.feedback = score;
     return 'recorded';
   }
 
   async window(alias: string, from: number, to: number): Promise<VersionMetrics[]> {
-    const ring = this.events.get(alias);
-    if (!ring) return [];
+    const ev = this.events.get(alias);
+    if (!ev) return [];
+    const { cols, versions } = ev;
     const inWindow = function* () {
-      for (const e of ring) if (e.r.at >= from && e.r.at < to) yield e;
+      for (const i of cols.slots()) {
+        const at = cols.at[i]!;
+        if (at < from || at >= to) continue;
+        const fb = cols.feedback[i]!;
+        const r: RequestRecord = {
+          requestId: cols.requestId[i]!,
+          alias,
+          version: versions.values[cols.version[i]!]!,
+          tenant: '',
+          at,
+          status: cols.status[i]!,
+          error: cols.error[i] === 1,
+          latencyMs: cols.latencyMs[i]!,
+          promptTokens: cols.promptTokens[i]!,
+          completionTokens: cols.completionTokens[i]!,
+        };
+        yield Number.isNaN(fb) ? { r } : { r, feedback: fb };
+      }
     };
     return summarize(inWindow(), this.limits.maxLatencySamples);
   }
