@@ -29,8 +29,8 @@
  *
  * Compare-and-swap window, honestly: Weaviate's alias update (`PUT /v1/aliases/{name}`) is
  * unconditional. `swapAlias` reads the alias, compares it with `expected`, then updates it. Swaps
- * through one store object are serialized per alias (an in-process lock), so among them the
- * compare-and-swap is exact. A writer in another process that moves the alias between our read
+ * in one process are serialized per Weaviate URL and alias (an in-process lock), so among them
+ * the compare-and-swap is exact. A writer in another process that moves the alias between our read
  * and our update is overwritten (last writer wins) instead of getting AliasConflictError. The
  * first creation is a real create-if-absent (Weaviate refuses a second `POST /v1/aliases` for the
  * same name). Keep one writer per alias across processes (the re-embed workflow for that corpus,
@@ -165,13 +165,17 @@ function nullOn404(err: unknown): null {
   throw err;
 }
 
+/**
+ * Per-alias tail of the in-process swap queue (see the header on the CAS window), shared by every
+ * store object of this process that talks to the same Weaviate.
+ */
+const swapQueue = new Map<string, Promise<unknown>>();
+
 const TRANSIENT_GRPC = /\b(UNAVAILABLE|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|ABORTED|INTERNAL|UNKNOWN|CANCELLED)\b/;
 
 export class WeaviateVectorStore implements VectorStore {
   readonly label: string;
   private readonly schemas = new Map<string, VersionSchema>();
-  /** Per-alias tail of the in-process swap queue (see the header on the CAS window). */
-  private readonly swapQueue = new Map<string, Promise<unknown>>();
   private readonly policy: RetryPolicy;
   private closed = false;
 
@@ -408,15 +412,15 @@ export class WeaviateVectorStore implements VectorStore {
     checkName(this.label, 'alias', alias);
     checkName(this.label, 'version', version);
     if (expected !== null) checkName(this.label, 'version', expected);
-    const key = `${index}/${alias}`;
-    const run = (this.swapQueue.get(key) ?? Promise.resolve())
+    const key = `${this.label} ${index}/${alias}`;
+    const run = (swapQueue.get(key) ?? Promise.resolve())
       .catch(() => undefined)
       .then(() => this.swapNow(index, alias, version, expected));
-    this.swapQueue.set(key, run);
+    swapQueue.set(key, run);
     try {
       return await run;
     } finally {
-      if (this.swapQueue.get(key) === run) this.swapQueue.delete(key);
+      if (swapQueue.get(key) === run) swapQueue.delete(key);
     }
   }
 

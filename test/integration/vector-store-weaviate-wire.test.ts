@@ -114,6 +114,21 @@ describe('Weaviate adapter against a local Weaviate wire-format endpoint (REST +
       }
     });
 
+    it('concurrent swaps through two store objects of one process: exactly one wins (the lock is per Weaviate and alias)', async function () {
+      const second = await WeaviateVectorStore.open({ url: server.url, grpcUrl: server.grpcUrl });
+      try {
+        for (const v of ['v0', 'v1', 'v2']) await store.createVersion('twin', v, { dimensions: 2, metric: 'cosine' });
+        await store.swapAlias('twin', 'live', 'v0', null);
+        const results = await Promise.allSettled([store.swapAlias('twin', 'live', 'v1', 'v0'), second.swapAlias('twin', 'live', 'v2', 'v0')]);
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, results.map((r) => r.status).join(', '));
+        const won = results.find((r) => r.status === 'fulfilled')!.value;
+        assert.deepEqual(await second.getAlias('twin', 'live'), won);
+        assert.equal(won.generation, 2);
+      } finally {
+        await second.close();
+      }
+    });
+
     it('an interrupted move reads back as the state before it (intent record written first, the native alias decides)', async function () {
       const impatient = await WeaviateVectorStore.open({ url: server.url, grpcUrl: server.grpcUrl, retry: { attempts: 2, baseDelayMs: 1 } });
       try {
