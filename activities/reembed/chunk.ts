@@ -75,7 +75,10 @@ export function createChunkActivities(deps: ActivityDeps) {
         const chunks: ManifestChunk[] = [];
         let bytes = 0;
         await withHeartbeat(() => ({ documents: docs.length, chunks: chunks.length }), async () => {
-          for (const doc of docs) {
+          for (const [n, doc] of docs.entries()) {
+            // Chunking is synchronous CPU work: give the worker's event loop a turn now and then
+            // (workflow tasks and heartbeats of the same worker wait on it).
+            if (n % 20 === 19) await new Promise((r) => setImmediate(r));
             bytes += Buffer.byteLength(doc.text);
             for (const c of chunkDocument(doc, chunking)) {
               if (seen.has(c.id)) continue;

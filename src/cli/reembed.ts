@@ -2,7 +2,8 @@
  * `forgeline reembed start <spec>` and `forgeline reembed status <id>`: start a re-embed
  * (reembedCorpusWorkflow) and follow it until its alias has moved, or show where one stands.
  */
-import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import type { Command } from 'commander';
 import type { ForgelineConfig } from '../config/schema';
 import { ReembedOutcome, ReembedStage, reembedWorkflowId, type ReembedProgress, type ReembedSpec } from '../contracts/reembed-spec';
@@ -81,6 +82,17 @@ export function describeValidation(p: ReembedProgress): string | undefined {
   return `validation ${v.passed ? 'passed' : 'FAILED'}: ${v.count}/${v.expectedCount} vectors${q}${o}${v.failures.length ? `: ${v.failures.join('; ')}` : ''}`;
 }
 
+/** What each running activity's last heartbeat says (embedSlice: the next batch of its slice), one line each. */
+export function runningActivities(desc: WorkflowExecutionDescription): string[] {
+  return (desc.raw.pendingActivities ?? []).map((a) => {
+    const payload = a.heartbeatDetails?.payloads?.[0];
+    const beat = payload ? (defaultPayloadConverter.fromPayload(payload) as Record<string, unknown>) : undefined;
+    const name = a.activityType?.name ?? '?';
+    const what = beat && typeof beat.nextBatch === 'number' ? `slice ${String(beat.slice)}: batch ${beat.nextBatch}/${String(beat.batches)} done` : beat ? JSON.stringify(beat) : 'started';
+    return `${name} (attempt ${a.attempt ?? 1}): ${what}`;
+  });
+}
+
 async function progressOf(handle: WorkflowHandle): Promise<ReembedProgress | undefined> {
   return handle.query<ReembedProgress>('progress').catch(() => undefined);
 }
@@ -146,7 +158,7 @@ export function addReembedCommands(program: Command, out: Output, run: Run, cfg:
     .command('status')
     .description('show a re-embed: stage, slices and batches done, counts, validation, swap and retirement')
     .argument('<id>', 're-embed workflow ID, e.g. reembed/docs/2026120306')
-    .option('--json', 'print machine-readable JSON only: {workflowId, execution, progress}')
+    .option('--json', 'print machine-readable JSON only: {workflowId, execution, progress, running}')
     .action(
       run(async (id: string, opts: { json?: boolean }) =>
         withClient(cfg(), async (client) => {
@@ -155,11 +167,12 @@ export function addReembedCommands(program: Command, out: Output, run: Run, cfg:
             throw new CliError(`re-embed ${id}: ${err.message}`, ExitCode.Usage, { cause: err });
           });
           const progress = await progressOf(handle);
-          if (opts.json) out.json({ workflowId: id, execution: d.status.name, progress: progress ?? null });
+          if (opts.json) out.json({ workflowId: id, execution: d.status.name, progress: progress ?? null, running: runningActivities(d) });
           else {
             out.log(`re-embed ${id}: ${d.status.name}`);
             if (progress) {
               out.log(`  ${describeProgress(progress)}`);
+              for (const line of runningActivities(d)) out.log(`    ${line}`);
               const v = describeValidation(progress);
               if (v) out.log(`  ${v}`);
               if (progress.failure) out.log(`  failure: ${progress.failure}`);
