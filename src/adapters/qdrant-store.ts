@@ -180,7 +180,7 @@ export class QdrantVectorStore implements VectorStore {
             hnsw_config: { m: this.options.hnsw?.m ?? 16, ef_construct: this.options.hnsw?.efConstruct ?? 100 },
           });
         } catch (error) {
-          if (statusOf(error) === 409) return false; // created meanwhile: compare below
+          if (alreadyExists(error)) return false; // created meanwhile: compare below
           throw error;
         }
       });
@@ -398,7 +398,7 @@ export class QdrantVectorStore implements VectorStore {
         });
         return true;
       } catch (error) {
-        if (statusOf(error) === 409) return false;
+        if (alreadyExists(error)) return false;
         throw error;
       }
     });
@@ -529,6 +529,12 @@ function statusOf(error: unknown): number | undefined {
   if ((error as Error).name === 'QdrantClientResourceExhaustedError') return 429;
   const match = /Unexpected Response: (\d{3})/.exec((error as Error).message ?? '');
   return match ? Number(match[1]) : undefined;
+}
+
+/** Qdrant answers a create of an existing collection with 409 (older servers: 400 "already exists"). */
+function alreadyExists(error: unknown): boolean {
+  const status = statusOf(error);
+  return status === 409 || (status === 400 && /already exists/i.test(qdrantMessage(error)));
 }
 
 function qdrantMessage(error: unknown): string {
