@@ -6,8 +6,10 @@
  *   [SEP] included, and never exceeds `chunkTokens`.
  * - `text` is exactly `doc.text.slice(startChar, endChar)`; it starts and ends with a word (no
  *   separating whitespace, no run of characters that have no tokens).
- * - A chunk never spans two sections: a heading always starts a new chunk, and the chunk carries
- *   its section's heading path.
+ * - Sections (from headings) are hard boundaries, except that consecutive sections that fit in
+ *   one chunk together are packed into one (a page of short sections is one chunk, not scraps).
+ *   A chunk carries the heading path its sections share: its own section's path when it lies in
+ *   one section. A section longer than a chunk is chunked alone.
  * - Inside a section, a chunk ends at the best boundary that keeps it at least half full:
  *   paragraph (blank line) > sentence (., !, ?, 。, ！, ？ and the like, then a space or line end)
  *   > line > word (whitespace, punctuation, a CJK ideograph). It ends inside a word only when a
@@ -113,7 +115,7 @@ export function chunkId(input: { model: string; chunkTokens: number; overlapToke
 }
 
 /** Boundary strength before a piece: higher is a better place to end a chunk. */
-const Rank = { Subword: 0, Word: 1, Line: 2, Sentence: 3, Paragraph: 4 } as const;
+const Rank = { Subword: 0, Word: 1, Line: 2, Sentence: 3, Paragraph: 4, Section: 5 } as const;
 type Rank = (typeof Rank)[keyof typeof Rank];
 
 /**
@@ -193,6 +195,35 @@ function piecesOf(doc: CorpusDocument, section: DocumentSection, tokenizer: Embe
   return out;
 }
 
+/**
+ * Sections packed into groups that chunks never cross: consecutive sections whose tokens fit in
+ * one chunk together share a group (a run of short sections makes one chunk, not many scraps); a
+ * section larger than a chunk is a group of its own. A group's path is the heading path its
+ * sections share.
+ */
+function sectionGroups(doc: CorpusDocument, tokenizer: EmbeddingTokenizer, budget: number): Array<{ pieces: Pieces; path: string[] }> {
+  const groups: Array<{ pieces: Pieces; path: string[]; tokens: number }> = [];
+  for (const section of doc.sections) {
+    const pieces = piecesOf(doc, section, tokenizer, budget);
+    const tokens = pieces.tokens.reduce((a, b) => a + b, 0);
+    const last = groups[groups.length - 1];
+    if (last && last.tokens + tokens <= budget && tokens <= budget) {
+      if (pieces.length) pieces.rank[0] = Rank.Section;
+      last.pieces.start.push(...pieces.start);
+      last.pieces.end.push(...pieces.end);
+      last.pieces.tokens.push(...pieces.tokens);
+      last.pieces.rank.push(...pieces.rank);
+      last.tokens += tokens;
+      let shared = 0;
+      while (shared < last.path.length && shared < section.path.length && last.path[shared] === section.path[shared]) shared++;
+      last.path = last.path.slice(0, shared);
+    } else {
+      groups.push({ pieces, path: [...section.path], tokens });
+    }
+  }
+  return groups;
+}
+
 /** Index of the last prefix sum `<= limit` in `sums[from..to]` (sums ascending). */
 function lastWithin(sums: readonly number[], from: number, to: number, limit: number): number {
   let lo = from;
@@ -213,7 +244,7 @@ export function chunkDocument(doc: CorpusDocument, options: ChunkingOptions): Ch
   const budget = chunkTokens - specials;
   const chunks: Chunk[] = [];
   const occurrences = new Map<string, number>();
-  const emit = (section: DocumentSection, start: number, end: number, tokenCount: number) => {
+  const emit = (path: readonly string[], start: number, end: number, tokenCount: number) => {
     const text = doc.text.slice(start, end);
     const occurrence = occurrences.get(text) ?? 0;
     occurrences.set(text, occurrence + 1);
@@ -222,16 +253,15 @@ export function chunkDocument(doc: CorpusDocument, options: ChunkingOptions): Ch
       documentId: doc.id,
       index: chunks.length,
       text,
-      section: section.path.join(' > '),
-      sectionPath: [...section.path],
+      section: path.join(' > '),
+      sectionPath: [...path],
       startChar: start,
       endChar: end,
       tokenCount,
     });
   };
 
-  for (const section of doc.sections) {
-    const pieces = piecesOf(doc, section, tokenizer, budget);
+  for (const { pieces, path } of sectionGroups(doc, tokenizer, budget)) {
     const n = pieces.length;
     const sums = new Array<number>(n + 1);
     sums[0] = 0;
@@ -257,7 +287,7 @@ export function chunkDocument(doc: CorpusDocument, options: ChunkingOptions): Ch
         let last = e - 1;
         while (pieces.tokens[first] === 0) first++;
         while (pieces.tokens[last] === 0) last--;
-        emit(section, pieces.start[first]!, pieces.end[last]!, tokens + specials);
+        emit(path, pieces.start[first]!, pieces.end[last]!, tokens + specials);
       }
       if (e >= n) break;
       // The next chunk starts as early as the overlap allows, at a word, and early enough
