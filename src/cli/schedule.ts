@@ -111,7 +111,12 @@ export function addScheduleCommands(program: Command, out: Output, run: Run, cfg
     .option('--dry-run', 'print the plan only; change nothing')
     .option('--prune', "also delete this file's group's schedules that the file no longer lists (default: list them and keep them)")
     .option('--json', 'print {plan, applied} as JSON only')
-    .action(run(async (file: string, opts: ApplyOptions) => withClient((client) => scheduleApply(client, controlQueue(), file, opts, out))));
+    .action(
+      run(async (file: string, opts: ApplyOptions) => {
+        readSchedules(file); // a bad file is refused before connecting to Temporal
+        return withClient((client) => scheduleApply(client, controlQueue(), file, opts, out));
+      }),
+    );
   schedule
     .command('list')
     .description('the schedules of the namespace: ID, workflow, paused, next run, and whether apply manages them')

@@ -271,7 +271,14 @@ export async function applyPlan(client: Client, plan: Plan, defaultTaskQueue: st
   return r;
 }
 
-const show = (v: unknown) => (v === undefined ? '(unset)' : typeof v === 'string' ? JSON.stringify(v) : canonical(v));
+/** Milliseconds as the file writes them: `6h`, `90s`. */
+function msText(ms: number): string {
+  for (const [unit, n] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1_000]] as const) if (ms % n === 0) return `${ms / n}${unit}`;
+  return `${ms}ms`;
+}
+const show = (field: string, v: unknown) => (v === undefined ? '(unset)' : field === 'catchupWindow' && typeof v === 'number' ? msText(v) : typeof v === 'string' ? JSON.stringify(v) : canonical(v));
+/** Left out of a create's listing: what the entry does not set. */
+const unset = (v: unknown) => v === null || v === undefined || (Array.isArray(v) && v.length === 0);
 
 /** The plan as a person reads it: one line per schedule, then its field changes. */
 export function formatPlan(plan: Plan, opts: { prune: boolean }): string[] {
@@ -281,7 +288,10 @@ export function formatPlan(plan: Plan, opts: { prune: boolean }): string[] {
     const note = item.op === 'delete' && !opts.prune ? ' (not in the file; kept: pass --prune to delete)' : '';
     lines.push(`${sign[item.op]} ${item.op} ${item.id} (${item.workflow})${note}`);
     if (item.op === 'unchanged' || item.op === 'delete') continue;
-    for (const c of item.changes) lines.push(item.op === 'create' ? `    ${c.field}: ${show(c.to)}` : `    ${c.field}: ${show(c.from)} → ${show(c.to)}`);
+    for (const c of item.changes) {
+      if (item.op === 'create' && unset(c.to)) continue;
+      lines.push(item.op === 'create' ? `    ${c.field}: ${show(c.field, c.to)}` : `    ${c.field}: ${show(c.field, c.from)} → ${show(c.field, c.to)}`);
+    }
   }
   const n = (op: PlanOp) => plan.items.filter((i) => i.op === op).length;
   lines.push(`plan (group ${plan.group}): ${n('create')} to create, ${n('update')} to update, ${n('delete')} to delete${n('delete') && !opts.prune ? ' (with --prune)' : ''}, ${n('unchanged')} unchanged`);
