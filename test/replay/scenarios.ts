@@ -9,6 +9,7 @@ import { createStackCheckActivities } from '../../activities/stack-check';
 import { ErrorType } from '../../src/contracts/errors';
 import type { StackProbeInput } from '../../src/contracts/stack-check';
 import { fakeProbe } from '../fixtures/stack-probe';
+import { badCandidateTraffic, quantizedWorld, servingWorld } from '../fixtures/serving';
 
 /**
  * Lifecycles recorded into test/replay/histories by scripts/record-history.ts. Each runs the real
@@ -60,6 +61,19 @@ function releaseScenario(name: string, pool: string, spec: ReleaseSpec, drive?: 
       return handle.result().catch(() => undefined);
     },
   };
+}
+
+/** The scenario's control worker also runs the serving activities' stand-ins. */
+function withServing(s: ReplayScenario, serving: Partial<Activities>): ReplayScenario {
+  return { ...s, control: { ...s.control, ...serving } };
+}
+
+/** A release with spec.serving: canary steps of 1 s bakes, the previous version kept 1 s. */
+function servingSpec(pool: string, candidate: 'adapter' | 'quantized') {
+  return releaseSpec({
+    gpu: { pool },
+    serving: { baseModel: 'tiny-base', candidate, canary: { steps: [50, 100], bake: '1s' }, keepPrevious: '1s', monitor: { enabled: false } },
+  });
 }
 
 export const SCENARIOS: ReplayScenario[] = [
@@ -114,6 +128,10 @@ export const SCENARIOS: ReplayScenario[] = [
     ...releaseMocks().mocks,
     ...createValidateActivities(),
   }),
+  // Serving (spec.serving): an adapter canary promoted; a quantized candidate on its own server
+  // (serving.candidate quantized) that the canary fails, so the saga stops that server.
+  withServing(releaseScenario('release-serving-adapter-promoted', 'replay-srv-adapter', servingSpec('replay-srv-adapter', 'adapter')), servingWorld().mocks),
+  withServing(releaseScenario('release-serving-quantized-rolled-back', 'replay-srv-quant', servingSpec('replay-srv-quant', 'quantized')), quantizedWorld({ traffic: badCandidateTraffic }).mocks),
   releaseScenario('release-v3-tracker-down', 'replay-v3-trk', releaseSpec({ gpu: { pool: 'replay-v3-trk' } }), undefined, {
     ...releaseMocks().mocks,
     openReleaseRun: trackerDown,

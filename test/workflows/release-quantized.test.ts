@@ -7,14 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { Activities } from '../../activities';
 import { ErrorType } from '../../src/contracts/errors';
-import { ReleaseOutcome, type ServedVersion } from '../../src/contracts/release-lifecycle';
+import { ReleaseOutcome } from '../../src/contracts/release-lifecycle';
 import type { RouteTargets } from '../../src/contracts/routing';
 import { ReleaseSpecSchema, type ReleaseSpecInput } from '../../src/contracts/specs/release-spec';
 import { modelReleaseWorkflow } from '../../workflows';
 import { releaseMocks, releaseSpec, split } from '../fixtures/release';
-import { badCandidateTraffic, servingWorld, type TrafficScript } from '../fixtures/serving';
+import { badCandidateTraffic, quantizedWorld, type TrafficScript } from '../fixtures/serving';
 import { failureOfType } from '../helpers/failures';
 import { getTimeSkippingEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
@@ -22,29 +21,6 @@ import { uniquePool, withWorkers } from '../helpers/workers';
 const Q_CANDIDATE = 'demo@cccccccccccc-quantized';
 const Q_SERVED = 'demo-cccccccccccc-quantized';
 const STABLE = 'demo@base';
-
-/** The serving world of test/fixtures/serving.ts plus servers launched per quantized version. */
-function quantizedWorld(opts: { traffic?: TrafficScript; route?: RouteTargets }) {
-  const { world, mocks } = servingWorld(opts);
-  const launched = new Set<string>();
-  const upstreams = new Set<string>();
-  const quantizedMocks = {
-    async launchQuantizedVersion(i: { model: string; quantizedVersion: string }): Promise<ServedVersion> {
-      const name = `${i.model}-${i.quantizedVersion}-quantized`;
-      world.calls.push(`launchQuantizedVersion ${name}`);
-      launched.add(name);
-      upstreams.add(name);
-      return { label: `${i.model}@${i.quantizedVersion}-quantized`, servedModel: name, upstream: name, quantized: { model: i.model, version: i.quantizedVersion } };
-    },
-    async stopQuantizedVersion(i: { servedModel: string }) {
-      world.calls.push(`stopQuantizedVersion ${i.servedModel}`);
-      assert.ok(!world.route?.some((t) => t.upstream === i.servedModel && t.weight > 0), `${i.servedModel} stopped while the route still sends it traffic`);
-      launched.delete(i.servedModel);
-      upstreams.delete(i.servedModel);
-    },
-  } satisfies Partial<Activities>;
-  return { world, launched, upstreams, mocks: { ...mocks, ...quantizedMocks } };
-}
 
 async function runRelease<T>(
   ctx: Mocha.Context,
