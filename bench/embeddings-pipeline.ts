@@ -15,10 +15,11 @@
  *    history, not torch; nothing in product code can select it). Reports each run's history
  *    length and the continue-as-new count, to show that history stays bounded as the corpus grows.
  *
- *   npm run bench -- embeddings-pipeline     (FORGELINE_BENCH_SCALE_CHUNKS, default 100000; ROUNDS default 2)
+ *   npm run bench -- embeddings-pipeline     (FORGELINE_BENCH_SCALE_CHUNKS, default 100000; FORGELINE_BENCH_ROUNDS, default 2;
+ *                                             FORGELINE_BENCH_PIPELINE=efficiency|scale for one part, keeping the other's last result)
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -165,6 +166,7 @@ async function efficiency(env: TestWorkflowEnvironment, bundle: Awaited<ReturnTy
       }
       log(`round ${r + 1}: pipeline ${pipeline[r]!.toFixed(1)} s (${(documents.length / pipeline[r]!).toFixed(2)} documents/s)`);
     }
+    log(`pipeline ${(documents.length / median(pipeline)).toFixed(2)} documents/s vs raw model ${(documents.length / median(raw)).toFixed(2)} documents/s`);
     const rawDps = documents.length / median(raw);
     const pipeDps = documents.length / median(pipeline);
     return {
@@ -262,6 +264,14 @@ async function scale(env: TestWorkflowEnvironment, bundle: Awaited<ReturnType<ty
   }
 }
 
+function previousSection(): Record<string, unknown> | undefined {
+  try {
+    return (JSON.parse(readFileSync(path.join(__dirname, 'results', 'embeddings.json'), 'utf8')) as { sections: Record<string, Record<string, unknown>> }).sections.pipeline;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function embeddingsPipelineBenchmark(): Promise<void> {
   try {
     Runtime.install({ logger: new DefaultLogger('ERROR') });
@@ -275,10 +285,13 @@ export async function embeddingsPipelineBenchmark(): Promise<void> {
   try {
     const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: new DefaultLogger('ERROR') });
     const loadAtStart = os.loadavg().map((x) => round(x, 2));
-    const eff = await efficiency(env, bundle, cfg.venv);
-    const big = await scale(env, bundle, cfg.venv);
-    const file = writeResultSection('embeddings', 'pipeline', { efficiency: eff, scale: big, loadavgAtStart: loadAtStart });
-    log(`pipeline ${eff.pipeline.documentsPerS} documents/s vs raw model ${eff.rawModel.documentsPerS} documents/s: efficiency ${eff.efficiencyPercent}%; results in ${path.relative(process.cwd(), file)}`);
+    // FORGELINE_BENCH_PIPELINE=efficiency|scale runs one part and keeps the other's last result.
+    const only = process.env.FORGELINE_BENCH_PIPELINE;
+    const previous = (previousSection() ?? {}) as { efficiency?: unknown; scale?: unknown };
+    const eff = only === 'scale' ? previous.efficiency : await efficiency(env, bundle, cfg.venv);
+    const big = only === 'efficiency' ? previous.scale : await scale(env, bundle, cfg.venv);
+    const file = writeResultSection('embeddings', 'pipeline', { efficiency: eff, scale: big, loadavgAtStart: loadAtStart, ...(only ? { measuredThisRun: only } : {}) });
+    log(`results in ${path.relative(process.cwd(), file)}`);
   } finally {
     await env.teardown();
   }

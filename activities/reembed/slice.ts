@@ -21,7 +21,8 @@ export function createSliceActivities(deps: ActivityDeps) {
      * Control queue: what one slice of the manifest needs. Chunks the new version holds already (a
      * resumed run) are left alone; chunks the previous version holds, embedded by the same model,
      * are carried over with their vectors (`fetch` → `upsert`), not re-embedded; the rest are
-     * written to the slice's todo list for `embedSlice`.
+     * written to the slice's todo list for `embedSlice`, longest first, so each batch holds chunks
+     * of like length.
      */
     async planSlice(ref: SliceRef): Promise<SlicePlan> {
       return asActivityFailure(async () => {
@@ -31,7 +32,7 @@ export function createSliceActivities(deps: ActivityDeps) {
         const chunks = await readSlice(artifacts, ref.manifest.prefix, ref.slice);
         let present = 0;
         let carried = 0;
-        const todo: string[] = [];
+        const todo: ManifestChunk[] = [];
         await withHeartbeat(() => ({ slice: ref.slice, present, carried }), async (beat) => {
           for (const part of chunked(chunks, ID_BATCH)) {
             const ids = part.map((c) => c.id);
@@ -46,11 +47,13 @@ export function createSliceActivities(deps: ActivityDeps) {
               carried += carry.length;
               missing = missing.filter((c) => !reusable.has(c.id));
             }
-            todo.push(...missing.map((c) => c.id));
+            todo.push(...missing);
             beat();
           }
         });
-        await artifacts.put(manifestKeys.todo(ref.manifest.prefix, ref.slice), JSON.stringify(todo), { contentType: 'application/json' });
+        // Longest first: a batch of chunks of like length pads little (the model pads every text of a batch to its longest).
+        todo.sort((a, b) => b.tokens - a.tokens || (a.id < b.id ? -1 : 1));
+        await artifacts.put(manifestKeys.todo(ref.manifest.prefix, ref.slice), JSON.stringify(todo.map((c) => c.id)), { contentType: 'application/json' });
         return { slice: ref.slice, chunks: chunks.length, present, carried, toEmbed: todo.length };
       });
     },
