@@ -148,32 +148,25 @@ export function addScheduleCommands(program: Command, out: Output, run: Run, cfg
         }),
       ),
     );
-  schedule
-    .command('pause <id>')
-    .description('pause a schedule (no new runs until unpause; apply leaves it paused unless the file sets paused)')
-    .option('--note <text>', 'why, shown in the Temporal UI', 'paused with forgeline schedule pause')
-    .action(
-      run(async (id: string, opts: { note: string }) =>
-        withClient(async (client) => {
-          await (await describe(client, id)).handle.pause(opts.note);
-          out.log(`paused ${id}`);
-          return ExitCode.Ok;
-        }),
-      ),
-    );
-  schedule
-    .command('unpause <id>')
-    .description('resume a paused schedule')
-    .option('--note <text>', 'why, shown in the Temporal UI', 'unpaused with forgeline schedule unpause')
-    .action(
-      run(async (id: string, opts: { note: string }) =>
-        withClient(async (client) => {
-          await (await describe(client, id)).handle.unpause(opts.note);
-          out.log(`unpaused ${id}`);
-          return ExitCode.Ok;
-        }),
-      ),
-    );
+  const pauseHelp = {
+    pause: 'pause a schedule (no new runs until unpause; apply leaves it paused unless the file sets paused)',
+    unpause: 'resume a paused schedule',
+  } as const;
+  for (const verb of ['pause', 'unpause'] as const) {
+    schedule
+      .command(`${verb} <id>`)
+      .description(pauseHelp[verb])
+      .option('--note <text>', 'why, shown in the Temporal UI', `${verb}d with forgeline schedule ${verb}`)
+      .action(
+        run(async (id: string, opts: { note: string }) =>
+          withClient(async (client) => {
+            await (await describe(client, id)).handle[verb](opts.note);
+            out.log(`${verb}d ${id}`);
+            return ExitCode.Ok;
+          }),
+        ),
+      );
+  }
   schedule
     .command('trigger <id>')
     .description("start the schedule's workflow now (trigger-now), as the Temporal UI's Trigger does")

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import type { ActivityDeps } from '../../activities';
 import { createEmbeddingDriftActivities } from '../../activities/embeddings-drift';
 import { LocalGpuAllocator } from '../../src/adapters/gpu-allocator';
 import { LocalTracker } from '../../src/adapters/local-tracker';
@@ -19,6 +20,24 @@ import { failureOfType } from '../helpers/failures';
 import { venvPython } from '../helpers/python';
 import { getTimeSkippingEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
+
+/** The embedding drift activities on a re-embed world's stores, with the real (shared) embedder. */
+function driftActivities(w: Awaited<ReturnType<typeof reembedWorld>>, over: Partial<ActivityDeps> = {}) {
+  return createEmbeddingDriftActivities({
+    artifacts: w.artifacts,
+    tracker: new LocalTracker({ home: w.dir }),
+    registry: new ModelRegistry(w.artifacts),
+    jobs: {} as JobRunner,
+    gpus: new LocalGpuAllocator([]),
+    workDir: path.join(w.dir, 'work'),
+    trackerProject: 'forgeline',
+    workerIdentity: 'test',
+    pool: 'cpu',
+    vectors: w.vectors,
+    embedder: sharedEmbedder(),
+    ...over,
+  });
+}
 
 /**
  * The embedding drift check on the time-skipping Temporal test server with real activities: the
@@ -42,20 +61,7 @@ describe('embeddingDriftWorkflow (time-skipping test server, real activities, PG
       const split = splitShippedCorpus(w.corpus, sameTopic);
       assert.ok(split.index > 100 && split.fresh > 40, JSON.stringify(split));
       writeShiftedDocs(shifted);
-      const drift = createEmbeddingDriftActivities({
-        artifacts: w.artifacts,
-        tracker: new LocalTracker({ home: w.dir }),
-        registry: new ModelRegistry(w.artifacts),
-        jobs: {} as JobRunner,
-        gpus: new LocalGpuAllocator([]),
-        workDir: path.join(w.dir, 'work'),
-        trackerProject: 'forgeline',
-        workerIdentity: 'test',
-        pool: 'cpu',
-        vectors: w.vectors,
-        embedder: sharedEmbedder(),
-        tokenizer: loadMiniLmTokenizer(path.dirname(path.dirname(venvPython()))),
-      });
+      const drift = driftActivities(w, { tokenizer: loadMiniLmTokenizer(path.dirname(path.dirname(venvPython()))) });
       const reembedSpec = w.spec(pool, { chunking: { chunkTokens: 128, overlapTokens: 16 }, embedding: { batchSize: 32 }, validation: { k: 5 }, sliceChunks: 500 });
       const check = (name: string, folder: string, over: Partial<EmbeddingDriftSpecInput> = {}): EmbeddingDriftSpecInput => ({
         name,
@@ -127,19 +133,7 @@ describe('embeddingDriftWorkflow (time-skipping test server, real activities, PG
     const { taskQueue, workflowId } = isolate(this, 'embedding-drift');
     const w = await reembedWorld('embedding-drift-bad');
     try {
-      const drift = createEmbeddingDriftActivities({
-        artifacts: w.artifacts,
-        tracker: new LocalTracker({ home: w.dir }),
-        registry: new ModelRegistry(w.artifacts),
-        jobs: {} as JobRunner,
-        gpus: new LocalGpuAllocator([]),
-        workDir: path.join(w.dir, 'work'),
-        trackerProject: 'forgeline',
-        workerIdentity: 'test',
-        pool: 'cpu',
-        vectors: w.vectors,
-        embedder: sharedEmbedder(),
-      });
+      const drift = driftActivities(w);
       await withWorkers(env, { taskQueue, control: drift }, async () => {
         const fail = async (id: string, spec: unknown, type: string) => {
           const err = await env.client.workflow.execute(embeddingDriftWorkflow, { taskQueue, workflowId: `${workflowId}-${id}`, args: [spec] }).then(
