@@ -18,6 +18,8 @@ import { REPO_ROOT } from '../src/config/load';
 import { ReembedSpecSchema } from '../src/contracts/specs/reembed-spec';
 import { ReleaseSpecSchema } from '../src/contracts/specs/release-spec';
 import { RECIPE_CONTRACTS, RecipeEventSchema } from '../src/contracts/recipes';
+import { EmbeddingDriftSpecSchema } from '../src/drift/embedding-drift-spec';
+import { ScheduledRetrainSpecSchema } from '../src/schedules/retrain-spec';
 import { runMain } from '../src/cli/run-main';
 
 export const SCHEMA_DIR = path.join(REPO_ROOT, 'docs', 'schemas');
@@ -26,6 +28,8 @@ export const SCHEMA_DIR = path.join(REPO_ROOT, 'docs', 'schemas');
 export const PUBLISHED_SCHEMAS: ReadonlyArray<{ file: string; schema: z.ZodType }> = [
   { file: 'release-spec.schema.json', schema: ReleaseSpecSchema },
   { file: 'reembed-spec.schema.json', schema: ReembedSpecSchema },
+  { file: 'embedding-drift-spec.schema.json', schema: EmbeddingDriftSpecSchema },
+  { file: 'scheduled-retrain-spec.schema.json', schema: ScheduledRetrainSpecSchema },
   ...Object.entries(RECIPE_CONTRACTS).flatMap(([recipe, { input, result }]) => [
     { file: `recipes/${recipe}.input.schema.json`, schema: input },
     { file: `recipes/${recipe}.result.schema.json`, schema: result },
