@@ -19,7 +19,7 @@
  *   when one is given (the dev stack's process: `forgeline dev` leaves nothing behind), else run
  *   until stopped (`stop`, `stopAll`, or the release's rollback / promotion).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -85,7 +85,7 @@ export class LocalModelLauncher implements ModelLauncher {
 
   /** Every attempt of one id in this process shares one launch; other processes wait on the lock file. */
   launch(req: LaunchRequest): Promise<LaunchedModel> {
-    if (!LAUNCH_ID.test(req.id)) throw new ConfigError(`launch id '${req.id}': expected lowercase letters, digits, '.', '_' and '-' (at most 128)`);
+    if (!LAUNCH_ID.test(req.id)) return Promise.reject(new ConfigError(`launch id '${req.id}': expected lowercase letters, digits, '.', '_' and '-' (at most 128)`));
     const running = this.inflight.get(req.id);
     if (running) return running;
     const p = this.launchLocked(req).finally(() => this.inflight.delete(req.id));
@@ -125,7 +125,7 @@ export class LocalModelLauncher implements ModelLauncher {
       }
       if (ownsGroup(rec)) await stopProcessGroup(rec.pid, this.opts.vllm?.killGraceMs);
     }
-    await rm(this.file(rec.id, 'json'), { force: true });
+    await this.forget(rec);
     return undefined;
   }
 
@@ -175,7 +175,7 @@ export class LocalModelLauncher implements ModelLauncher {
     await withFileLock(this.file(id, 'lock'), { leaseMs: this.startTimeoutMs() + 60_000, timeoutMs: 30_000 }, async () => {
       const rec = this.read(id);
       if (rec && ownsGroup(rec)) await stopProcessGroup(rec.pid, this.opts.vllm?.killGraceMs);
-      await rm(this.file(id, 'json'), { force: true });
+      if (rec) await this.forget(rec);
     });
   }
 
@@ -185,7 +185,7 @@ export class LocalModelLauncher implements ModelLauncher {
       const rec = this.read(id);
       if (!rec) continue;
       if (ownsGroup(rec)) out.push(this.launched(rec, true));
-      else await rm(this.file(id, 'json'), { force: true });
+      else await this.forget(rec);
     }
     return out;
   }
@@ -198,6 +198,16 @@ export class LocalModelLauncher implements ModelLauncher {
   /** The last lines a launched server printed (for errors and logs). */
   outputTail(id: string): string {
     return fileTail(this.file(id, 'log'));
+  }
+
+  /**
+   * Drop the record of a server that is not (or no longer) ours to adopt. If its leader died but
+   * processes of its group live on (an engine left behind), they are stopped: Linux does not reuse
+   * a pid while a process group of that id exists, so that group can only be the server's.
+   */
+  private async forget(rec: LaunchRecord): Promise<void> {
+    if (rec.host === os.hostname() && !existsSync(`/proc/${rec.pid}`) && processGroupAlive(rec.pid)) await stopProcessGroup(rec.pid, this.opts.vllm?.killGraceMs);
+    await rm(this.file(rec.id, 'json'), { force: true });
   }
 
   private ids(): string[] {
