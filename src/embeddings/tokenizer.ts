@@ -111,7 +111,8 @@ function readJson(file: string): Record<string, unknown> {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Tokenizer } = require('@huggingface/tokenizers') as { Tokenizer: new (tokenizer: object, config: object) => HfTokenizer };
 
-const CACHE_LIMIT = 500_000;
+// Words kept (about 150 bytes each): bounds a long-lived worker's memory to some 30 MB.
+const CACHE_LIMIT = 200_000;
 
 class WordPieceTokenizer implements EmbeddingTokenizer {
   readonly specialTokens = 2;

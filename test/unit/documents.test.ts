@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -89,6 +89,18 @@ describe('documents', () => {
     assert.deepEqual(doc.sections.map((s) => s.path), [['Troubleshooting'], ['Troubleshooting', 'KST-1042 & friends'], ['Troubleshooting', 'KST-1042 & friends', 'Fix']]);
     for (const s of doc.sections) assert.equal(doc.text.slice(s.startChar).split('\n')[0], s.path.at(-1));
     assert.match(doc.text.slice(doc.sections[2]!.startChar, doc.sections[2]!.endChar), /^Fix\n\nResume the sink\.\s*$/);
+  });
+
+  it('skips symbolic links and reports them', async () => {
+    await writeTree(dir, { 'real/a.md': '# A' });
+    await symlink(path.join(dir, 'real', 'a.md'), path.join(dir, 'link.md'));
+    await symlink(path.join(dir, 'real'), path.join(dir, 'linked-dir'));
+    const { entries, skipped } = await listDocuments({ folder: dir });
+    assert.deepEqual(entries.map((e) => e.id), ['real/a.md']);
+    assert.deepEqual(skipped, [
+      { id: 'link.md', reason: 'symbolic link (not followed)' },
+      { id: 'linked-dir', reason: 'symbolic link (not followed)' },
+    ]);
   });
 
   it('reads from an ArtifactStore prefix with ids relative to it', async () => {
