@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ErrorType } from '../../src/contracts/errors';
-import { ReembedOutcome, ReembedStage, type ReembedProgress } from '../../src/contracts/reembed-spec';
+import { ReembedOutcome, ReembedStage, versionName, type ReembedProgress } from '../../src/contracts/reembed-spec';
 import { ForgelineLifecycle, ForgelineOutcome, ForgelineStage } from '../../src/contracts/search-attributes';
 import type { Embedder } from '../../src/ports/embedder';
 import { reembedCorpusWorkflow, reembedProgressQuery } from '../../workflows';
@@ -135,11 +135,17 @@ describe('reembedCorpusWorkflow (time-skipping test server, real activities, PGl
     try {
       writeCorpus(w.corpus, CORPUS, []);
       await withWorkers(env, { taskQueue, pool, control: w.control, gpu: w.gpu }, async () => {
-        const r = await env.client.workflow.execute(reembedCorpusWorkflow, {
+        const handle = await env.client.workflow.start(reembedCorpusWorkflow, {
           taskQueue,
           workflowId,
           args: [w.spec(pool, { sliceChunks: 100, embedding: { batchSize: 2 }, validation: { k: 1 } })],
         });
+        const r = await handle.result();
+        // The default version name comes from the run's start: the same in the run, in the store and on replay (the query).
+        const { startTime } = await handle.describe();
+        assert.equal(r.version, versionName(startTime));
+        assert.equal((await w.vectors.getAlias('docs', 'live'))?.version, r.version);
+        assert.equal((await handle.query(reembedProgressQuery)).version, r.version);
         assert.ok(crashed);
         assert.equal(r.counts.embedded, r.chunks - 4, 'the retry embedded what the dead attempt had not');
         assert.equal(r.counts.batchesSkipped, 2, 'the two finished batches were not run again');

@@ -25,15 +25,18 @@ export async function embedSlices(state: ReembedState, spec: ReembedSpec, carry:
         // The estimate assumed every chunk of the slice needed embedding; now it is known.
         carry.batchesTotal -= batchCount(plan.chunks, spec.embedding.batchSize) - batchCount(plan.toEmbed, spec.embedding.batchSize);
         carry.counts = addCounts(carry.counts, { present: plan.present, carried: plan.carried, upserted: plan.carried });
+        progress.counts = carry.counts;
         progress.batches.total = carry.batchesTotal;
         state.publish();
         if (plan.toEmbed === 0) return;
         const embedded = await pool(spec).embedSlice(ref);
         carry.counts = addCounts(carry.counts, { embedded: embedded.embedded, batches: embedded.batches, batchesSkipped: embedded.batchesSkipped });
         progress.batches.done = carry.counts.batches + carry.counts.batchesSkipped;
+        progress.counts = carry.counts;
         state.publish();
         const upserted = await control.upsertSlice(ref);
         carry.counts = addCounts(carry.counts, { upserted: upserted.upserted });
+        progress.counts = carry.counts;
       }),
     );
     carry.nextSlice = first + wave;

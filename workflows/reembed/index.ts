@@ -26,7 +26,9 @@ export async function reembedCorpusWorkflow(rawSpec: unknown, carry?: ReembedCar
   try {
     const spec = await validateOrCarried(state, rawSpec, carry);
     if (!carry) {
-      const startedAt = new Date(Date.now()).toISOString();
+      // The run's start (in its history), not Date.now(): the version name must come out the same
+      // on every replay, and a workflow task that held a local activity open can replay at another time.
+      const startedAt = workflowInfo().runStartTime.toISOString();
       const version = spec.store.version ?? versionName(new Date(startedAt));
       state.progress.version = version;
       const manifest = await chunk(state, spec, version);
