@@ -80,10 +80,18 @@ export function createServingActivities(deps: ActivityDeps) {
       return asActivityFailure(async () => {
         const { model, quantizedVersion } = input;
         const name = quantizedServedName(model, quantizedVersion);
+        const models = launcher(); // before any work: a worker without one fails at once
         const ctx = Context.current();
+        // A whole model can take minutes to fetch from the store: keep heartbeating meanwhile.
         ctx.heartbeat({ message: `unpacking ${name}` });
-        const dir = await unpack(versionRef(model, 'quantized', quantizedVersion), name);
-        const launched = await launcher().launch({ id: name, modelDir: dir, servedModelName: name, onProgress: (message) => ctx.heartbeat({ message }) });
+        const beat = setInterval(() => ctx.heartbeat({ message: `unpacking ${name}` }), 10_000);
+        let dir: string;
+        try {
+          dir = await unpack(versionRef(model, 'quantized', quantizedVersion), name);
+        } finally {
+          clearInterval(beat);
+        }
+        const launched = await models.launch({ id: name, modelDir: dir, servedModelName: name, onProgress: (message) => ctx.heartbeat({ message }) });
         ctx.heartbeat({ message: `${name} serves at ${launched.url} (${launched.where}${launched.adopted ? ', already running' : ''}); registering upstream ${name}` });
         // Compare-and-swap; a concurrent change (another attempt registering the same URL) is re-read.
         for (let attempt = 1; ; attempt++) {

@@ -11,6 +11,7 @@ import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
 import { ErrorType } from '../../src/contracts/errors';
 import type { RouteTargets, RoutingTable, VersionMetrics } from '../../src/contracts/routing';
 import type { LoadAdapterRequest, ServingBackend } from '../../src/ports/serving-backend';
+import type { LaunchedModel, LaunchRequest, ModelLauncher } from '../../src/ports/model-launcher';
 import type { TrafficRouter } from '../../src/ports/traffic-router';
 import { ModelRegistry } from '../../src/registry/model-registry';
 
@@ -177,5 +178,98 @@ describe('serving activities (MockActivityEnvironment, fake backend and router, 
     assert.match(err.message, /FORGELINE_GATEWAY_URL/);
     const err2 = await run(none.deployVersion, { model: 'demo', adapterVersion, baseModel: 'tiny', upstream: 'vllm' }).catch((e: unknown) => e);
     assert.match(String((err2 as Error).message), /FORGELINE_VLLM_URLS/);
+  });
+});
+
+/** A launcher that remembers what runs (one URL per id), and refuses a model directory that is not there. */
+class FakeLauncher implements ModelLauncher {
+  readonly label = 'fake-launcher';
+  readonly running = new Map<string, LaunchedModel>();
+  readonly calls: string[] = [];
+  async launch(req: LaunchRequest): Promise<LaunchedModel> {
+    this.calls.push(`launch ${req.id}`);
+    assert.ok(existsSync(path.join(req.modelDir, 'config.json')), `model files at ${req.modelDir}`);
+    req.onProgress?.('starting');
+    const known = this.running.get(req.id);
+    if (known) return { ...known, adopted: true };
+    const m = { id: req.id, url: `http://127.0.0.1:${9000 + this.running.size}`, servedModelName: req.servedModelName, modelDir: req.modelDir, startedAt: at0, adopted: false, where: 'pid 1 on test' };
+    this.running.set(req.id, m);
+    return m;
+  }
+  async stop(id: string) {
+    this.calls.push(`stop ${id}`);
+    this.running.delete(id);
+  }
+  async list() {
+    return [...this.running.values()];
+  }
+}
+const at0 = '2026-12-02T12:00:00.000Z';
+
+describe('serving activities for quantized candidates (MockActivityEnvironment, fake launcher and router, real registry)', function () {
+  let dir: string;
+  let router: FakeRouter;
+  let launcher: FakeLauncher;
+  let version: string;
+  let acts: ReturnType<typeof createServingActivities>;
+  const name = () => `demo-${version}-quantized`;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-serving-q-'));
+    const store = new LocalArtifactStore(pathToFileURL(path.join(dir, 'artifacts')).href);
+    const registry = new ModelRegistry(store);
+    const src = path.join(dir, 'quantized-src');
+    mkdirSync(src);
+    writeFileSync(path.join(src, 'config.json'), '{"quantization_config": {"quant_method": "compressed-tensors"}}');
+    writeFileSync(path.join(src, 'model.safetensors'), 'int4 weights');
+    await store.publishDirectory(src, 'releases/demo/quantized/');
+    version = (await registry.registerVersion({ model: 'demo', kind: 'quantized', prefix: 'releases/demo/quantized/', lineage: { baseModel: { ref: 'path:/m' }, datasetSha256: 'a'.repeat(64), recipe: 'trl-sft-lora', hyperparameters: {} } as never, createdAt: at0 })).version;
+    router = new FakeRouter();
+    launcher = new FakeLauncher();
+    acts = createServingActivities({ artifacts: store, registry, router, launcher, servingDir: path.join(dir, 'serving'), workDir: path.join(dir, 'work') } as unknown as ActivityDeps);
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('launchQuantizedVersion unpacks the version, launches it under <model>-<version>-quantized and registers that upstream; a retry writes nothing', async function () {
+    const env = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const served = (await env.run(acts.launchQuantizedVersion, { model: 'demo', quantizedVersion: version, by: 'release r' })) as Awaited<ReturnType<typeof acts.launchQuantizedVersion>>;
+    assert.deepEqual(served, { label: `demo@${version}-quantized`, servedModel: name(), upstream: name(), quantized: { model: 'demo', version } });
+    assert.equal(readFileSync(path.join(dir, 'serving', name(), 'model.safetensors'), 'utf8'), 'int4 weights');
+    assert.deepEqual(router.table.upstreams[name()], { urls: ['http://127.0.0.1:9000'] });
+    assert.ok(beats.length >= 2, 'heartbeats while unpacking and starting');
+    const writes = router.writes;
+    await new MockActivityEnvironment().run(acts.launchQuantizedVersion, { model: 'demo', quantizedVersion: version, by: 'release r' });
+    assert.equal(router.writes, writes, 'the upstream already points at the server');
+    assert.deepEqual(launcher.calls, [`launch ${name()}`, `launch ${name()}`]);
+  });
+
+  it('stopQuantizedVersion refuses while a route sends the server traffic; then removes the upstream, stops the server and deletes the files; again: nothing to do', async function () {
+    const run = <A extends unknown[], R>(fn: (...a: A) => Promise<R>, ...a: A): Promise<R> => new MockActivityEnvironment().run(fn, ...a) as Promise<R>;
+    await run(acts.launchQuantizedVersion, { model: 'demo', quantizedVersion: version, by: 'release r' });
+    const routed: RouteTargets = [{ version: `demo@${version}-quantized`, upstream: name(), model: name(), weight: 100 }];
+    await router.setRoute('demo', routed);
+    const err = await run(acts.stopQuantizedVersion, { servedModel: name(), by: 'ops', reason: 'r' }).catch((e: unknown) => e);
+    assert.ok(err instanceof ApplicationFailure);
+    assert.equal(err.type, ErrorType.ServingRejected);
+    assert.equal(err.nonRetryable, true);
+    assert.match(err.message, /route\(s\) demo still send it traffic/);
+    assert.ok(launcher.running.has(name()));
+
+    await router.setRoute('demo', [{ version: 'demo@base', upstream: 'vllm', model: 'tiny', weight: 100 }]);
+    await run(acts.stopQuantizedVersion, { servedModel: name(), by: 'ops', reason: 'rolled back' });
+    assert.equal(router.table.upstreams[name()], undefined);
+    assert.equal(launcher.running.size, 0);
+    assert.equal(existsSync(path.join(dir, 'serving', name())), false);
+    await run(acts.stopQuantizedVersion, { servedModel: name(), by: 'ops', reason: 'again' });
+  });
+
+  it('without a launcher: ServingNotConfigured, not retried, naming what to configure', async function () {
+    const none = createServingActivities({ router, servingDir: dir, workDir: dir } as unknown as ActivityDeps);
+    const err = await new MockActivityEnvironment().run(none.launchQuantizedVersion, { model: 'demo', quantizedVersion: version, by: 'r' }).catch((e: unknown) => e);
+    assert.ok(err instanceof ApplicationFailure);
+    assert.equal(err.type, ErrorType.ServingNotConfigured);
+    assert.match(err.message, /model launcher/);
   });
 });
