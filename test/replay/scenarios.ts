@@ -6,6 +6,8 @@ import { releaseMocks, releaseSpec, split } from '../fixtures/release';
 import type { Activities } from '../../activities';
 import { createValidateActivities } from '../../activities/release/validate';
 import { createStackCheckActivities } from '../../activities/stack-check';
+import { createEmbeddingDriftActivities } from '../../activities/embeddings-drift';
+import type { EmbeddingDriftCheck, EmbeddingDriftSpec } from '../../src/contracts/embedding-drift';
 import { ErrorType } from '../../src/contracts/errors';
 import type { StackProbeInput } from '../../src/contracts/stack-check';
 import { fakeProbe } from '../fixtures/stack-probe';
@@ -26,6 +28,37 @@ export interface ReplayScenario {
 }
 
 const { validateStackCheckSpec } = createStackCheckActivities({} as never);
+
+const { validateEmbeddingDriftSpec } = createEmbeddingDriftActivities({} as never);
+
+/** The embedding drift check's activities with a fixed measurement: drifted or not. */
+function embeddingDriftStandIns(drifted: boolean): Partial<Activities> {
+  return {
+    validateEmbeddingDriftSpec,
+    async checkEmbeddingDrift({ spec, at }: { spec: EmbeddingDriftSpec; at: string }): Promise<EmbeddingDriftCheck> {
+      const score = drifted ? 0.126 : 0.003;
+      return {
+        at,
+        reference: { index: 'docs', alias: 'live', version: 'v1', key: `embedding-drift/reference/docs/v1/${spec.model}.n2000.npy`, rows: 430 },
+        fresh: { source: 'new documents in /srv/incoming (24 documents, chunked 128/16 tokens)', texts: 24, samples: 24 },
+        inconclusive: false,
+        verdicts: [{ method: 'mmd', drifted, score, threshold: 0.015, details: {} }],
+        breaches: drifted ? [`embedding drift: mmd score ${score} > threshold 0.0150 (24 fresh vs 430 reference embeddings)`] : [],
+      };
+    },
+    async recordEmbeddingDrift() {
+      return {};
+    },
+  };
+}
+
+const driftSpec = (onBreach: unknown) => ({
+  name: 'docs-incoming',
+  fresh: { documents: { source: { folder: '/srv/incoming' } } },
+  reference: { store: { index: 'docs', alias: 'live' } },
+  checks: [{ method: 'mmd' }],
+  onBreach,
+});
 
 const probe = (input: StackProbeInput) => fakeProbe(input, 'replay-recorder');
 
@@ -138,6 +171,24 @@ export const SCENARIOS: ReplayScenario[] = [
     logGateResults: trackerDown,
     closeReleaseRun: trackerDown,
   }),
+  {
+    name: 'embedding-drift-no-drift',
+    workflowType: 'embeddingDriftWorkflow',
+    control: embeddingDriftStandIns(false),
+    start: (client, { taskQueue, workflowId }) => client.workflow.execute('embeddingDriftWorkflow', { taskQueue, workflowId, args: [driftSpec({ policy: 'alert' })] }),
+  },
+  {
+    // The breach starts the re-embed child (abandoned); the recording ends with the check.
+    name: 'embedding-drift-reembed-started',
+    workflowType: 'embeddingDriftWorkflow',
+    control: embeddingDriftStandIns(true),
+    start: (client, { taskQueue, workflowId }) =>
+      client.workflow.execute('embeddingDriftWorkflow', {
+        taskQueue,
+        workflowId,
+        args: [driftSpec({ policy: 'reembed', reembed: { corpus: { name: 'docs', source: { folder: '/srv/corpus' } }, store: { index: 'docs', alias: 'live' } } })],
+      }),
+  },
   {
     name: 'stack-check-succeeded',
     workflowType: 'stackCheckWorkflow',
