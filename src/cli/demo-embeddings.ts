@@ -5,6 +5,7 @@
  * the alias, print the labelled queries' recall@k and MRR, then answer three sample queries
  * through the alias. A second run carries every unchanged chunk's vector over (0 embedded).
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { SentenceTransformersEmbedder } from '../adapters/sentence-transformers-embedder';
 import { createVectorStore } from '../adapters/vector-store';
@@ -20,11 +21,8 @@ export const DEMO_CORPUS = path.join(REPO_ROOT, 'examples', 'corpus');
 export const DEMO_INDEX = 'forgeline_docs';
 export const DEMO_ALIAS = 'live';
 
-export const SAMPLE_QUERIES = [
-  'postgres disk is filling up because WAL is retained forever',
-  'how do I rotate the API token of a pipeline',
-  'what changed in the latest release',
-];
+/** Three of the labelled queries (examples/corpus/queries.jsonl): the answer marks the documents labelled relevant. */
+export const SAMPLE_QUERIES = ['the linux oom killer terminated the process', 'how many requests per minute can an api token make', 'browser says the https certificate is out of date'];
 
 /** The demo's spec: chunks of at most 256 tokens (what all-MiniLM-L6-v2 reads), a gate the shipped labels pass. */
 export function demoReembedSpec(cfg: ForgelineConfig): ReembedSpecInput {
@@ -79,6 +77,13 @@ export async function demoEmbeddings(cfg: ForgelineConfig, out: Output): Promise
 
 /** Three sample queries through the alias: the best chunk of each of the top three documents. */
 export async function answerSampleQueries(cfg: ForgelineConfig, out: Output): Promise<void> {
+  const labels = new Map(
+    readFileSync(path.join(DEMO_CORPUS, 'queries.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as { query: string; relevant: string[] })
+      .map((q) => [q.query, new Set(q.relevant)]),
+  );
   const store = await createVectorStore(cfg.vectors);
   try {
     const embedder = new SentenceTransformersEmbedder({ python: path.join(cfg.venv, 'bin', 'python') });
@@ -92,7 +97,8 @@ export async function answerSampleQueries(cfg: ForgelineConfig, out: Output): Pr
         if (seen.has(doc)) continue;
         seen.add(doc);
         const text = String(m.metadata.text ?? '').replace(/\s+/g, ' ').trim();
-        out.log(`  ${m.score.toFixed(3)}  ${doc}${m.metadata.section ? ` § ${String(m.metadata.section)}` : ''}\n         ${text.length > 160 ? `${text.slice(0, 157)}...` : text}`);
+        const mark = labels.get(q)?.has(doc) ? '  (labelled relevant)' : '';
+        out.log(`  ${m.score.toFixed(3)}  ${doc}${m.metadata.section ? ` § ${String(m.metadata.section)}` : ''}${mark}\n         ${text.length > 160 ? `${text.slice(0, 157)}...` : text}`);
         if (seen.size === 3) break;
       }
     }
