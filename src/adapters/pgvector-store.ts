@@ -60,14 +60,19 @@ export interface SqlDatabase extends SqlQueryable {
   close(): Promise<void>;
 }
 
-/** HNSW build and search parameters (pgvector's defaults: m 16, ef_construction 64, ef_search 40). */
+/** HNSW build and search parameters. */
 export interface HnswSettings {
   m: number;
   efConstruction: number;
   efSearch: number;
 }
 
-export const DEFAULT_HNSW: HnswSettings = { m: 16, efConstruction: 64, efSearch: 40 };
+/**
+ * pgvector's build defaults (m 16, ef_construction 64); ef_search 100 rather than its 40: on
+ * 100k × 384 clustered vectors recall@10 goes from 0.89 to 0.97 for about 1 ms more per query
+ * (bench/vector-stores.ts).
+ */
+export const DEFAULT_HNSW: HnswSettings = { m: 16, efConstruction: 64, efSearch: 100 };
 
 /** The session settings every connection gets (ef_search, iterative scan in strict order). */
 function sessionSettings(hnsw: HnswSettings): string {
@@ -190,8 +195,6 @@ export async function openPostgresDatabase(url: string, options: { hnsw?: HnswSe
 function redactUrl(url: string): string {
   try {
     const u = new URL(url);
-    u.password = '';
-    u.username = u.username ? u.username : '';
     return `${u.protocol}//${u.username ? `${u.username}@` : ''}${u.host}${u.pathname}`;
   } catch {
     return 'postgres:(unparsable url)';
@@ -443,9 +446,8 @@ export class PgvectorStore implements VectorStore {
       const { opclass } = OPERATORS[spec.metric];
       const m = Math.trunc(this.hnsw.m);
       const efConstruction = Math.trunc(this.hnsw.efConstruction);
-      // A table left behind by a crash between CREATE and the catalog insert cannot exist
-      // (same transaction), but one from an older layout might: start clean.
-      await tx.query(`DROP TABLE IF EXISTS ${table}`);
+      // Table and catalog row are created in one transaction, so a table of this name that is not
+      // in the catalog is not ours: CREATE TABLE fails on it rather than touching it.
       await tx.query(`CREATE TABLE ${table} (id text PRIMARY KEY, embedding vector(${spec.dimensions}) NOT NULL, metadata jsonb NOT NULL DEFAULT '{}'::jsonb)`);
       await tx.query(`CREATE INDEX ${table}_hnsw ON ${table} USING hnsw (embedding ${opclass}) WITH (m = ${m}, ef_construction = ${efConstruction})`);
       await tx.query(`INSERT INTO ${VERSIONS} (index_name, version, dimensions, metric, table_name) VALUES ($1, $2, $3, $4, $5)`, [
