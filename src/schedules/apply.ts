@@ -163,7 +163,20 @@ function managedGroup(memo: Record<string, unknown> | undefined): string | undef
 /** A schedule ID from the file is taken by a schedule apply does not manage (or another group's). */
 export class ScheduleOwnershipError extends Error {}
 
-/** Read the live schedules and compute what apply would do. Reads only. */
+async function describeIfExists(client: Client, id: string): Promise<ScheduleDescription | undefined> {
+  try {
+    return await client.schedule.getHandle(id).describe();
+  } catch (err) {
+    if ((err as Error).name === 'ScheduleNotFoundError') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Read the live schedules and compute what apply would do. Reads only. Entries of the file are
+ * described one by one (authoritative); schedules to delete come from the listing (visibility,
+ * eventually consistent: one created a moment ago by another apply may show up only next time).
+ */
 export async function planSchedules(client: Client, file: SchedulesFile, defaultTaskQueue: string): Promise<Plan> {
   const summaries = new Map<string, ScheduleSummary>();
   for await (const s of client.schedule.list()) summaries.set(s.scheduleId, s);
@@ -171,15 +184,15 @@ export async function planSchedules(client: Client, file: SchedulesFile, default
   const wanted = new Set(file.schedules.map((e) => e.id));
   for (const e of file.schedules) {
     const desired = desiredFields(e, defaultTaskQueue);
-    const summary = summaries.get(e.id);
-    if (!summary) {
+    // The listing comes from visibility, which lags behind writes: ask the schedule itself.
+    const d = await describeIfExists(client, e.id);
+    if (!d) {
       items.push({ id: e.id, op: 'create', workflow: e.workflow, changes: diffFields({} as Fields, desired, e.paused !== undefined).map((c) => ({ ...c, from: undefined })), backfills: e.backfill, entry: e });
       continue;
     }
-    const group = managedGroup(summary.memo);
+    const group = managedGroup(d.memo);
     if (group === undefined) throw new ScheduleOwnershipError(`schedule ${e.id} exists but was not made by forgeline schedule apply (no forgeline memo): delete it (forgeline schedule delete ${e.id}) or give the entry another id`);
     if (group !== file.group) throw new ScheduleOwnershipError(`schedule ${e.id} belongs to group ${group}, this file is group ${file.group}: one schedule, one file`);
-    const d = await client.schedule.getHandle(e.id).describe();
     const done = new Set(declaredOf(d)?.backfills ?? []);
     const backfills = e.backfill.filter((b) => !done.has(backfillKey(b)));
     const changes = diffFields(liveFields(d), desired, e.paused !== undefined);
@@ -264,7 +277,12 @@ export async function applyPlan(client: Client, plan: Plan, defaultTaskQueue: st
         r.keptForPrune.push(item.id);
         continue;
       }
-      await client.schedule.getHandle(item.id).delete();
+      await client.schedule
+        .getHandle(item.id)
+        .delete()
+        .catch((err: Error) => {
+          if (err.name !== 'ScheduleNotFoundError') throw err; // listed a moment after someone else deleted it
+        });
       r.deleted.push(item.id);
     }
   }
