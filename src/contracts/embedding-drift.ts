@@ -88,11 +88,6 @@ export interface EmbeddingDriftResult {
   action?: EmbeddingDriftAction;
 }
 
-/** The check's own workflow ID when started by hand (a Schedule appends its own timestamp instead). */
-export function embeddingDriftWorkflowId(name: string, at: Date): string {
-  return `embedding-drift/${name}/${at.toISOString().slice(0, 16).replace(/[-:T]/g, '')}`;
-}
-
 /**
  * The re-embed a breach starts: one per index, alias and reference version, so a second breach
  * against the same version (the next scheduled check, a check run by hand) finds it running or
@@ -108,7 +103,7 @@ export function storeReferenceKey(index: string, version: string, model: string,
   return `embedding-drift/reference/${index}/${version}/${model.replace(/[^A-Za-z0-9._-]+/g, '_')}.n${samples}.npy`;
 }
 
-/** `3 of 2 checks`-style breach line of one drifted verdict. */
+/** The breach line of one drifted verdict: method, score, threshold and the row counts. */
 export function breachLine(v: EmbeddingDriftVerdict, fresh: number, reference: number): string {
   const fmt = (x: number) => (Number.isInteger(x) ? String(x) : x.toPrecision(3));
   return `embedding drift: ${v.method} score ${fmt(v.score)} > threshold ${fmt(v.threshold)} (${fresh} fresh vs ${reference} reference embeddings)`;
