@@ -8,6 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PgvectorStore, SqlAliasRegistry, versionTable } from '../../src/adapters/pgvector-store';
+import { createVectorStore } from '../../src/adapters/vector-store';
+import { ConfigError } from '../../src/ports/errors';
 import { AliasConflictError } from '../../src/ports/vector-store';
 import { describeVectorStoreConformance, deterministicVectors } from './vector-store.conformance';
 
@@ -102,6 +104,19 @@ describe('pgvector on PGlite', function () {
     } finally {
       await store.close();
     }
+  });
+
+  it('createVectorStore builds the PGlite store under FORGELINE_VECTOR_DIR by default config', async function () {
+    const where = path.join(dir, 'vectors');
+    const store = await createVectorStore({ store: 'pglite', dir: where });
+    try {
+      assert.equal(store.label, `pgvector:pglite:${where}`);
+      await store.createVersion('docs', 'v1', { dimensions: 4, metric: 'cosine' });
+      assert.deepEqual(await store.listVersions('docs'), [{ version: 'v1', dimensions: 4, metric: 'cosine' }]);
+    } finally {
+      await store.close();
+    }
+    await assert.rejects(createVectorStore({ store: 'nope' as 'pglite', dir: where }), (err: unknown) => err instanceof ConfigError && /FORGELINE_VECTOR_STORE/.test(err.message));
   });
 
   it('table names are readable when they can be and never collide', function () {
