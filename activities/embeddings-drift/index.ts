@@ -16,12 +16,10 @@ import type { VectorStore } from '../../src/ports/vector-store';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure, parseSpecOrFail } from '../errors';
 import { promptText, samplePrompts } from '../monitor/drift';
-import { readSlice, requireTokenizer } from '../reembed/common';
+import { ID_BATCH, readSlice, requireTokenizer } from '../reembed/common';
 
 /** Seeds the reference sample of a store version (part of the cache's meaning: change with the key). */
 const REFERENCE_SEED = 20_261_203;
-/** Ids per VectorStore.fetch call: within every store's request limits. */
-const FETCH_BATCH = 500;
 
 function invalid(message: string): never {
   throw ApplicationFailure.nonRetryable(message, ErrorType.InvalidSpec);
@@ -80,12 +78,12 @@ const DEFAULT_CHUNKING = { chunkTokens: 512, overlapTokens: 64 };
 /** The vectors of `ids` from a store version, as one float32 matrix (ids the version lacks are left out). */
 async function fetchVectors(store: VectorStore, index: string, version: string, ids: readonly string[], cols: number, beat: (done: number) => void): Promise<Embeddings> {
   const rows: Float32Array[] = [];
-  for (let i = 0; i < ids.length; i += FETCH_BATCH) {
-    for (const r of await store.fetch(index, version, ids.slice(i, i + FETCH_BATCH))) {
+  for (let i = 0; i < ids.length; i += ID_BATCH) {
+    for (const r of await store.fetch(index, version, ids.slice(i, i + ID_BATCH))) {
       if (r.values.length !== cols) invalid(`reference.store: ${index}/${version} holds ${r.values.length}-wide vectors, the model makes ${cols}: the index was embedded with another model`);
       rows.push(Float32Array.from(r.values));
     }
-    beat(Math.min(i + FETCH_BATCH, ids.length));
+    beat(Math.min(i + ID_BATCH, ids.length));
   }
   const data = new Float32Array(rows.length * cols);
   rows.forEach((r, i) => data.set(r, i * cols));
