@@ -25,11 +25,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openPgliteDatabase, openPostgresDatabase, PgvectorStore, SqlAliasRegistry, versionTable, type HnswSettings, type SqlDatabase } from '../src/adapters/pgvector-store';
+import { MilvusVectorStore } from '../src/adapters/milvus-store';
 import { PineconeVectorStore } from '../src/adapters/pinecone-store';
 import { QdrantVectorStore } from '../src/adapters/qdrant-store';
 import { runMain } from '../src/cli/run-main';
 import { Rng } from '../src/drift/random';
 import type { VectorRecord, VectorStore } from '../src/ports/vector-store';
+import { milvusVersion, startMilvus } from '../test/helpers/milvus';
 import { startPineconeWireServer } from '../test/helpers/pinecone-wire-server';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres';
 import { startQdrantWireServer } from '../test/helpers/qdrant-wire-server';
@@ -129,7 +131,18 @@ export function upsertTargets(pg: PostgresServer): UpsertTarget[] {
         return { store, close: async () => (await store.close(), await server.close()) };
       },
     },
-    // Further stores (weaviate, milvus) add their entries here.
+    {
+      name: 'milvus',
+      get describe() {
+        return `Milvus ${milvusVersion()} standalone (the real server from PyPI milvus, stores venv; HNSW M 16 / efConstruction 200, Strong consistency), a fresh server over local gRPC`;
+      },
+      async open() {
+        const server = await startMilvus();
+        const store = new MilvusVectorStore({ address: server.address });
+        return { store, close: async () => (await store.close(), await server.stop()) };
+      },
+    },
+    // Further stores (weaviate) add their entries here.
   ];
 }
 

@@ -91,6 +91,11 @@ function prepare(): { pkg: string; bin: string; version: string } {
   return prepared;
 }
 
+/** The Milvus version the stores venv's `milvus` package ships (installs and unpacks on first use). */
+export function milvusVersion(): string {
+  return prepare().version;
+}
+
 /** The package's config template with every `{{ name(type): default }}` filled in. */
 export function renderConfig(template: string, values: Readonly<Record<string, string | number>>): string {
   return template.replace(/\{\{([^}]*)\}\}/g, (_match, inner: string) => {
