@@ -10,7 +10,8 @@
  *   start time; `<id>.log` holds the server's output. A launch holds `<id>.lock` (a file lock all
  *   processes on the host honour), so two workers never start the same id twice.
  * - Idempotent: a launch whose record names a live group that answers /health and serves the
- *   model adopts it (`adopted: true`); a record of a dead server is removed and the model started
+ *   model adopts it (`adopted: true`; the record is written as soon as the process exists, so a
+ *   server still starting is waited for); a record of a dead server is removed and the model started
  *   afresh; a live group that never became healthy within the start timeout is stopped first.
  *   A pid is trusted only while its command line still names the record's port and model, so a
  *   reused pid is never adopted (nor stopped).
@@ -19,8 +20,8 @@
  *   when one is given (the dev stack's process: `forgeline dev` leaves nothing behind), else run
  *   until stopped (`stop`, `stopAll`, or the release's rollback / promotion).
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -135,38 +136,32 @@ export class LocalModelLauncher implements ModelLauncher {
     await mkdir(this.opts.stateDir, { recursive: true });
     await rm(logFile, { force: true });
     const t0 = Date.now();
+    let rec: LaunchRecord | undefined;
     req.onProgress?.(`starting vLLM for ${req.servedModelName} from ${modelDir}`);
-    const server = await startVllm({
+    await startVllm({
       ...this.opts.vllm,
       model: modelDir,
       servedModelName: req.servedModelName,
       lora: false,
       exitWith: this.opts.ownerPid ? { pid: this.opts.ownerPid } : 'none',
       logFile,
+      // Recorded before it is healthy: a launcher that dies mid-start leaves a record that the
+      // next launch adopts (waiting for /health within the start timeout) instead of a stray server.
+      onSpawn: (s) => {
+        rec = { id: req.id, pid: s.pid, port: s.port, url: s.url, servedModelName: req.servedModelName, modelDir, startedAt: new Date(t0).toISOString(), host: os.hostname() };
+        const tmp = `${this.file(req.id, 'json')}.tmp-${process.pid}`;
+        writeFileSync(tmp, JSON.stringify(rec, null, 2) + '\n');
+        renameSync(tmp, this.file(req.id, 'json'));
+      },
       onWait: async () => {
         req.onProgress?.(`starting vLLM for ${req.servedModelName}: ${Math.round((Date.now() - t0) / 1000)} s`);
         await sleep(500);
       },
-    });
-    const rec: LaunchRecord = {
-      id: req.id,
-      pid: server.pid,
-      port: server.port,
-      url: server.url,
-      servedModelName: req.servedModelName,
-      modelDir,
-      startedAt: new Date(t0).toISOString(),
-      host: os.hostname(),
-    };
-    try {
-      const tmp = `${this.file(req.id, 'json')}.tmp-${process.pid}`;
-      await writeFile(tmp, JSON.stringify(rec, null, 2) + '\n');
-      await rename(tmp, this.file(req.id, 'json'));
-    } catch (err) {
-      await server.stop();
+    }).catch(async (err: unknown) => {
+      await rm(this.file(req.id, 'json'), { force: true }); // it never became healthy and is stopped
       throw err;
-    }
-    return this.launched(rec, false);
+    });
+    return this.launched(rec!, false);
   }
 
   async stop(id: string): Promise<void> {

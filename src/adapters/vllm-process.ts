@@ -87,6 +87,11 @@ export interface StartVllmOptions {
   logFile?: string;
   /** Called (and awaited) between health probes, e.g. to heartbeat an activity. Default: wait 0.5 s. */
   onWait?: () => Promise<void>;
+  /**
+   * Called once the server process exists, before it is healthy (a launcher records it here, so a
+   * restart of this process mid-start finds the server instead of starting a second one).
+   */
+  onSpawn?: (server: { pid: number; port: number; url: string }) => void;
 }
 
 export interface VllmServer {
@@ -277,6 +282,7 @@ export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
     throw new ConfigError(`could not start ${python}`);
   }
   if (logFd === undefined) pipeLines(child, onLine);
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const hasExited = () => child.exitCode !== null || child.signalCode !== null;
   const onParentExit = () => killGroup(pid, 'SIGKILL');
@@ -291,9 +297,14 @@ export async function startVllm(opts: StartVllmOptions): Promise<VllmServer> {
     })();
     return stopping;
   };
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const outputTail = () => (opts.logFile ? fileTail(opts.logFile) : tail.join('\n'));
 
+  try {
+    opts.onSpawn?.({ pid, port, url });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   const deadline = Date.now() + (opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
   for (;;) {
     if (hasExited()) {

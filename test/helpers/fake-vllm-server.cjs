@@ -2,7 +2,8 @@
 // A stand-in for vLLM's OpenAI server, for the model launcher's tests: started as startVllm starts
 // vLLM (`<python> -c <launcher> --model M --served-model-name N --host H --port P ...`), it answers
 // GET /health and GET /v1/models. With FAKE_VLLM_CHILD=1 it also starts a child in its process
-// group (as vLLM's engine core is), to test groups whose leader died.
+// group (as vLLM's engine core is), to test groups whose leader died; FAKE_VLLM_DELAY_MS delays
+// its listening (a server still starting).
 'use strict';
 const http = require('node:http');
 const { spawn } = require('node:child_process');
@@ -16,5 +17,5 @@ const server = http.createServer((req, res) => {
   res.statusCode = 404;
   res.end('{}');
 });
-server.listen(Number(arg('--port')), arg('--host'), () => console.log(`fake vLLM serving ${name}`));
+setTimeout(() => server.listen(Number(arg('--port')), arg('--host'), () => console.log(`fake vLLM serving ${name}`)), Number(process.env.FAKE_VLLM_DELAY_MS ?? 0));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -81,6 +81,19 @@ describe('LocalModelLauncher (integration: real processes, a vLLM stand-in)', fu
     assert.equal(a.where, b.where);
   });
 
+  it('records a server as soon as it exists; another launcher (a second worker) waits for that start and adopts the server', async function () {
+    const first = launcher({ FAKE_VLLM_DELAY_MS: '1500' }).launch(req());
+    const record = path.join(stateDir, 'demo-aaaaaaaaaaaa-quantized.json');
+    for (let i = 0; i < 200 && !existsSync(record); i++) await sleep(10);
+    const early = JSON.parse(readFileSync(record, 'utf8')) as { pid: number; url: string };
+    assert.equal(await fetch(`${early.url}/health`).then(() => 'up', () => 'not yet'), 'not yet', 'recorded before it is healthy');
+    const second = await launcher().launch(req());
+    const a = await first;
+    assert.equal(second.adopted, true);
+    assert.equal(pidOf(second.where), early.pid);
+    assert.equal(pidOf(a.where), early.pid);
+  });
+
   it('a record of a dead server is dropped and the model started again', async function () {
     const a = await launcher().launch(req());
     process.kill(-pidOf(a.where), 'SIGKILL');
