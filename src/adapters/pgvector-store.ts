@@ -25,8 +25,10 @@
  * exist. Every value reaches SQL as a bind parameter; only validated names become identifiers.
  */
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open, readFile, unlink } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool, PoolClient } from 'pg';
 import {
   AliasConflictError,
@@ -99,16 +101,78 @@ interface SharedPglite {
 const pglites = new Map<string, SharedPglite>();
 
 /** A PGlite database under `dir` (created if absent), with pgvector loaded. */
-export async function openPgliteDatabase(dir: string, hnsw: HnswSettings = DEFAULT_HNSW): Promise<SqlDatabase> {
+/** Who holds a PGlite directory: `<dir>.lock` holds this, written with O_EXCL. */
+interface PgliteOwner {
+  pid: number;
+  host: string;
+  since: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes `<dir>.lock` for this process: PGlite has no locking of its own, and two processes on one
+ * directory corrupt it. A lock whose process is gone (same host) is taken over; a live holder is
+ * waited for up to `waitMs` (a CLI opening the store right after a worker stopped), then refused.
+ */
+export async function lockPgliteDir(dir: string, waitMs: number): Promise<() => Promise<void>> {
+  const lock = `${dir}.lock`;
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      const handle = await open(lock, 'wx');
+      const owner: PgliteOwner = { pid: process.pid, host: os.hostname(), since: new Date().toISOString() };
+      await handle.writeFile(JSON.stringify(owner));
+      await handle.close();
+      return () => unlink(lock).catch(() => undefined);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner: PgliteOwner | undefined;
+    try {
+      owner = JSON.parse(await readFile(lock, 'utf8')) as PgliteOwner;
+    } catch {
+      owner = undefined; // being written, or garbage: judged again below
+    }
+    if (owner && owner.host === os.hostname() && !alive(owner.pid)) {
+      await unlink(lock).catch(() => undefined); // its process is gone
+      continue;
+    }
+    if (Date.now() >= deadline) {
+      const who = owner ? `process ${owner.pid} on ${owner.host} (since ${owner.since})` : 'another process';
+      throw new VectorStoreRejectedError(
+        `pgvector:pglite:${dir}`,
+        `the directory is open in ${who}; PGlite allows one process per directory: stop that process, or use FORGELINE_VECTOR_STORE=postgres for several processes (remove ${lock} only if that process is really gone)`,
+      );
+    }
+    await sleep(200);
+  }
+}
+
+export async function openPgliteDatabase(dir: string, hnsw: HnswSettings = DEFAULT_HNSW, options: { lockWaitMs?: number } = {}): Promise<SqlDatabase> {
   const key = path.resolve(dir);
   let shared = pglites.get(key);
   if (!shared) {
     const db = (async (): Promise<PGlite> => {
       await mkdir(key, { recursive: true });
-      const [{ PGlite }, { vector }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite-pgvector')]);
-      const pg = await PGlite.create(key, { extensions: { vector } });
-      await pg.exec('CREATE EXTENSION IF NOT EXISTS vector');
-      return pg;
+      const unlock = await lockPgliteDir(key, options.lockWaitMs ?? 15_000);
+      try {
+        const [{ PGlite }, { vector }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite-pgvector')]);
+        const pg = await PGlite.create(key, { extensions: { vector } });
+        await pg.exec('CREATE EXTENSION IF NOT EXISTS vector');
+        const close = pg.close.bind(pg);
+        return Object.assign(pg, { close: async () => (await close(), await unlock()) });
+      } catch (err) {
+        await unlock();
+        throw err;
+      }
     })();
     shared = { db, users: 0 };
     pglites.set(key, shared);

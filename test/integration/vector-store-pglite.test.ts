@@ -4,13 +4,16 @@
  * per directory per process, the alias registry on its own).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PgvectorStore, SqlAliasRegistry, versionTable } from '../../src/adapters/pgvector-store';
+import { openPgliteDatabase, PgvectorStore, SqlAliasRegistry, versionTable } from '../../src/adapters/pgvector-store';
 import { createVectorStore } from '../../src/adapters/vector-store';
 import { ConfigError } from '../../src/ports/errors';
-import { AliasConflictError } from '../../src/ports/vector-store';
+import { AliasConflictError, VectorStoreRejectedError } from '../../src/ports/vector-store';
 import { describeVectorStoreConformance, deterministicVectors } from './vector-store.conformance';
 
 async function tempDir(): Promise<string> {
@@ -117,6 +120,26 @@ describe('pgvector on PGlite', function () {
       await store.close();
     }
     await assert.rejects(createVectorStore({ store: 'nope' as 'pglite', dir: where }), (err: unknown) => err instanceof ConfigError && /FORGELINE_VECTOR_STORE/.test(err.message));
+  });
+
+  it('a directory another live process holds is refused, naming it; a dead holder\'s lock is taken over', async function () {
+    const where = path.join(dir, 'vectors');
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      await writeFile(`${where}.lock`, JSON.stringify({ pid: holder.pid, host: os.hostname(), since: new Date().toISOString() }));
+      await assert.rejects(
+        openPgliteDatabase(where, undefined, { lockWaitMs: 0 }),
+        (err: unknown) => err instanceof VectorStoreRejectedError && err.message.includes(`process ${holder.pid}`) && /FORGELINE_VECTOR_STORE=postgres/.test(err.message),
+      );
+    } finally {
+      holder.kill();
+      await once(holder, 'exit');
+    }
+    // The holder is gone now: its lock is stale and taken over.
+    const db = await openPgliteDatabase(where, undefined, { lockWaitMs: 0 });
+    assert.equal((JSON.parse(await readFile(`${where}.lock`, 'utf8')) as { pid: number }).pid, process.pid);
+    await db.close();
+    assert.equal(existsSync(`${where}.lock`), false, 'the lock goes with the last close');
   });
 
   it('table names are readable when they can be and never collide', function () {
