@@ -1,6 +1,7 @@
 /**
- * VectorStore on Milvus (gRPC, `@zilliz/milvus2-sdk-node`). Tested against a real Milvus 2.3.5
- * standalone server (test/helpers/milvus.ts); the calls used exist unchanged up to Milvus 2.6.
+ * VectorStore on Milvus (gRPC, `@zilliz/milvus2-sdk-node` 3.0.6). Uses only calls Milvus has had
+ * since 2.3 (collections, HNSW, JSON fields and filters, upsert, aliases, collection properties);
+ * tested against a real Milvus 2.3.5 standalone server (test/helpers/milvus.ts).
  *
  * Layout in Milvus:
  * - a version is a collection `fl_<index>__<version>`: `id` VARCHAR(128) primary key, `vector`
