@@ -403,7 +403,10 @@ export class WandbApi {
   private async send(url: string, init: { method: string; headers: Record<string, string>; body: string | Buffer }, what: string): Promise<Response> {
     let res: Response;
     try {
-      res = await fetch(url, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
+      // A Buffer goes as a plain Uint8Array: with the DOM lib in the program (weaviate-client's
+      // types pull it in), fetch's BodyInit takes no Buffer<ArrayBufferLike>.
+      const body = typeof init.body === 'string' ? init.body : new Uint8Array(init.body);
+      res = await fetch(url, { ...init, body, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (err) {
       throw new WandbRequestError('transient', `${what}: ${describeFetchFailure(err)}`, undefined, undefined, { cause: err });
     }
