@@ -87,6 +87,48 @@ describe('pgvector on PostgreSQL', function () {
     }
   });
 
+  it('queries by alias never fail while versions are swapped in and the old ones dropped (retirement)', async function () {
+    const store = await PgvectorStore.openPostgres(db.url);
+    try {
+      const records = (prefix: string) =>
+        Array.from({ length: 50 }, (_, i) => ({ id: `${prefix}_${i}`, values: [Math.cos(i), Math.sin(i), 1, i / 50] }));
+      await store.createVersion('docs', 'v0', { dimensions: 4, metric: 'cosine' });
+      await store.upsert('docs', 'v0', records('v0'));
+      await store.swapAlias('docs', 'live', 'v0', null);
+      let running = true;
+      const failures: string[] = [];
+      let answered = 0;
+      const reader = async (): Promise<void> => {
+        while (running) {
+          try {
+            const got = await store.query('docs', { alias: 'live' }, [1, 0, 1, 0], { topK: 5 });
+            if (got.length !== 5 || new Set(got.map((m) => m.id.split('_')[0])).size !== 1) failures.push(got.map((m) => m.id).join(','));
+            answered++;
+          } catch (err) {
+            failures.push(String(err));
+          }
+        }
+      };
+      const readers = Array.from({ length: 6 }, reader);
+      for (let k = 1; k <= 10; k++) {
+        await store.createVersion('docs', `v${k}`, { dimensions: 4, metric: 'cosine' });
+        await store.upsert('docs', `v${k}`, records(`v${k}`));
+        await store.swapAlias('docs', 'live', `v${k}`, `v${k - 1}`);
+        await store.dropVersion('docs', `v${k - 1}`);
+      }
+      running = false;
+      await Promise.all(readers);
+      assert.deepEqual(failures, []);
+      assert.ok(answered > 10, `only ${answered} queries ran`);
+      assert.deepEqual(
+        (await store.listVersions('docs')).map((v) => v.version),
+        ['v10'],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
   it('SqlAliasRegistry on a connection string shares the table with the store, scoped apart', async function () {
     const store = await PgvectorStore.openPostgres(db.url);
     const registry = await SqlAliasRegistry.open({ url: db.url });
