@@ -7,6 +7,7 @@ import type { Activities } from '../../activities';
 import { createValidateActivities } from '../../activities/release/validate';
 import { createStackCheckActivities } from '../../activities/stack-check';
 import { createEmbeddingDriftActivities } from '../../activities/embeddings-drift';
+import { createReembedControlActivities } from '../../activities/reembed';
 import type { EmbeddingDriftCheck, EmbeddingDriftSpec } from '../../src/contracts/embedding-drift';
 import { ErrorType } from '../../src/contracts/errors';
 import type { StackProbeInput } from '../../src/contracts/stack-check';
@@ -61,6 +62,50 @@ const driftSpec = (onBreach: unknown) => ({
 });
 
 const probe = (input: StackProbeInput) => fakeProbe(input, 'replay-recorder');
+
+const { validateReembedSpec } = createReembedControlActivities({} as never);
+
+/** The re-embed's activities over a made-up corpus of two slices (12 chunks, 3 carried over); `passed` decides the gate. */
+function reembedStandIns(passed: boolean): { control: Partial<Activities>; gpu: Partial<Activities> } {
+  const manifest = { prefix: 'reembed/docs/v2/', documents: 4, chunks: 12, slices: 2, bytes: 4096, queries: 5 };
+  const previous = { version: 'v1', dimensions: 384, count: 10, compatible: true };
+  return {
+    control: {
+      validateReembedSpec,
+      chunkCorpus: async () => manifest,
+      prepareIndexVersion: async ({ version }) => ({ version, dimensions: 384, previous, aliasAt: 'v1', store: 'pgvector:replay' }),
+      planSlice: async ({ slice }) => ({ slice, chunks: 6, present: 0, carried: slice === 0 ? 3 : 0, toEmbed: slice === 0 ? 3 : 6 }),
+      upsertSlice: async ({ slice }) => ({ slice, upserted: slice === 0 ? 3 : 6 }),
+      validateIndexVersion: async () => ({
+        expectedCount: 12,
+        count: 12,
+        queries: 5,
+        k: 5,
+        recallAtK: passed ? 1 : 0.4,
+        mrr: passed ? 0.9 : 0.3,
+        overlapAtK: 0.8,
+        passed,
+        failures: passed ? [] : ['recall@5 0.400 < validation.minRecallAtK 0.8 (5 labelled queries)'],
+      }),
+      swapIndexAlias: async ({ index, alias, version }) => ({ alias: `${index}/${alias}`, version, generation: 2, movedAt: '2026-12-03T07:00:00.000Z' }),
+      dropIndexVersion: async () => undefined,
+    },
+    gpu: {
+      embedSlice: async ({ slice }) => ({ slice, embedded: slice === 0 ? 3 : 6, batches: slice === 0 ? 1 : 2, batchesSkipped: 0 }),
+      embedQueries: async () => ({ queries: 5 }),
+    },
+  };
+}
+
+const reembedSpec = (pool: string, more: Record<string, unknown> = {}) => ({
+  corpus: { name: 'docs', source: { folder: '/srv/docs' } },
+  embedding: { batchSize: 4 },
+  pool,
+  store: { index: 'docs', alias: 'live', version: 'v2' },
+  validation: { k: 5, minRecallAtK: 0.8 },
+  sliceChunks: 6,
+  ...more,
+});
 
 async function trainUntilCancelled(): Promise<never> {
   const ctx = Context.current();
@@ -188,6 +233,24 @@ export const SCENARIOS: ReplayScenario[] = [
         workflowId,
         args: [driftSpec({ policy: 'reembed', reembed: { corpus: { name: 'docs', source: { folder: '/srv/corpus' } }, store: { index: 'docs', alias: 'live' } } })],
       }),
+  },
+  {
+    // The first run's path: validate → chunk → prepare → two slices (carry over, embed, upsert) → queries → a gate that fails.
+    name: 'reembed-validation-failed',
+    workflowType: 'reembedCorpusWorkflow',
+    control: reembedStandIns(false).control,
+    gpu: { pool: 'replay-reembed-gate', activities: reembedStandIns(false).gpu },
+    start: (client, { taskQueue, workflowId }) =>
+      client.workflow.execute('reembedCorpusWorkflow', { taskQueue, workflowId, args: [reembedSpec('replay-reembed-gate')] }).catch(() => undefined),
+  },
+  {
+    // One slice per run: the recorded (last) run is the continued one: its slice, validate, swap, the retirement timer, drop.
+    name: 'reembed-continued-swapped-retired',
+    workflowType: 'reembedCorpusWorkflow',
+    control: reembedStandIns(true).control,
+    gpu: { pool: 'replay-reembed-ok', activities: reembedStandIns(true).gpu },
+    start: (client, { taskQueue, workflowId }) =>
+      client.workflow.execute('reembedCorpusWorkflow', { taskQueue, workflowId, args: [reembedSpec('replay-reembed-ok', { slicesPerRun: 1, retireAfter: '1s' })] }),
   },
   {
     name: 'stack-check-succeeded',
