@@ -230,8 +230,12 @@ export async function openPostgresDatabase(url: string, options: { hnsw?: HnswSe
         client.release();
         return result;
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        client.release();
+        // A connection that cannot even roll back is broken: release(err) closes it, not pools it.
+        const broken = await client.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
+        client.release(broken ? (err instanceof Error ? err : new Error(String(err))) : undefined);
         throw err;
       }
     },
