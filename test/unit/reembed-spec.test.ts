@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runCli } from '../../src/cli/program';
 import { batchCount, gateFailures, manifestKeys, reembedWorkflowId, versionName } from '../../src/contracts/reembed-spec';
 import { ReembedSpecSchema } from '../../src/contracts/specs/reembed-spec';
 import { formatProblems, validateSpec } from '../../src/contracts/validate';
@@ -57,5 +61,43 @@ describe('reembed spec (src/contracts/specs/reembed-spec.ts)', function () {
     assert.match(f[0]!, /count: the new version holds 9 vectors, the chunk manifest 10/);
     assert.match(f[1]!, /recall@5 0\.500 < validation\.minRecallAtK 0\.8/);
     assert.match(gateFailures(gate, { expectedCount: 1, count: 1, queries: 0, k: 5 })[0]!, /no labelled queries/);
+  });
+});
+
+describe('forgeline reembed (CLI, before any connection)', function () {
+  const sink = () => {
+    const s = { text: '', isTTY: false, columns: 100, write: (chunk: string) => ((s.text += chunk), true) };
+    return s;
+  };
+  async function cli(...argv: string[]) {
+    const stdout = sink();
+    const stderr = sink();
+    const code = await runCli(argv, { stdout, stderr });
+    return { code, stdout: stdout.text, stderr: stderr.text };
+  }
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-reembed-cli-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses a bad spec with exit 2, naming each field, and an unknown demo scenario', async function () {
+    const file = path.join(dir, 'spec.json');
+    writeFileSync(file, JSON.stringify({ ...minimal, embedding: { model: 'text-embedding-3-large' }, chunking: { chunkTokens: 4096 } }));
+    const r = await cli('reembed', 'start', file);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /invalid reembed spec: chunking\.chunkTokens, embedding\.model/);
+    const missing = await cli('reembed', 'start', path.join(dir, 'nope.json'));
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /nope\.json: file not found/);
+    const demo = await cli('demo', 'vectors');
+    assert.equal(demo.code, 2);
+    assert.match(demo.stderr, /demo vectors: unknown scenario; expected release or embeddings/);
+  });
+
+  it('has --help for reembed start and status', async function () {
+    const start = await cli('reembed', 'start', '--help');
+    assert.equal(start.code, 0);
+    assert.match(start.stdout, /<spec>[\s\S]*--no-wait/);
+    const status = await cli('reembed', 'status', '--help');
+    assert.match(status.stdout, /<id>[\s\S]*--json/);
   });
 });
