@@ -11,6 +11,7 @@ import { LocalJobRunner } from '../src/adapters/local-job-runner';
 import { SentenceTransformersEmbedder } from '../src/adapters/sentence-transformers-embedder';
 import { PersistentSentenceTransformersEmbedder } from '../src/adapters/sentence-transformers-server';
 import { createVectorStore } from '../src/adapters/vector-store';
+import { LazyVectorStore } from '../src/adapters/lazy-vector-store';
 import { loadMiniLmTokenizer } from '../src/embeddings/tokenizer';
 import type { VectorStore } from '../src/ports/vector-store';
 import { REPO_ROOT } from '../src/config/load';
@@ -175,7 +176,8 @@ export interface ForgelineWorker {
  */
 export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts: CreateWorkerOptions): Promise<ForgelineWorker> {
   const resources = workerResources(kind, cfg);
-  if (kind === 'control') resources.vectors = await createVectorStore(cfg.vectors);
+  // Opened on the first re-embed: a store that cannot be opened fails those, not the worker's start.
+  if (kind === 'control') resources.vectors = new LazyVectorStore(cfg.vectors.store, () => createVectorStore(cfg.vectors));
   const close = async () => {
     await resources.embedder?.close();
     await resources.vectors?.close();

@@ -48,7 +48,7 @@ export async function demoEmbeddings(cfg: ForgelineConfig, out: Output): Promise
   try {
     await stack.up({ workers: true, workerLogLevel: 'error' });
     await stack.workersReady();
-    log(`stack ready in ${secs()}: control worker (vector store ${cfg.vectors.store}${cfg.vectors.store === 'pglite' ? ` under ${cfg.vectors.dir}` : ''}), gpu-${cfg.gpu.pool} worker (all-MiniLM-L6-v2, loaded once)`);
+    log(`stack ready in ${secs()}: control worker (vector store ${cfg.vectors.store}${cfg.vectors.store === 'pglite' ? ` under ${cfg.vectors.dir}` : ''}), gpu-${cfg.gpu.pool} worker (all-MiniLM-L6-v2, loaded once on its first batch)`);
     const spec = demoReembedSpec(cfg);
     log(`\nre-embedding examples/corpus/docs into ${DEMO_INDEX} (alias ${DEMO_ALIAS}): chunks of 256 tokens, overlap 32, batches of 64`);
     const handle = await startReembed(stack.client, cfg, spec, log, { workflowId: `reembed/forgeline-docs/demo-${new Date().toISOString().replace(/[^0-9]/g, '').slice(0, 14)}` });
