@@ -205,7 +205,9 @@ interface AliasState {
 
 export class MilvusVectorStore implements VectorStore {
   readonly label: string;
-  private readonly client: MilvusClient;
+  private readonly config: ClientConfig;
+  private client: { milvus: MilvusClient; ready: Promise<MilvusClient> } | undefined;
+  private closed = false;
   private readonly indexType: MilvusIndexType;
   private readonly upsertBatch: number;
   private readonly parallelism: number;
@@ -221,7 +223,30 @@ export class MilvusVectorStore implements VectorStore {
     const config: ClientConfig = { address: options.address, timeout: options.timeoutMs ?? 60_000, logLevel: 'error' };
     if (options.token) config.token = options.token;
     if (options.database) config.database = options.database;
-    this.client = new MilvusClient(config);
+    this.config = config;
+  }
+
+  /**
+   * The SDK client, connected. The SDK sends Connect when a client is built and every later call
+   * awaits that one answer, so a client built while the server was unreachable fails forever (and
+   * its rejection would go unhandled): a failed connect drops the client, and the next call (the
+   * retry) builds a new one.
+   */
+  private connect(): Promise<MilvusClient> {
+    if (this.closed) return Promise.reject(new Error(`${this.label}: the store is closed`));
+    if (!this.client) {
+      const milvus = new MilvusClient(this.config);
+      const ready = milvus.connectPromise.then(
+        () => milvus,
+        async (error: unknown) => {
+          if (this.client?.milvus === milvus) this.client = undefined;
+          await milvus.closeConnection().catch(() => undefined);
+          throw error;
+        },
+      );
+      this.client = { milvus, ready };
+    }
+    return this.client.ready;
   }
 
   // ---- names -----------------------------------------------------------------------------------
@@ -245,9 +270,9 @@ export class MilvusVectorStore implements VectorStore {
   // ---- calls -----------------------------------------------------------------------------------
 
   /** One Milvus call with retries of transient failures; an error status throws unless `accept` takes it. */
-  private call<T>(operation: string, fn: () => Promise<T>, accept: (s: Status) => boolean = () => false): Promise<T> {
+  private call<T>(operation: string, fn: (client: MilvusClient) => Promise<T>, accept: (s: Status) => boolean = () => false): Promise<T> {
     return withRetries(this.label, operation, this.retry, classify, async () => {
-      const response = await fn();
+      const response = await fn(await this.connect());
       const status = statusOf(response);
       if (failed(status) && !accept(status)) throw new MilvusStatusError(operation, status);
       return response;
@@ -255,7 +280,7 @@ export class MilvusVectorStore implements VectorStore {
   }
 
   private async describe(collection: string): Promise<Described> {
-    const res = await this.call(`describeCollection ${collection}`, () => this.client.describeCollection({ collection_name: collection }), isCollectionNotFound);
+    const res = await this.call(`describeCollection ${collection}`, (c) => c.describeCollection({ collection_name: collection }), isCollectionNotFound);
     if (failed(statusOf(res))) return { kind: 'absent' };
     let tag: { forgeline?: string; index?: string; version?: string; metric?: Metric } = {};
     try {
@@ -305,19 +330,19 @@ export class MilvusVectorStore implements VectorStore {
 
   /** Index built and collection loaded (Milvus searches and counts only loaded collections). */
   private async ensureServing(collection: string, metric: Metric): Promise<void> {
-    const idx = await this.call(`describeIndex ${collection}`, () => this.client.describeIndex({ collection_name: collection }), (s) =>
+    const idx = await this.call(`describeIndex ${collection}`, (c) => c.describeIndex({ collection_name: collection }), (s) =>
       s.code === CODE.indexNotFound || /index not (found|exist)/i.test(s.reason),
     );
     if (failed(statusOf(idx))) {
       const params: Record<string, number> = this.indexType === 'HNSW' ? { M: 16, efConstruction: 200 } : this.indexType === 'IVF_FLAT' ? { nlist: 128 } : {};
-      await this.call(`createIndex ${collection}`, () =>
-        this.client.createIndex({ collection_name: collection, field_name: 'vector', index_type: this.indexType, metric_type: MILVUS_METRIC[metric], params }),
+      await this.call(`createIndex ${collection}`, (c) =>
+        c.createIndex({ collection_name: collection, field_name: 'vector', index_type: this.indexType, metric_type: MILVUS_METRIC[metric], params }),
       );
     }
-    await this.call(`loadCollection ${collection}`, () => this.client.loadCollectionAsync({ collection_name: collection }));
+    await this.call(`loadCollection ${collection}`, (c) => c.loadCollectionAsync({ collection_name: collection }));
     const deadline = Date.now() + LOAD_TIMEOUT_MS;
     for (;;) {
-      const res = await this.call(`getLoadState ${collection}`, () => this.client.getLoadState({ collection_name: collection }));
+      const res = await this.call(`getLoadState ${collection}`, (c) => c.getLoadState({ collection_name: collection }));
       if (String(res.state) === 'LoadStateLoaded') return;
       if (Date.now() > deadline) throw new Error(`${this.label}: collection ${collection} still ${String(res.state)} after ${LOAD_TIMEOUT_MS / 1000} s (is a query node up?)`);
       await sleep(100);
@@ -325,7 +350,7 @@ export class MilvusVectorStore implements VectorStore {
   }
 
   /** `fn` on a loaded collection: a "not loaded" answer (e.g. after a server restart) loads it and tries once more. */
-  private async loaded<T>(v: Version, operation: string, fn: () => Promise<T>): Promise<T> {
+  private async loaded<T>(v: Version, operation: string, fn: (client: MilvusClient) => Promise<T>): Promise<T> {
     const first = await this.call(operation, fn, isNotLoaded);
     if (!failed(statusOf(first))) return first;
     await this.ensureServing(v.collection, v.metric);
@@ -354,8 +379,8 @@ export class MilvusVectorStore implements VectorStore {
       const description = JSON.stringify({ forgeline: DESCRIPTION_TAG, index, version, metric: spec.metric });
       const res = await this.call(
         `createCollection ${collection}`,
-        () =>
-          this.client.createCollection({
+        (c) =>
+          c.createCollection({
             collection_name: collection,
             description,
             consistency_level: 'Strong',
@@ -378,7 +403,7 @@ export class MilvusVectorStore implements VectorStore {
   async listVersions(index: string): Promise<VersionInfo[]> {
     checkName(this.label, 'index', index);
     const prefix = `fl_${index}__`;
-    const res = await this.call('showCollections', () => this.client.showCollections());
+    const res = await this.call('showCollections', (c) => c.showCollections());
     const names = res.data.map((c) => c.name).filter((n) => n.startsWith(prefix));
     const found: VersionInfo[] = [];
     await forEachLimit(names, 4, async (name) => {
@@ -394,7 +419,7 @@ export class MilvusVectorStore implements VectorStore {
     const collection = this.collectionName(index, version);
     const d = await this.describe(collection);
     if (d.kind !== 'ours' || d.v.index !== index || d.v.version !== version) return; // absent (or not this version's)
-    const res = await this.call(`listAliases ${collection}`, () => this.client.listAliases({ collection_name: collection }), isCollectionNotFound);
+    const res = await this.call(`listAliases ${collection}`, (c) => c.listAliases({ collection_name: collection }), isCollectionNotFound);
     const aliases: string[] = failed(statusOf(res)) ? [] : res.aliases;
     const prefix = `fla_${index}__`;
     const live = aliases.filter((a) => a.startsWith(prefix)).map((a) => a.slice(prefix.length));
@@ -405,9 +430,9 @@ export class MilvusVectorStore implements VectorStore {
       );
     }
     for (const marker of aliases.filter((a) => a.startsWith('flg_'))) {
-      await this.call(`dropAlias ${marker}`, () => this.client.dropAlias({ alias: marker }), isAliasNotFound);
+      await this.call(`dropAlias ${marker}`, (c) => c.dropAlias({ alias: marker }), isAliasNotFound);
     }
-    await this.call(`dropCollection ${collection}`, () => this.client.dropCollection({ collection_name: collection }), isCollectionNotFound);
+    await this.call(`dropCollection ${collection}`, (c) => c.dropCollection({ collection_name: collection }), isCollectionNotFound);
   }
 
   // ---- records ---------------------------------------------------------------------------------
@@ -420,7 +445,7 @@ export class MilvusVectorStore implements VectorStore {
     if (rows.length === 0) return;
     const groups = batches(rows, this.upsertBatch, MAX_REQUEST_BYTES, (r) => r.id.length + r.vector.length * 20 + JSON.stringify(r.metadata).length + 32);
     await forEachLimit(groups, this.parallelism, async (data) => {
-      const res = await this.call(`upsert ${v.collection}`, () => this.client.upsert({ collection_name: v.collection, data }));
+      const res = await this.call(`upsert ${v.collection}`, (c) => c.upsert({ collection_name: v.collection, data }));
       if (res.err_index.length > 0) {
         throw new MilvusStatusError(`upsert ${v.collection}`, { ...statusOf(res), reason: `${res.err_index.length} of ${data.length} rows not written` });
       }
@@ -435,7 +460,7 @@ export class MilvusVectorStore implements VectorStore {
     const v = await this.find(index, version);
     if (!v) return; // nothing to delete
     for (const part of chunk(unique, ID_BATCH)) {
-      await this.call(`delete ${v.collection}`, () => this.client.delete({ collection_name: v.collection, filter: idFilter(part) }));
+      await this.call(`delete ${v.collection}`, (c) => c.delete({ collection_name: v.collection, filter: idFilter(part) }));
     }
   }
 
@@ -447,8 +472,8 @@ export class MilvusVectorStore implements VectorStore {
     const v = await this.require(index, version);
     const out: VectorRecord[] = [];
     for (const part of chunk(unique, ID_BATCH)) {
-      const res = await this.loaded(v, `query ${v.collection}`, () =>
-        this.client.query({
+      const res = await this.loaded(v, `query ${v.collection}`, (c) =>
+        c.query({
           collection_name: v.collection,
           filter: idFilter(part),
           output_fields: ['id', 'vector', 'metadata'],
@@ -471,8 +496,8 @@ export class MilvusVectorStore implements VectorStore {
     if (unique.length === 0) return held;
     const v = await this.require(index, version);
     for (const part of chunk(unique, ID_BATCH)) {
-      const res = await this.loaded(v, `query ${v.collection}`, () =>
-        this.client.query({ collection_name: v.collection, filter: idFilter(part), output_fields: ['id'], limit: part.length, consistency_level: ConsistencyLevelEnum.Strong }),
+      const res = await this.loaded(v, `query ${v.collection}`, (c) =>
+        c.query({ collection_name: v.collection, filter: idFilter(part), output_fields: ['id'], limit: part.length, consistency_level: ConsistencyLevelEnum.Strong }),
       );
       for (const row of res.data) held.add(String(row.id));
     }
@@ -483,8 +508,8 @@ export class MilvusVectorStore implements VectorStore {
     checkName(this.label, 'index', index);
     checkName(this.label, 'version', version);
     const v = await this.require(index, version);
-    const res = await this.loaded(v, `count ${v.collection}`, () =>
-      this.client.query({ collection_name: v.collection, filter: '', output_fields: ['count(*)'], consistency_level: ConsistencyLevelEnum.Strong }),
+    const res = await this.loaded(v, `count ${v.collection}`, (c) =>
+      c.query({ collection_name: v.collection, filter: '', output_fields: ['count(*)'], consistency_level: ConsistencyLevelEnum.Strong }),
     );
     return Number(res.data[0]?.['count(*)'] ?? 0);
   }
@@ -501,8 +526,8 @@ export class MilvusVectorStore implements VectorStore {
       const v = await this.resolve(index, target);
       const values = checkVector(this.label, where, vector, v.dimensions);
       const params: Record<string, number> = this.indexType === 'HNSW' ? { ef: Math.max(64, options.topK) } : this.indexType === 'IVF_FLAT' ? { nprobe: 16 } : {};
-      const res = await this.loaded(v, `search ${v.collection}`, () =>
-        this.client.search({
+      const res = await this.loaded(v, `search ${v.collection}`, (c) =>
+        c.search({
           collection_name: v.collection,
           data: values,
           limit: options.topK,
@@ -541,7 +566,7 @@ export class MilvusVectorStore implements VectorStore {
   /** The collection an alias (native or marker) points at, or null. */
   private async aliasTarget(alias: string): Promise<string | null> {
     // The SDK insists on a collection_name for DescribeAlias, which the RPC does not carry.
-    const res = await this.call(`describeAlias ${alias}`, () => this.client.describeAlias({ alias, collection_name: alias }), isAliasNotFound);
+    const res = await this.call(`describeAlias ${alias}`, (c) => c.describeAlias({ alias, collection_name: alias }), isAliasNotFound);
     return failed(statusOf(res)) ? null : res.collection;
   }
 
@@ -578,12 +603,12 @@ export class MilvusVectorStore implements VectorStore {
   /** Records generation and time on the target, then moves (or creates) the native alias there. */
   private async apply(index: string, alias: string, target: Version, generation: number, movedAt: string): Promise<AliasState> {
     const properties = { [MilvusVectorStore.aliasProperty(alias)]: JSON.stringify({ generation, movedAt }) };
-    await this.call(`alterCollection ${target.collection}`, () => this.client.alterCollectionProperties({ collection_name: target.collection, properties }));
+    await this.call(`alterCollection ${target.collection}`, (c) => c.alterCollectionProperties({ collection_name: target.collection, properties }));
     const name = this.aliasName(index, alias);
-    const moved = await this.call(`alterAlias ${name}`, () => this.client.alterAlias({ alias: name, collection_name: target.collection }), isAliasNotFound);
+    const moved = await this.call(`alterAlias ${name}`, (c) => c.alterAlias({ alias: name, collection_name: target.collection }), isAliasNotFound);
     if (failed(statusOf(moved))) {
-      const created = await this.call(`createAlias ${name}`, () => this.client.createAlias({ alias: name, collection_name: target.collection }), (s) => s.code === CODE.aliasExists);
-      if (failed(statusOf(created))) await this.call(`alterAlias ${name}`, () => this.client.alterAlias({ alias: name, collection_name: target.collection }));
+      const created = await this.call(`createAlias ${name}`, (c) => c.createAlias({ alias: name, collection_name: target.collection }), (s) => s.code === CODE.aliasExists);
+      if (failed(statusOf(created))) await this.call(`alterAlias ${name}`, (c) => c.alterAlias({ alias: name, collection_name: target.collection }));
     }
     return { collection: target.collection, version: target.version, generation, movedAt };
   }
@@ -620,7 +645,7 @@ export class MilvusVectorStore implements VectorStore {
     if ((current?.version ?? null) !== expected) throw new AliasConflictError(this.label, index, alias, expected, current?.version ?? null);
     const generation = (current?.generation ?? 0) + 1;
     const marker = this.markerName(index, alias, generation);
-    const claim = await this.call(`createAlias ${marker}`, () => this.client.createAlias({ alias: marker, collection_name: target.collection }), (s) => s.code === CODE.aliasExists);
+    const claim = await this.call(`createAlias ${marker}`, (c) => c.createAlias({ alias: marker, collection_name: target.collection }), (s) => s.code === CODE.aliasExists);
     if (failed(statusOf(claim))) {
       // Another swapper claimed this generation first.
       const now = await this.settle(index, alias);
@@ -633,7 +658,10 @@ export class MilvusVectorStore implements VectorStore {
   }
 
   async close(): Promise<void> {
-    await this.client.closeConnection();
+    this.closed = true;
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.milvus.closeConnection();
   }
 }
 

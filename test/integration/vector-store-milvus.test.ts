@@ -2,15 +2,17 @@
  * The Milvus adapter against a REAL Milvus server: Milvus 2.3.5 standalone from the PyPI package
  * `milvus` (stores venv), started by test/helpers/milvus.ts on free ports in a temp directory.
  * The shared conformance suite, then what is Milvus-specific: filter literals, the CAS of native
- * aliases across separate clients, rolling forward a move whose swapper died after its claim, and
- * colliding collection names.
+ * aliases across separate clients, rolling forward a move whose swapper died after its claim,
+ * colliding collection names, and a store built before its server answers.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { MilvusClient } from '@zilliz/milvus2-sdk-node';
 import { MilvusVectorStore, milvusFilter, portScore } from '../../src/adapters/milvus-store';
 import { AliasConflictError, VectorStoreRejectedError } from '../../src/ports/vector-store';
 import { getMilvus } from '../helpers/milvus';
+import { freePort } from '../helpers/processes';
 import { describeVectorStoreConformance } from './vector-store.conformance';
 
 describeVectorStoreConformance('Milvus 2.3.5 standalone (real server, PyPI milvus)', async () => {
@@ -106,6 +108,44 @@ describe('MilvusVectorStore (real Milvus 2.3.5)', function () {
     assert.deepEqual(hits, []);
     const next = await store.swapAlias(index, 'live', 'v3', 'v2');
     assert.equal(next.generation, first.generation + 2);
+  });
+
+  it('a store built while Milvus is unreachable fails retryably, then works once the server answers', async function () {
+    const port = await freePort();
+    const early = new MilvusVectorStore({ address: `127.0.0.1:${port}`, retry: { attempts: 2, baseDelayMs: 10 } });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled); // it would end a worker process
+    const sockets = new Set<net.Socket>();
+    // Stands in for the server coming up at that address: a TCP relay to the real one.
+    const relay = net.createServer((inbound) => {
+      const outbound = net.connect(Number(address.split(':')[1]), '127.0.0.1');
+      for (const s of [inbound, outbound]) {
+        sockets.add(s);
+        s.on('error', () => s.destroy());
+        s.on('close', () => sockets.delete(s));
+      }
+      inbound.pipe(outbound).pipe(inbound);
+    });
+    try {
+      await assert.rejects(early.listVersions(index), (err: unknown) => {
+        assert.ok(!(err instanceof VectorStoreRejectedError), 'unreachable is transient, not terminal');
+        assert.match(String(err), /UNAVAILABLE|ECONNREFUSED/);
+        return true;
+      });
+      await new Promise<void>((resolve) => relay.listen(port, '127.0.0.1', resolve));
+      await store.createVersion(index, 'v1', { dimensions: 2, metric: 'cosine' });
+      assert.deepEqual(
+        (await early.listVersions(index)).map((v) => v.version),
+        ['v1'],
+      );
+      assert.deepEqual(unhandled.map(String), [], 'no unhandled rejection from the failed connect');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await early.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => relay.close(resolve));
+    }
   });
 
   it('refuses a version whose collection name collides with another index\'s version', async function () {
