@@ -2,9 +2,12 @@ import type { ArtifactStore } from '../src/ports/artifact-store';
 import type { Embedder } from '../src/ports/embedder';
 import type { GpuAllocator } from '../src/ports/gpu-allocator';
 import type { JobRunner } from '../src/ports/job-runner';
+import type { ModelLauncher } from '../src/ports/model-launcher';
 import type { ServingBackend } from '../src/ports/serving-backend';
 import type { TrafficRouter } from '../src/ports/traffic-router';
 import type { Tracker } from '../src/ports/tracker';
+import type { VectorStore } from '../src/ports/vector-store';
+import type { EmbeddingTokenizer } from '../src/embeddings/tokenizer';
 import type { ModelRegistry } from '../src/registry/model-registry';
 
 /** What activities may touch: ports and a few facts about the worker. Built by worker entries. */
@@ -28,8 +31,17 @@ export interface ActivityDeps {
   serving?: ServingBackend;
   /** The gateway's routing table and metrics; absent: releases cannot serve. */
   router?: TrafficRouter;
-  /** Embeds prompts for the drift monitor (control worker); absent: drift checks cannot run. */
+  /** Starts servers of their own for quantized candidates (spec.serving.candidate `quantized`); absent: such releases cannot serve. */
+  launcher?: ModelLauncher;
+  /**
+   * Embeds texts: prompts for the drift monitor (control worker, a process per call), corpus
+   * chunks for re-embeds (`gpu-<pool>` workers, a long-lived process); absent: neither can run.
+   */
   embedder?: Embedder;
+  /** The vector store re-embeds write (control worker only: the embedded PGlite store is one process's). */
+  vectors?: VectorStore;
+  /** The embedding model's tokenizer, for token-aware chunking (control worker). */
+  tokenizer?: EmbeddingTokenizer;
   /**
    * Where adapters are unpacked for the serving replicas to read (a shared volume in production);
    * each adapter's files stay there until it is unloaded.

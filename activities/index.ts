@@ -1,7 +1,10 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ErrorType } from '../src/contracts/errors';
 import type { ActivityDeps } from './deps';
+import { createEmbeddingDriftActivities } from './embeddings-drift';
+import { createScheduledRetrainActivities } from './schedules/retrain';
 import { createMonitorActivities } from './monitor/drift';
+import { createReembedControlActivities, createReembedGpuActivities } from './reembed';
 import { createReleaseControlActivities, createReleaseGpuActivities } from './release';
 import { createStackCheckActivities } from './stack-check';
 
@@ -10,13 +13,13 @@ export type { ActivityDeps } from './deps';
 /** Light activities: the control worker (workflows' own queue) runs them. */
 export function createControlActivities(deps: ActivityDeps) {
   const { validateStackCheckSpec } = createStackCheckActivities(deps);
-  return { validateStackCheckSpec, ...createReleaseControlActivities(deps), ...createMonitorActivities(deps) };
+  return { validateStackCheckSpec, ...createReleaseControlActivities(deps), ...createMonitorActivities(deps), ...createReembedControlActivities(deps), ...createEmbeddingDriftActivities(deps), ...createScheduledRetrainActivities(deps) };
 }
 
 /** Heavy activities: a `gpu-<pool>` worker runs them, as many at once as it has GPUs. */
 export function createGpuActivities(deps: ActivityDeps) {
   const { runStackProbe } = createStackCheckActivities(deps);
-  return { runStackProbe, ...createReleaseGpuActivities(deps) };
+  return { runStackProbe, ...createReleaseGpuActivities(deps), ...createReembedGpuActivities(deps) };
 }
 
 /** Both sets in one object: for tests and in-process benchmarks, never for a worker. */

@@ -23,6 +23,9 @@
  *   serving: output tokens/s of the real vLLM server on CPU (the vLLM venv), base vs one and two
  *   LoRA adapters active, and base vs the W4A16 candidate from our quantize recipe (bench/serving.ts).
  *
+ *   vector-stores: upsert rows/s per VectorStore, pgvector HNSW build time and recall@10 on PGlite
+ *   and PostgreSQL, alias swaps under query load (bench/vector-stores.ts).
+ *
  *   gpu-recipes / gpu-multi: where the venv's torch sees CUDA, the Python GPU benchmarks run
  *   after it (bench/gpu_recipes.py; bench/gpu_multi.py when there are 2+ GPUs). Elsewhere they
  *   are skipped with a line saying so, and the committed results stay as they are.
@@ -47,8 +50,11 @@ import { fakeProbe } from '../test/fixtures/stack-probe';
 import { releaseMocks, releaseSpec, split } from '../test/fixtures/release';
 import { startPrefectPeer, type PrefectPeer } from './peers/prefect';
 import { driftBenchmark } from './drift';
+import { embeddingsPipelineBenchmark } from './embeddings-pipeline';
 import { servingBenchmark } from './serving';
 import { gatewayBenchmark } from './gateway';
+import { vectorStoresBenchmark } from './vector-stores';
+import { chunkingBenchmark } from './chunking';
 import { cpuMs, percentile, round } from './measure';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
@@ -408,6 +414,9 @@ const BENCHMARKS: Record<string, () => Promise<number | void> | number | void> =
   drift: driftBenchmark,
   serving: servingBenchmark,
   gateway: gatewayBenchmark,
+  'vector-stores': vectorStoresBenchmark,
+  chunking: chunkingBenchmark,
+  'embeddings-pipeline': embeddingsPipelineBenchmark,
   gpu: gpuBenchmarks,
 };
 

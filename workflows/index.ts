@@ -13,3 +13,6 @@ export {
   type ReleaseResult,
 } from './release';
 export { driftMonitorWorkflow, driftStatusQuery, stopMonitorUpdate } from './drift-monitor';
+export { reembedCorpusWorkflow, progressQuery as reembedProgressQuery } from './reembed';
+export { embeddingDriftWorkflow } from './embedding-drift';
+export { scheduledRetrainWorkflow } from './scheduled-retrain';

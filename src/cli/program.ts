@@ -8,12 +8,15 @@ import { connectClient, temporalAddress } from '../temporal/connection';
 import { ensureSearchAttributes } from '../temporal/search-attributes';
 import { runStackCheck } from './check';
 import { addDriftCommands } from './drift';
-import { CliError, describeFailure, ExitCode } from './errors';
+import { CliError, describeFailure, ExitCode, UsageError } from './errors';
 import { gatewayOptionsFromConfig } from '../gateway/options';
 import { startGateway } from '../gateway/server';
 import { demo, dev } from './local';
 import { Output, type Stream } from './output';
+import { addReembedCommands } from './reembed';
+import { demoEmbeddings } from './demo-embeddings';
 import { decide, followRelease, rollbackRelease, listModels, modelReport, parseReleaseSpec, printRegistry, printStatus, startRelease, statusReport } from './release';
+import { addScheduleCommands } from './schedule';
 import { readSpecFile } from './spec-file';
 
 const EXIT_CODES_HELP = `
@@ -112,8 +115,15 @@ export function buildProgram(out: Output, result: { code: number }): Command {
 
   program
     .command('demo')
-    .description('bring the local stack up (reusing a running server), run a real release of a tiny model, print what it made')
-    .action(run(async () => demo(cfg(), out)));
+    .description('bring the local stack up (reusing a running server), run a real release of a tiny model, print what it made; `demo embeddings`: re-embed the shipped corpus into the embedded vector store, swap its alias, answer sample queries')
+    .argument('[scenario]', 'release (default) or embeddings')
+    .action(
+      run(async (scenario: string | undefined) => {
+        if (scenario === undefined || scenario === 'release') return demo(cfg(), out);
+        if (scenario === 'embeddings') return demoEmbeddings(cfg(), out);
+        throw new UsageError(`demo ${scenario}: unknown scenario; expected release or embeddings`);
+      }),
+    );
 
   program
     .command('gateway')
@@ -268,6 +278,8 @@ export function buildProgram(out: Output, result: { code: number }): Command {
     );
 
   addDriftCommands(program, out, run);
+  addScheduleCommands(program, out, run, cfg, withClient);
+  addReembedCommands(program, out, run, cfg, withClient);
 
   // Every command reports its usage errors to runCli, which knows which command to point at.
   const override = (cmd: Command) => {
