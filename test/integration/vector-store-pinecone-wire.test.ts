@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PINECONE_LIMITS, PineconeVectorStore, pineconeFilter, pineconeIndexName } from '../../src/adapters/pinecone-store';
 import { SqlAliasRegistry } from '../../src/adapters/pgvector-store';
+import { createVectorStore, type VectorStoreConfig } from '../../src/adapters/vector-store';
+import { ConfigError } from '../../src/ports/errors';
 import { VectorStoreRejectedError, type AliasRegistry } from '../../src/ports/vector-store';
 import { startPineconeWireServer, type PineconeWireServer } from '../helpers/pinecone-wire-server';
 import { describeVectorStoreConformance, deterministicVectors } from './vector-store.conformance';
@@ -148,6 +150,25 @@ describe('Pinecone adapter against a local wire-format endpoint (not Pinecone)',
       assert.deepEqual(statuses, [400, 400, 400]);
       assert.equal(server.violations.length, 3, server.violations.join('\n'));
       server.violations.length = 0;
+    });
+
+    it('createVectorStore opens the Pinecone adapter from the config (alias rows in PGlite under the vector dir), and refuses without an API key', async function () {
+      const dir = await mkdtemp(path.join(tmpdir(), 'forgeline-pinecone-factory-'));
+      try {
+        const config = { store: 'pinecone', dir, pinecone: { apiKey: server.apiKey, host: server.controllerUrl, project: 'factory' } } as VectorStoreConfig;
+        const store = await createVectorStore(config);
+        try {
+          assert.match(store.label, /^pinecone:factory@127\.0\.0\.1:/);
+          await store.createVersion('factory', 'v1', { dimensions: 2, metric: 'cosine' });
+          await store.swapAlias('factory', 'live', 'v1', null);
+          assert.equal((await store.getAlias('factory', 'live'))?.version, 'v1');
+        } finally {
+          await store.close();
+        }
+        await assert.rejects(createVectorStore({ store: 'pinecone', dir } as VectorStoreConfig), (err: unknown) => err instanceof ConfigError && /FORGELINE_PINECONE_API_KEY/.test(err.message));
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('translates filters to $eq/$in/$and ($or of $eq for booleans)', function () {

@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { QdrantVectorStore, claimName, collectionName, qdrantFilter, qdrantPointId } from '../../src/adapters/qdrant-store';
+import { createVectorStore, type VectorStoreConfig } from '../../src/adapters/vector-store';
+import { ConfigError } from '../../src/ports/errors';
 import { AliasConflictError, VectorStoreRejectedError } from '../../src/ports/vector-store';
 import { startQdrantWireServer, type QdrantWireServer } from '../helpers/qdrant-wire-server';
 import { describeVectorStoreConformance } from './vector-store.conformance';
@@ -98,6 +100,19 @@ describe('Qdrant adapter against a local wire-format endpoint (not Qdrant)', fun
       const [match] = await store.query('ids', { version: 'v1' }, [1, 0, 0], { topK: 1, filter: { k: 1.5 } });
       assert.equal(match?.id, 'chunk:abc.1');
       assert.equal(match.score, 1);
+    });
+
+    it('createVectorStore opens the Qdrant adapter from the config, and refuses without a URL', async function () {
+      const config = { store: 'qdrant', dir: '/nonexistent', qdrant: { url: server.url, apiKey: 'qdrant-local-wire-key' } } as VectorStoreConfig;
+      const factoryStore = await createVectorStore(config);
+      try {
+        assert.equal(factoryStore.label, `qdrant:${new URL(server.url).host}`);
+        await factoryStore.createVersion('factory', 'v1', { dimensions: 2, metric: 'euclidean' });
+        assert.deepEqual(await factoryStore.listVersions('factory'), [{ version: 'v1', dimensions: 2, metric: 'euclidean' }]);
+      } finally {
+        await factoryStore.close();
+      }
+      await assert.rejects(createVectorStore({ store: 'qdrant', dir: '/nonexistent' } as VectorStoreConfig), (err: unknown) => err instanceof ConfigError && /FORGELINE_QDRANT_URL/.test(err.message));
     });
 
     it('maps filters to match value / match any / range / should', function () {
