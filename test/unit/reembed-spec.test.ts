@@ -16,9 +16,9 @@ function problems(input: unknown): string {
 }
 
 describe('reembed spec (src/contracts/specs/reembed-spec.ts)', function () {
-  it('fills the defaults: 512/64 tokens, all-MiniLM-L6-v2, pool cpu, alias live, cosine, 7d retirement', function () {
+  it("fills the defaults: 512 tokens capped at the model's 256, overlap 64, all-MiniLM-L6-v2, pool cpu, alias live, cosine, 7d retirement", function () {
     const spec = ReembedSpecSchema.parse(minimal);
-    assert.deepEqual(spec.chunking, { chunkTokens: 512, overlapTokens: 64 });
+    assert.deepEqual(spec.chunking, { chunkTokens: 256, overlapTokens: 64 });
     assert.deepEqual(spec.embedding, { model: 'sentence-transformers/all-MiniLM-L6-v2', batchSize: 64 });
     assert.equal(spec.pool, 'cpu');
     assert.deepEqual(spec.store, { index: 'docs', alias: 'live', metric: 'cosine' });
@@ -33,6 +33,10 @@ describe('reembed spec (src/contracts/specs/reembed-spec.ts)', function () {
 
   it('refuses chunks over 1024 tokens, an overlap not below the chunk size, and a bad retireAfter', function () {
     assert.match(problems({ ...minimal, chunking: { chunkTokens: 2048 } }), /chunking\.chunkTokens: expected at most 1024 tokens/);
+    // Longer chunks than the model reads would be embedded by their first 256 tokens only.
+    assert.match(problems({ ...minimal, chunking: { chunkTokens: 512 } }), /chunking\.chunkTokens: sentence-transformers\/all-MiniLM-L6-v2 embeds at most 256 tokens of a chunk .*set chunkTokens to at most 256/);
+    assert.equal(ReembedSpecSchema.parse({ ...minimal, chunking: { chunkTokens: 256, overlapTokens: 0 } }).chunking.chunkTokens, 256);
+    assert.match(problems({ ...minimal, chunking: { overlapTokens: 128 } }), /chunking\.overlapTokens: expected overlapTokens below half of chunkTokens \(256\)/);
     assert.match(problems({ ...minimal, chunking: { chunkTokens: 128, overlapTokens: 64 } }), /chunking\.overlapTokens: expected overlapTokens below half of chunkTokens/);
     assert.match(problems({ ...minimal, retireAfter: 'a week' }), /retireAfter: expected a duration such as 90s/);
   });

