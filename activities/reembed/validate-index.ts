@@ -23,6 +23,24 @@ export async function topDocuments(store: VectorStore, index: string, target: Qu
   return docs;
 }
 
+/** How long an eventually consistent store's count may take to reach what was written. */
+const SETTLE_MS = 60_000;
+const SETTLE_POLL_MS = 1_000;
+
+/**
+ * The version's count; on an eventually consistent store (Pinecone), read again until it reaches
+ * `expected` or SETTLE_MS passes, so a lagging replica is not reported as missing chunks.
+ */
+export async function settledCount(store: VectorStore, index: string, version: string, expected: number, settleMs = SETTLE_MS): Promise<number> {
+  const deadline = Date.now() + settleMs;
+  let count = await store.count(index, version);
+  while (store.consistency === 'eventual' && count < expected && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
+    count = await store.count(index, version);
+  }
+  return count;
+}
+
 export function createValidateIndexActivities(deps: ActivityDeps) {
   const { artifacts } = deps;
   return {
@@ -38,7 +56,7 @@ export function createValidateIndexActivities(deps: ActivityDeps) {
         const { spec, manifest, prepared } = input;
         const { index } = spec.store;
         const { k } = spec.validation;
-        const count = await store.count(index, prepared.version);
+        const count = await settledCount(store, index, prepared.version, manifest.chunks);
         const base = { expectedCount: manifest.chunks, count, queries: manifest.queries, k };
         let figures: Pick<ValidationReport, 'recallAtK' | 'mrr' | 'overlapAtK'> = {};
         if (manifest.queries > 0) {

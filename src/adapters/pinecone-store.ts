@@ -123,6 +123,8 @@ function errorName(error: unknown): string {
 
 export class PineconeVectorStore implements VectorStore {
   readonly label: string;
+  /** Serverless Pinecone serves reads from replicas that catch up after a write. */
+  readonly consistency = 'eventual' as const;
   private readonly client: Pinecone;
   private readonly scope: string;
   private readonly scheme: string;

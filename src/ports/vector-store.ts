@@ -78,6 +78,11 @@ export interface QueryOptions {
 export interface VectorStore {
   /** Short label for logs and errors, e.g. `pglite:/home/me/.forgeline/vectors`. */
   readonly label: string;
+  /**
+   * `eventual` (Pinecone serverless): a count or query right after an upsert may not see it yet,
+   * so checks that compare counts wait for them to settle. Absent: read-after-write (`strong`).
+   */
+  readonly consistency?: 'strong' | 'eventual';
   createVersion(index: string, version: string, spec: VersionSpec): Promise<void>;
   /** Versions of an index, oldest first (by name). */
   listVersions(index: string): Promise<VersionInfo[]>;
