@@ -205,6 +205,8 @@ interface AliasState {
 
 export class MilvusVectorStore implements VectorStore {
   readonly label: string;
+  /** Collections are created with consistency level Strong, and every read asks for it too. */
+  readonly consistency = 'strong' as const;
   private readonly config: ClientConfig;
   private client: { milvus: MilvusClient; ready: Promise<MilvusClient> } | undefined;
   private closed = false;
