@@ -225,12 +225,11 @@ export function loadConfig(options: LoadConfigOptions = {}): ForgelineConfig {
   return cfg;
 }
 
-/** The config with secrets replaced, for printing. */
+/** The config with secrets replaced, for printing: every value an ENV_BINDINGS entry marks `secret`. */
 export function redactConfig(cfg: ForgelineConfig): ForgelineConfig {
-  const copy = structuredClone(cfg);
-  if (copy.temporal.apiKey) copy.temporal.apiKey = '<redacted>';
-  if (copy.temporal.tls.keyData) copy.temporal.tls.keyData = '<redacted>';
-  if (copy.tracker.wandb.apiKey) copy.tracker.wandb.apiKey = '<redacted>';
-  for (const k of ['adminToken', 'keys', 'redisUrl'] as const) if (copy.gateway[k]) copy.gateway[k] = '<redacted>';
-  return copy;
+  const copy = structuredClone(cfg) as unknown as Tree;
+  for (const b of ENV_BINDINGS) {
+    if (b.secret && b.path.length > 0 && getAt(copy, b.path) !== undefined) setAt(copy, b.path, '<redacted>');
+  }
+  return copy as unknown as ForgelineConfig;
 }

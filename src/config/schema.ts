@@ -128,6 +128,39 @@ export const ConfigSchema = z.object({
     /** PostgreSQL with pgvector (store `postgres`). */
     pgUrl: z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'expected postgres://user:password@host:5432/database').optional(),
     // Each store's own settings go below (one object per store).
+    /** Weaviate 1.32 or newer (store `weaviate`; src/adapters/weaviate-store.ts). */
+    weaviate: z
+      .object({
+        url: z.url({ error: 'expected a URL such as http://localhost:8080' }).optional(),
+        grpcUrl: z.url({ error: 'expected a URL such as http://localhost:50051' }).optional(),
+        apiKey: z.string().min(1).optional(),
+      })
+      .optional(),
+    /** Pinecone serverless (store `pinecone`; src/adapters/pinecone-store.ts). The alias rows live in the SQL registry (pgUrl, else dir). */
+    pinecone: z
+      .object({
+        apiKey: z.string().min(1).optional(),
+        /** The control plane; Pinecone's own (https://api.pinecone.io) when unset. */
+        host: z.url({ error: 'expected a URL such as https://api.pinecone.io or http://127.0.0.1:5080' }).optional(),
+        project: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a short name: letters, digits, _ . -').optional(),
+        cloud: z.enum(['aws', 'gcp', 'azure'], { error: 'expected aws, gcp or azure' }).optional(),
+        region: z.string().regex(/^[a-z0-9-]{2,40}$/, 'expected a region such as us-east-1').optional(),
+      })
+      .optional(),
+    /** Qdrant 1.16 or newer (store `qdrant`; src/adapters/qdrant-store.ts). */
+    qdrant: z
+      .object({
+        url: z.url({ error: 'expected a URL such as http://localhost:6333' }).optional(),
+        apiKey: z.string().min(1).optional(),
+      })
+      .optional(),
+    /** Milvus 2.3 or newer, or Zilliz Cloud (store `milvus`; src/adapters/milvus-store.ts). */
+    milvus: z
+      .object({
+        address: z.string().regex(/^([^\s/:]+:\d+|https?:\/\/[^\s/]+)$/, 'expected host:port of the Milvus proxy, e.g. 127.0.0.1:19530, or https://<endpoint> for TLS / Zilliz Cloud').optional(),
+        token: z.string().min(1).optional(),
+      })
+      .optional(),
   }),
 });
 
@@ -196,6 +229,18 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_VECTOR_STORE', path: ['vectors', 'store'], default: 'pglite', doc: 'Vector store for embeddings: `pglite` (embedded pgvector under FORGELINE_VECTOR_DIR), `postgres` (pgvector on FORGELINE_PG_URL), `pinecone`, `qdrant`, `weaviate` or `milvus`.' },
   { env: 'FORGELINE_VECTOR_DIR', path: ['vectors', 'dir'], default: ({ home }) => `${home}/vectors`, doc: 'PGlite data directory of the `pglite` vector store (one process at a time opens it).' },
   { env: 'FORGELINE_PG_URL', path: ['vectors', 'pgUrl'], secret: true, doc: 'PostgreSQL with the pgvector extension for the `postgres` vector store: `postgres://user:password@host:5432/database`.' },
+  { env: 'FORGELINE_WEAVIATE_URL', path: ['vectors', 'weaviate', 'url'], doc: 'REST endpoint of Weaviate (1.32 or newer, for its collection aliases) for the `weaviate` vector store, e.g. `http://localhost:8080` or `https://my-cluster.weaviate.cloud`.' },
+  { env: 'FORGELINE_WEAVIATE_GRPC_URL', path: ['vectors', 'weaviate', 'grpcUrl'], doc: 'gRPC endpoint of Weaviate (batch writes, searches, counts), e.g. `http://localhost:50051`. Default: the REST host on port 50051, with TLS when the REST URL is https.' },
+  { env: 'FORGELINE_WEAVIATE_API_KEY', path: ['vectors', 'weaviate', 'apiKey'], secret: true, doc: 'Weaviate API key (sent as a Bearer token on REST and gRPC). Unset: anonymous access.' },
+  { env: 'FORGELINE_PINECONE_API_KEY', path: ['vectors', 'pinecone', 'apiKey'], secret: true, doc: 'Pinecone API key for the `pinecone` vector store (Pinecone console, API keys).' },
+  { env: 'FORGELINE_PINECONE_HOST', path: ['vectors', 'pinecone', 'host'], doc: 'Pinecone control-plane URL. Default: Pinecone\'s own (`https://api.pinecone.io`); tests point it at a local endpoint.' },
+  { env: 'FORGELINE_PINECONE_PROJECT', path: ['vectors', 'pinecone', 'project'], doc: 'Scope of the `pinecone` store\'s alias rows in the SQL registry, when several Pinecone projects share one. Default: `default`.' },
+  { env: 'FORGELINE_PINECONE_CLOUD', path: ['vectors', 'pinecone', 'cloud'], doc: 'Cloud of the serverless indexes the `pinecone` store creates: `aws`, `gcp` or `azure`. Default: `aws`.' },
+  { env: 'FORGELINE_PINECONE_REGION', path: ['vectors', 'pinecone', 'region'], doc: 'Region of the serverless indexes the `pinecone` store creates. Default: `us-east-1`.' },
+  { env: 'FORGELINE_MILVUS_ADDRESS', path: ['vectors', 'milvus', 'address'], doc: 'gRPC address of the Milvus proxy for the `milvus` vector store: `host:port`, e.g. `127.0.0.1:19530`, or `https://<endpoint>:443` for Zilliz Cloud / TLS.' },
+  { env: 'FORGELINE_MILVUS_TOKEN', path: ['vectors', 'milvus', 'token'], secret: true, doc: 'Milvus credentials: `user:password`, or a Zilliz Cloud API key. Unset: a server without authentication.' },
+  { env: 'FORGELINE_QDRANT_URL', path: ['vectors', 'qdrant', 'url'], doc: 'REST endpoint of Qdrant for the `qdrant` vector store, e.g. `http://localhost:6333` or `https://xyz.cloud.qdrant.io:6333`.' },
+  { env: 'FORGELINE_QDRANT_API_KEY', path: ['vectors', 'qdrant', 'apiKey'], secret: true, doc: 'Qdrant API key (sent as the `api-key` header). Unset: no key.' },
 ];
 
 /**

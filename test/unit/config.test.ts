@@ -48,6 +48,28 @@ describe('config (one zod schema for environment and file)', function () {
     assert.match(configError(() => loadConfig({ env: { TEMPORAL_TLS_CLIENT_CERT_PATH: 'c.pem' }, cwd: dir })), /TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH \(or their _DATA forms\) go together/);
   });
 
+  it('redacts every secret binding when printed (a new secret without a sample here fails this test)', function () {
+    const samples: Record<string, string> = {
+      TEMPORAL_API_KEY: 'secret-temporal',
+      TEMPORAL_TLS_CLIENT_KEY_DATA: 'secret-tls-key',
+      WANDB_API_KEY: 'secret-wandb',
+      FORGELINE_GATEWAY_ADMIN_TOKEN: 'secret-admin',
+      FORGELINE_GATEWAY_KEYS: 'secretkey=team:1000',
+      FORGELINE_GATEWAY_REDIS_URL: 'redis://:secretpw@127.0.0.1:6379',
+      FORGELINE_PG_URL: 'postgres://u:secretpg@127.0.0.1:5432/db',
+      FORGELINE_WEAVIATE_API_KEY: 'secret-weaviate',
+      FORGELINE_PINECONE_API_KEY: 'secret-pinecone',
+      FORGELINE_MILVUS_TOKEN: 'u:secret-milvus',
+      FORGELINE_QDRANT_API_KEY: 'secret-qdrant',
+    };
+    const secrets = ENV_BINDINGS.filter((b) => b.secret);
+    assert.deepEqual(secrets.map((b) => b.env).filter((e) => !(e in samples)), [], 'every secret binding has a sample above');
+    const cfg = loadConfig({ env: { ...samples, TEMPORAL_TLS_CLIENT_CERT_DATA: 'CERT', TEMPORAL_ADDRESS: 'h:7233' }, cwd: dir });
+    const printed = JSON.stringify(redactConfig(cfg));
+    assert.doesNotMatch(printed, /secret/);
+    assert.equal(cfg.vectors.pgUrl, samples.FORGELINE_PG_URL, 'redaction copies');
+  });
+
   it('turns TLS on for an API key (Temporal Cloud) and redacts it when printed', function () {
     const cfg = loadConfig({ env: { TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_NAMESPACE: 'ns.acct', TEMPORAL_API_KEY: 'k' }, cwd: dir });
     assert.equal(cfg.temporal.tls.enabled, true);
