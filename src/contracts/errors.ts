@@ -58,6 +58,8 @@ export const ErrorType = {
   AliasConflict: 'AliasConflict',
   /** A retrieval-quality or count check of a new index version failed: the alias was not moved. */
   ValidationFailed: 'ValidationFailed',
+  /** A judge model (LLM-judged metrics) gave no valid answer within its attempts: not a score of 0. */
+  JudgeFailed: 'JudgeFailed',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
