@@ -14,6 +14,7 @@ import { startGateway } from '../gateway/server';
 import { demo, dev } from './local';
 import { Output, type Stream } from './output';
 import { addReembedCommands } from './reembed';
+import { addReportCommand } from './report';
 import { demoEmbeddings } from './demo-embeddings';
 import { decide, followRelease, rollbackRelease, listModels, modelReport, parseReleaseSpec, printRegistry, printStatus, startRelease, statusReport } from './release';
 import { addScheduleCommands } from './schedule';
@@ -280,6 +281,7 @@ export function buildProgram(out: Output, result: { code: number }): Command {
   addDriftCommands(program, out, run);
   addScheduleCommands(program, out, run, cfg, withClient);
   addReembedCommands(program, out, run, cfg, withClient);
+  addReportCommand(program, out, run, cfg, withClient);
 
   // Every command reports its usage errors to runCli, which knows which command to point at.
   const override = (cmd: Command) => {
