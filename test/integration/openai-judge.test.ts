@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { OpenAICompatibleJudge } from '../../src/adapters/openai-judge';
+import { faithfulness } from '../../src/evaluation/ragas';
+import { ForgelineError } from '../../src/ports/errors';
+
+interface Seen {
+  url: string;
+  headers: Record<string, unknown>;
+  body: Record<string, unknown>;
+}
+
+/** An OpenAI-compatible endpoint on a free local port that records requests and answers from `reply`. */
+async function startServer(reply: (seen: Seen) => { status: number; body: unknown }): Promise<{ app: FastifyInstance; url: string; seen: Seen[] }> {
+  const app = Fastify();
+  const seen: Seen[] = [];
+  const handler = async (req: { url: string; headers: Record<string, unknown>; body: unknown }, res: { code(n: number): { send(b: unknown): unknown } }) => {
+    const s = { url: req.url, headers: req.headers, body: req.body as Record<string, unknown> };
+    seen.push(s);
+    const r = reply(s);
+    return res.code(r.status).send(r.body);
+  };
+  app.post('/v1/chat/completions', handler);
+  app.post('/v1/completions', handler);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, seen };
+}
+
+const chat = (content: string) => ({ status: 200, body: { id: 'x', object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }] } });
+
+describe('OpenAI-compatible judge adapter (local fastify endpoint)', function () {
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  afterEach(async function () {
+    await server?.app.close();
+    server = undefined;
+  });
+
+  it('POSTs /v1/chat/completions with one user message, temperature 0, the model and the bearer key', async function () {
+    server = await startServer(() => chat('{"statements": []}'));
+    const judge = new OpenAICompatibleJudge({ baseUrl: `${server.url}/v1/`, model: 'tiny-demo', apiKey: 'sk-test', maxTokens: 64 });
+    assert.equal(await judge.complete('judge this'), '{"statements": []}');
+    const [req] = server.seen;
+    assert.equal(req!.url, '/v1/chat/completions');
+    assert.equal(req!.headers.authorization, 'Bearer sk-test');
+    assert.deepEqual(req!.body, { model: 'tiny-demo', messages: [{ role: 'user', content: 'judge this' }], temperature: 0, max_tokens: 64, n: 1, stream: false });
+  });
+
+  it('POSTs /v1/completions with a prompt in completions mode and returns choices[0].text', async function () {
+    server = await startServer(() => ({ status: 200, body: { choices: [{ index: 0, text: ' {"verdict": 1}' }] } }));
+    const judge = new OpenAICompatibleJudge({ baseUrl: server.url, model: 'judge', api: 'completions', seed: 7 });
+    assert.equal(await judge.complete('p'), ' {"verdict": 1}');
+    assert.equal(server.seen[0]!.url, '/v1/completions');
+    assert.deepEqual(server.seen[0]!.body, { model: 'judge', prompt: 'p', temperature: 0, max_tokens: 512, n: 1, stream: false, seed: 7 });
+    assert.equal(server.seen[0]!.headers.authorization, undefined);
+  });
+
+  it('a 4xx is a terminal error naming the status; a 5xx is transient', async function () {
+    let status = 404;
+    server = await startServer(() => ({ status, body: { error: { message: 'model nope does not exist' } } }));
+    const judge = new OpenAICompatibleJudge({ baseUrl: server.url, model: 'nope' });
+    await assert.rejects(judge.complete('p'), (e: unknown) => e instanceof ForgelineError && e.terminal && /answered 404: .*model nope does not exist/.test(e.message));
+    status = 503;
+    await assert.rejects(judge.complete('p'), (e: unknown) => !(e instanceof ForgelineError) && /answered 503/.test((e as Error).message));
+  });
+
+  it('drives a metric end to end over HTTP: faithfulness with the judge answering JSON', async function () {
+    const answers = ['{"statements": ["Paris is in France."]}', '{"verdicts": [{"statement": "Paris is in France.", "reason": "stated", "verdict": 1}]}'];
+    server = await startServer(() => chat(answers.shift()!));
+    const judge = new OpenAICompatibleJudge({ baseUrl: server.url, model: 'tiny-demo' });
+    const r = await faithfulness(judge, { question: 'Where is Paris?', answer: 'Paris is in France.', contexts: ['Paris is the capital of France.'] });
+    assert.equal(r.score, 1);
+    assert.equal(server.seen.length, 2);
+  });
+
+  it('refuses a base URL that is not http(s)', function () {
+    assert.throws(() => new OpenAICompatibleJudge({ baseUrl: 'localhost:8080', model: 'm' }), /expected an http\(s\) URL/);
+  });
+});
