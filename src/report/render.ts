@@ -131,9 +131,10 @@ function canary(d: ReleaseReportData): string {
           { name: `stable ${c.stable}`, color: STABLE, points: pts('stable') },
           { name: `candidate ${c.candidate}`, color: CANDIDATE, points: pts('candidate') },
         ],
+        xTicks: c.steps.map((_, i) => i + 1),
         xFormat: (x) => {
           const s = c.steps[Math.round(x) - 1];
-          return s && Math.abs(x - Math.round(x)) < 1e-9 ? `${s.step}@${s.weight}%` : '';
+          return s ? `step ${s.step} @${formatNumber(s.weight)}%${s.bake > 1 ? ` bake ${s.bake}` : ''}` : '';
         },
       });
     })

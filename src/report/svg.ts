@@ -50,16 +50,21 @@ function frame(title: string, body: string, xLabel: string, yLabel: string, yTic
 }
 
 function legendOf(series: Array<{ name: string; color: string }>): string {
+  let x = PAD.left + 8;
   return series
-    .map((s, i) => {
-      const x = PAD.left + 8 + i * 150;
+    .map((s) => {
+      const at = x;
+      x += 28 + s.name.length * 6.5; // about 6.5 px per character at 11 px
+      return { s, x: at };
+    })
+    .map(({ s, x }) => {
       return `<rect x="${x}" y="${PAD.top + 6}" width="10" height="10" fill="${s.color}"/><text x="${x + 14}" y="${PAD.top + 15}" font-size="11">${escapeHtml(s.name)}</text>`;
     })
     .join('');
 }
 
 /** Lines with markers over a numeric x axis; `xFormat` writes the x ticks (e.g. dates). */
-export function lineChart(opts: { title: string; xLabel: string; yLabel: string; series: Series[]; xFormat?: (x: number) => string }): string {
+export function lineChart(opts: { title: string; xLabel: string; yLabel: string; series: Series[]; xFormat?: (x: number) => string; xTicks?: number[] }): string {
   const all = opts.series.flatMap((s) => s.points);
   const [x0, x1] = extent(all.map((p) => p.x));
   const [y0, y1] = extent(all.map((p) => p.y));
@@ -69,7 +74,7 @@ export function lineChart(opts: { title: string; xLabel: string; yLabel: string;
   const yTicks = ticks([y0, y1])
     .map((t) => `<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#eee"/><text x="${PAD.left - 4}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end" font-size="10">${escapeHtml(formatNumber(t))}</text>`)
     .join('');
-  const xTicks = ticks([x0, x1], 4)
+  const xTicks = (opts.xTicks ?? ticks([x0, x1], 4))
     .map((t) => `<text x="${sx(t).toFixed(1)}" y="${H - PAD.bottom + 14}" text-anchor="middle" font-size="10">${escapeHtml(xf(t))}</text>`)
     .join('');
   const body = opts.series
