@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import { LocalTracker } from '../../src/adapters/local-tracker';
+import type { ReleaseStatus } from '../../src/contracts/release-lifecycle';
+import { collectReleaseReport } from '../../src/report/collect';
+import { renderReleaseReport } from '../../src/report/render';
+import { approveUpdate, modelReleaseWorkflow, statusQuery } from '../../workflows';
+import { releaseMocks, releaseSpec, split } from '../fixtures/release';
+import { tempHome } from '../helpers/processes';
+import { getLocalEnv, isolate } from '../helpers/temporal';
+import { uniquePool, withWorkers } from '../helpers/workers';
+
+async function until(handle: WorkflowHandle, pred: (s: ReleaseStatus) => boolean): Promise<void> {
+  for (;;) {
+    const s = await handle.query(statusQuery).catch(() => undefined);
+    if (s && pred(s)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('release report from a real release run (Temporal dev server, typed mock activities)', function () {
+  this.timeout(120_000);
+
+  it('collects loss, eval, quantization and the decision trail naming the approver, and renders them', async function () {
+    const env = await getLocalEnv();
+    const { taskQueue, workflowId } = isolate(this, 'release');
+    const pool = uniquePool();
+    const home = tempHome('report');
+    try {
+      // The tracker run is real (local JSONL): the mocked train stage logs its loss as run-recipe does.
+      const tracker = new LocalTracker({ home: home.dir });
+      const { mocks } = releaseMocks();
+      const runOf = () => tracker.openRun({ runId: 'report-run', project: 'forgeline' });
+      const withTracker: typeof mocks = {
+        ...mocks,
+        async openReleaseRun() {
+          const run = await runOf();
+          await run.flush();
+          return { runId: run.runId, url: run.url };
+        },
+        async trainAdapter(...args) {
+          const run = await runOf();
+          for (let step = 1; step <= 40; step++) await run.log({ 'train/step': step, 'train/loss': 2 / step + 0.7 }, step);
+          await run.flush();
+          return mocks.trainAdapter(...args);
+        },
+      };
+      const { control, gpu } = split(withTracker);
+      let html = '';
+      await withWorkers(env, { taskQueue, pool, control, gpu }, async () => {
+        const handle = await env.client.workflow.start(modelReleaseWorkflow, { taskQueue, workflowId, args: [releaseSpec({ gpu: { pool }, approval: { required: true, timeout: '1h' } })] });
+        await until(handle, (s) => s.awaitingApproval);
+        await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice@example.com', reason: 'eval <table> reviewed & fine' }] });
+        await handle.result();
+
+        const data = await collectReleaseReport(env.client, workflowId, { now: () => new Date('2026-12-03T00:00:00Z') });
+        assert.equal(data.model, 'demo');
+        assert.equal(data.executionStatus, 'COMPLETED');
+        assert.equal(data.outcome, 'Candidate');
+        assert.equal(data.training.loss.length, 40);
+        assert.deepEqual(data.training.loss[0], { step: 1, loss: 2.7 });
+        assert.equal(data.training.finalLoss, 0.8, "the train stage's own final loss");
+        assert.deepEqual(data.quantization, { method: 'gptq', bits: 4, sizeBeforeBytes: 1000, sizeAfterBytes: 400, seconds: 1 });
+        assert.equal(data.evaluation?.comparator, 'base');
+        assert.deepEqual(data.evaluation?.gates, [{ gate: 'exact_match >= 0.5', passed: true, reason: 'exact_match 0.7 >= 0.5' }]);
+        assert.equal(data.canary, undefined, 'no serving section, no canary');
+
+        // The decision trail, from the history: the approve Update with who and why, after the gates.
+        const approve = data.trail.find((t) => t.kind === 'update');
+        assert.ok(approve, JSON.stringify(data.trail));
+        assert.equal(approve.title, 'Update approve');
+        assert.equal(approve.by, 'alice@example.com');
+        assert.equal(approve.reason, 'eval <table> reviewed & fine');
+        assert.equal(approve.result, 'completed');
+        assert.equal(approve.decisive, true);
+        const kinds = data.trail.map((t) => t.kind);
+        assert.deepEqual(kinds, ['started', 'gates', 'update', 'closed']);
+        assert.ok(data.trail.every((t, i) => i === 0 || t.at >= data.trail[i - 1]!.at), 'in history order');
+
+        html = renderReleaseReport(data);
+      });
+      assert.match(html, /<td class="by">alice@example\.com<\/td>/);
+      assert.match(html, /Update approve/);
+      assert.match(html, /eval &lt;table&gt; reviewed &amp; fine/, "the operator's text is escaped");
+      assert.match(html, /<strong id="size-before">1000 B<\/strong> → <strong id="size-after">400 B<\/strong>/);
+      assert.equal(html.match(/<svg class="chart"/g)?.length, 4, 'loss, eval CI, eval Δ, quantization');
+      assert.ok(readFileSync(path.join(home.dir, 'runs', 'forgeline', 'report-run.jsonl'), 'utf8').includes('train/loss'));
+    } finally {
+      home.cleanup();
+    }
+  });
+});
