@@ -13,6 +13,7 @@ import { gatewayOptionsFromConfig } from '../gateway/options';
 import { startGateway } from '../gateway/server';
 import { demo, dev } from './local';
 import { Output, type Stream } from './output';
+import { addPromptCommands } from './prompt';
 import { addReembedCommands } from './reembed';
 import { addReportCommand } from './report';
 import { demoEmbeddings } from './demo-embeddings';
@@ -281,6 +282,7 @@ export function buildProgram(out: Output, result: { code: number }): Command {
   addDriftCommands(program, out, run);
   addScheduleCommands(program, out, run, cfg, withClient);
   addReembedCommands(program, out, run, cfg, withClient);
+  addPromptCommands(program, out, run, cfg);
   addReportCommand(program, out, run, cfg, withClient);
 
   // Every command reports its usage errors to runCli, which knows which command to point at.
