@@ -8,8 +8,9 @@ import { collectReleaseReport } from '../../src/report/collect';
 import { renderReleaseReport } from '../../src/report/render';
 import { approveUpdate, modelReleaseWorkflow, statusQuery } from '../../workflows';
 import { releaseMocks, releaseSpec, split } from '../fixtures/release';
+import { badCandidateTraffic, servingWorld, type TrafficScript } from '../fixtures/serving';
 import { tempHome } from '../helpers/processes';
-import { getLocalEnv, isolate } from '../helpers/temporal';
+import { getLocalEnv, getTimeSkippingEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
 
 async function until(handle: WorkflowHandle, pred: (s: ReleaseStatus) => boolean): Promise<void> {
@@ -90,5 +91,51 @@ describe('release report from a real release run (Temporal dev server, typed moc
     } finally {
       home.cleanup();
     }
+  });
+
+  /** A release with a canary on the time-skipping server; returns its report's data once it ended. */
+  async function canaryRelease(ctx: Mocha.Context, traffic?: TrafficScript) {
+    const env = await getTimeSkippingEnv();
+    const { taskQueue, workflowId } = isolate(ctx, 'release');
+    const pool = uniquePool();
+    const { mocks } = releaseMocks();
+    const { control, gpu } = split(mocks);
+    const { mocks: serving } = servingWorld(traffic ? { traffic } : {});
+    return withWorkers(env, { taskQueue, pool, control: { ...control, ...serving }, gpu }, async () => {
+      const spec = releaseSpec({ gpu: { pool }, serving: { baseModel: 'tiny-base', canary: { steps: [5, 25, 50, 100], bake: '10m' }, keepPrevious: '1h', monitor: { enabled: false } } });
+      const handle = await env.client.workflow.start(modelReleaseWorkflow, { taskQueue, workflowId, args: [spec] });
+      await handle.result().catch(() => undefined);
+      return collectReleaseReport(env.client, workflowId);
+    });
+  }
+
+  it('a canary that passes: every step with its weight, per-metric figures and Pass verdict, recomputed from the recorded windows', async function () {
+    const data = await canaryRelease(this);
+    assert.equal(data.outcome, 'Promoted');
+    assert.equal(data.canary?.stable, 'demo@base');
+    assert.equal(data.canary?.candidate, 'demo@aaaaaaaaaaaa');
+    assert.deepEqual(
+      data.canary?.steps.map((s) => [s.step, s.weight, s.bake, s.verdict]),
+      [
+        [1, 5, 1, 'Pass'],
+        [2, 25, 1, 'Pass'],
+        [3, 50, 1, 'Pass'],
+        [4, 100, 1, 'Pass'],
+      ],
+    );
+    assert.deepEqual(data.canary?.steps[0]?.metrics.map((m) => m.metric), ['error_rate', 'latency_p95', 'feedback_score']);
+    const html = renderReleaseReport(data);
+    assert.equal(html.match(/<span class="verdict Pass" style/g)?.length, 4);
+  });
+
+  it('a canary that fails: the failing analysis is the decisive entry of the trail, and the release ended RolledBack', async function () {
+    const data = await canaryRelease(this, badCandidateTraffic);
+    assert.equal(data.executionStatus, 'FAILED');
+    assert.equal(data.outcome, 'RolledBack');
+    assert.match(data.failure ?? '', /^canary failed at step 1 \(5%\)/);
+    assert.deepEqual(data.canary?.steps.map((s) => [s.step, s.weight, s.verdict]), [[1, 5, 'Fail']]);
+    const decisive = data.trail.filter((t) => t.decisive).map((t) => t.kind);
+    assert.deepEqual(decisive, ['canary-analysis', 'closed']);
+    assert.match(data.trail.find((t) => t.kind === 'canary-analysis')!.title, /canary step 1 \(5%\), bake 1: Fail/);
   });
 });
