@@ -20,6 +20,8 @@ import type { ForgelineConfig } from '../src/config/schema';
 import { launchStateDir, LocalModelLauncher } from '../src/adapters/local-model-launcher';
 import { GPU_HEARTBEAT_THROTTLE_MS } from '../src/contracts/specs/release-spec';
 import { gpuTaskQueue } from '../src/contracts/task-queues';
+import { instrumentEmbedder, instrumentJobRunner, WorkerMetrics } from '../src/observability/metrics';
+import { tracingFromConfig, type Tracing } from '../src/observability/tracing';
 
 export type WorkerKind = 'control' | 'gpu';
 
@@ -27,12 +29,19 @@ const LOG_LEVELS: Record<ForgelineConfig['logLevel'], LogLevel> = { debug: 'DEBU
 
 let runtimeInstalled = false;
 /**
- * Install the Temporal runtime once per process with our log level. It handles no signals: the
- * worker entry does (workers/main.ts), so a GPU worker can ask its recipes to checkpoint first.
+ * Install the Temporal runtime once per process with our log level and, with
+ * FORGELINE_METRICS_PORT, its Prometheus endpoint (the SDK's metrics and ours: WorkerMetrics uses
+ * the runtime's meter). It handles no signals: the worker entry does (workers/main.ts), so a GPU
+ * worker can ask its recipes to checkpoint first.
  */
 export function installRuntime(cfg: ForgelineConfig): void {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger(LOG_LEVELS[cfg.logLevel]), shutdownSignals: [] });
+  const { metricsPort, metricsHost } = cfg.observability;
+  Runtime.install({
+    logger: new DefaultLogger(LOG_LEVELS[cfg.logLevel]),
+    shutdownSignals: [],
+    ...(metricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `${metricsHost}:${metricsPort}` } } } } : {}),
+  });
   runtimeInstalled = true;
 }
 
@@ -74,7 +83,7 @@ function chunkTokenizer(cfg: ForgelineConfig): Pick<ActivityDeps, 'tokenizer'> {
 }
 
 /** Adapters from config, then the activity set over them. */
-export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resources: WorkerResources = workerResources(kind, cfg)) {
+export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resources: WorkerResources = workerResources(kind, cfg), metrics?: WorkerMetrics) {
   const artifacts = createArtifactStore({
     uri: cfg.artifacts.uri,
     s3: { endpoint: cfg.artifacts.s3.endpoint, region: cfg.artifacts.s3.region, forcePathStyle: cfg.artifacts.s3.forcePathStyle },
@@ -88,7 +97,7 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resource
     artifacts,
     tracker,
     registry: new ModelRegistry(artifacts),
-    jobs: resources.jobs,
+    jobs: metrics ? instrumentJobRunner(resources.jobs, metrics) : resources.jobs,
     gpus: resources.gpus,
     workDir: path.join(cfg.home, 'work', kind === 'gpu' ? gpuTaskQueue(cfg.gpu.pool) : 'control'),
     trackerProject: cfg.tracker.wandb.project,
@@ -100,7 +109,7 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resource
     // Re-embeds: the control worker chunks and writes the store, the pool's workers embed.
     ...(kind === 'control' ? chunkTokenizer(cfg) : {}),
     ...(resources.vectors ? { vectors: resources.vectors } : {}),
-    ...(resources.embedder ? { embedder: resources.embedder } : {}),
+    ...(resources.embedder ? { embedder: metrics ? instrumentEmbedder(resources.embedder, metrics) : resources.embedder } : {}),
     // Serving (releases with spec.serving): vLLM replicas and the gateway's admin API.
     ...(kind === 'control' ? servingDeps(cfg) : {}),
   });
@@ -155,6 +164,8 @@ export interface CreateWorkerOptions {
   /** Prebuilt workflow bundle (tests, production images); default: bundle `workflows/` at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   taskQueue?: string;
+  /** Tracing to use instead of the configured one (tests: an in-memory exporter). A prebuilt bundle must hold its workflowModules. */
+  tracing?: Tracing;
 }
 
 export interface ForgelineWorker {
@@ -178,16 +189,26 @@ export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts:
   const resources = workerResources(kind, cfg);
   // Opened on the first re-embed: a store that cannot be opened fails those, not the worker's start.
   if (kind === 'control') resources.vectors = new LazyVectorStore(cfg.vectors.store, () => createVectorStore(cfg.vectors));
+  const taskQueue = opts.taskQueue ?? taskQueueFor(kind, cfg);
+  // On the runtime's meter: exported with the SDK's metrics when FORGELINE_METRICS_PORT is set, dropped otherwise.
+  const metrics = new WorkerMetrics(Runtime.instance().metricMeter.withTags({ worker_kind: kind, task_queue: taskQueue }));
+  const stopGpuWatch = metrics.watchGpus(resources.gpus);
+  // Tracing passed in belongs to the caller; the configured one is this worker's to shut down.
+  const ownTracing = opts.tracing ? undefined : tracingFromConfig(cfg, `forgeline-${kind}-worker`);
+  const tracing = opts.tracing ?? ownTracing;
   const close = async () => {
+    stopGpuWatch();
     await resources.embedder?.close();
     await resources.vectors?.close();
+    await ownTracing?.shutdown();
   };
   const common = {
     connection: opts.connection,
     namespace: cfg.temporal.namespace,
-    taskQueue: opts.taskQueue ?? taskQueueFor(kind, cfg),
+    taskQueue,
     identity: workerIdentity(kind, cfg),
-    activities: buildActivities(kind, cfg, resources),
+    activities: buildActivities(kind, cfg, resources, metrics),
+    ...(tracing ? { interceptors: tracing.workerInterceptors, sinks: tracing.sinks } : {}),
   };
   if (kind === 'control') {
     const workflows = opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') };

@@ -79,7 +79,9 @@ export class LocalStack {
       const env: NodeJS.ProcessEnv = { ...process.env, ...this.serving?.workerEnv(), FORGELINE_PARENT_PID: String(process.pid) };
       if (opts.workerLogLevel && !process.env.FORGELINE_LOG_LEVEL) env.FORGELINE_LOG_LEVEL = opts.workerLogLevel;
       this.spawnWorker('control', path.join(REPO_ROOT, 'workers', 'control-worker.ts'), env, opts.onUnexpectedExit);
-      this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), env, opts.onUnexpectedExit);
+      // One Prometheus endpoint per process: the GPU worker's is FORGELINE_METRICS_PORT + 1.
+      const gpuEnv = cfg.observability.metricsPort ? { ...env, FORGELINE_METRICS_PORT: String(cfg.observability.metricsPort + 1) } : env;
+      this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), gpuEnv, opts.onUnexpectedExit);
     }
   }
 
