@@ -146,7 +146,8 @@ export class PromptRegistry {
     const got = await this.store.getWithEtag(key);
     if (!got) return undefined;
     const record = JSON.parse(got.body.toString('utf8')) as PromptVersionRecord;
-    const actual = promptDigest(parsePromptSpec(record.prompt));
+    // Hash the stored content as stored (not re-parsed): a later schema default must not change old digests.
+    const actual = createHash('sha256').update(canonicalJson(record.prompt)).digest('hex');
     if (actual !== record.digest || record.version !== record.digest.slice(0, 12) || record.name !== name || record.version !== version) {
       throw new PromptIntegrityError(key, record.digest, actual);
     }
