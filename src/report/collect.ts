@@ -8,7 +8,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
-import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
+import { ApplicationFailure } from '@temporalio/common';
+import { decodeArrayFromPayloads, decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { temporal } from '@temporalio/proto';
 import type { EvalResult, QuantizeResult, TrainResult } from '../../activities/release';
@@ -143,9 +144,10 @@ export async function collectReleaseReport(client: Client, releaseId: string, op
       data.closedAt = at;
       data.trail.push({ at, kind: 'closed', title: `release completed: ${r?.outcome ?? 'done'}`, decisive: true });
     } else if (e.workflowExecutionFailedEventAttributes) {
-      const f = e.workflowExecutionFailedEventAttributes.failure;
-      data.failure = f?.message ?? 'failed';
-      data.outcome = outcomeOfFailure(f?.applicationFailureInfo?.type ?? undefined);
+      // Decoded through the client's converter: with a payload codec the message is encrypted.
+      const f = await decodeOptionalFailureToOptionalError(converter, e.workflowExecutionFailedEventAttributes.failure);
+      data.failure = f?.message || 'failed';
+      data.outcome = outcomeOfFailure(f instanceof ApplicationFailure ? (f.type ?? undefined) : undefined);
       data.closedAt = at;
       data.trail.push({ at, kind: 'closed', title: `release ended ${data.outcome}`, reason: data.failure, decisive: true });
     } else if (e.workflowExecutionTerminatedEventAttributes || e.workflowExecutionCanceledEventAttributes || e.workflowExecutionTimedOutEventAttributes) {
