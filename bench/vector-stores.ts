@@ -20,6 +20,7 @@
  *      FORGELINE_BENCH_UPSERT_ROWS (default 10000), FORGELINE_BENCH_VECTOR_TARGETS (comma list of
  *      target names to run, default all).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +29,7 @@ import { openPgliteDatabase, openPostgresDatabase, PgvectorStore, SqlAliasRegist
 import { MilvusVectorStore } from '../src/adapters/milvus-store';
 import { PineconeVectorStore } from '../src/adapters/pinecone-store';
 import { QdrantVectorStore } from '../src/adapters/qdrant-store';
+import { WeaviateVectorStore } from '../src/adapters/weaviate-store';
 import { runMain } from '../src/cli/run-main';
 import { Rng } from '../src/drift/random';
 import type { VectorRecord, VectorStore } from '../src/ports/vector-store';
@@ -35,6 +37,7 @@ import { milvusVersion, startMilvus } from '../test/helpers/milvus';
 import { startPineconeWireServer } from '../test/helpers/pinecone-wire-server';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres';
 import { startQdrantWireServer } from '../test/helpers/qdrant-wire-server';
+import { startWeaviateWireServer } from '../test/helpers/weaviate-wire-server';
 import { percentile, round, writeResultSection } from './measure';
 
 const DIMS = 384;
@@ -142,7 +145,16 @@ export function upsertTargets(pg: PostgresServer): UpsertTarget[] {
         return { store, close: async () => (await store.close(), await server.stop()) };
       },
     },
-    // Further stores (weaviate) add their entries here.
+    {
+      name: 'weaviate-wire',
+      describe:
+        'Weaviate adapter (weaviate-client 3.12, batches of 400, 8 in flight) against the local Weaviate REST + gRPC wire-format endpoint test/helpers/weaviate-wire-server.ts, not Weaviate: local wire endpoint, not comparable',
+      async open() {
+        const server = await startWeaviateWireServer();
+        const store = await WeaviateVectorStore.open({ url: server.url, grpcUrl: server.grpcUrl });
+        return { store, close: async () => (await store.close(), await server.stop()) };
+      },
+    },
   ];
 }
 
@@ -327,6 +339,18 @@ async function swapBenchmark(store: VectorStore, corpus: Corpus) {
   };
 }
 
+/** Fills in, per part (upsert, hnsw, swap), the targets this run left out from the committed file. */
+function mergeEarlierRun(result: Record<string, unknown>): void {
+  const file = path.join(__dirname, 'results', 'embeddings.json');
+  if (!existsSync(file)) return;
+  const earlier = (JSON.parse(readFileSync(file, 'utf8')) as { sections?: Record<string, Record<string, unknown>> }).sections?.vectorStores;
+  if (!earlier) return;
+  for (const part of ['upsert', 'hnsw', 'swap']) {
+    const before = earlier[part] as Record<string, unknown> | undefined;
+    if (before) result[part] = { ...before, ...((result[part] as Record<string, unknown> | undefined) ?? {}) };
+  }
+}
+
 export async function vectorStoresBenchmark(): Promise<number> {
   const only = (process.env.FORGELINE_BENCH_VECTOR_TARGETS ?? '').split(',').filter(Boolean);
   const loadAtStart = load();
@@ -395,6 +419,8 @@ export async function vectorStoresBenchmark(): Promise<number> {
   } finally {
     await pg.stop();
   }
+  // A run of some targets (FORGELINE_BENCH_VECTOR_TARGETS) keeps the other targets' committed figures.
+  if (only.length > 0) mergeEarlierRun(result);
   const file = writeResultSection('embeddings', 'vectorStores', {
     what:
       'VectorStore adapters: upsert rows/s through the port (384 dims, batches of 500, HNSW maintained as rows arrive); HNSW build time (CREATE INDEX on a loaded table) and recall@10 vs exact brute force in JS on clustered unit vectors; alias swaps under concurrent queries by alias (failed and mixed queries must be 0)',
