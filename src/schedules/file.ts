@@ -117,7 +117,7 @@ export class SchedulesFileError extends Error {
 }
 
 /** The line (1-based) of the node at `path`, or of its nearest ancestor present in the document. */
-function lineOf(doc: Document, lines: LineCounter, path: readonly PropertyKey[]): number | undefined {
+export function lineOf(doc: Document, lines: LineCounter, path: readonly PropertyKey[]): number | undefined {
   for (let n = path.length; n >= 0; n--) {
     const node = doc.getIn(path.slice(0, n) as unknown[], true);
     if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
