@@ -10,6 +10,7 @@ import type { ClientInterceptors } from '@temporalio/client';
 import type { InjectedSinks, WorkerInterceptors } from '@temporalio/worker';
 import type { OpenTelemetryWorkflowExporter } from '@temporalio/interceptors-opentelemetry/lib/workflow/definitions';
 import type { ForgelineConfig } from '../config/schema';
+import { tracingMode } from './client-tracing';
 
 /** Where spans go: an OTLP/HTTP collector (Jaeger, Grafana Tempo, an OpenTelemetry Collector), stdout, or nowhere. */
 export type TracingMode = 'otlp' | 'console' | 'off';
@@ -22,10 +23,7 @@ export type TracingMode = 'otlp' | 'console' | 'off';
  */
 export const OTEL_WORKFLOW_INTERCEPTORS = require.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors');
 
-/** FORGELINE_TRACING when set; otherwise `otlp` when OTEL_EXPORTER_OTLP_ENDPOINT is, else `off`. */
-export function tracingMode(cfg: Pick<ForgelineConfig, 'observability'>): TracingMode {
-  return cfg.observability.tracing ?? (cfg.observability.otlpEndpoint ? 'otlp' : 'off');
-}
+export { tracingMode };
 
 export interface Tracing {
   tracer: Tracer;

@@ -3,6 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { toClientOptions, type ClientConfigProfile, type ConfigDataSource } from '@temporalio/envconfig';
 import type { NativeConnection, NativeConnectionOptions } from '@temporalio/worker';
 import type { ForgelineConfig } from '../config/schema';
+import { clientTracingInterceptors } from '../observability/client-tracing';
 
 /** The frontend address Forgeline talks to: TEMPORAL_ADDRESS, or the local dev server. */
 export function temporalAddress(cfg: ForgelineConfig): string {
@@ -51,7 +52,8 @@ export function clientIdentity(role = 'forgeline-cli'): string {
 export async function connectClient(cfg: ForgelineConfig, identity = clientIdentity()): Promise<{ connection: Connection; client: Client }> {
   const { address, tls, apiKey, metadata } = connectionOptions(cfg);
   const connection = await Connection.connect({ address, tls, apiKey, metadata, connectTimeout: '10s' });
-  return { connection, client: new Client({ connection, namespace: cfg.temporal.namespace, identity }) };
+  const interceptors = await clientTracingInterceptors(cfg);
+  return { connection, client: new Client({ connection, namespace: cfg.temporal.namespace, identity, ...(interceptors ? { interceptors } : {}) }) };
 }
 
 /** A worker connection (the Rust core's). The worker SDK loads only here, so the CLI starts faster. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { loadConfig } from '../../src/config/load';
-import { tracingMode } from '../../src/observability/tracing';
+import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
+import { clientTracingInterceptors, tracingMode } from '../../src/observability/client-tracing';
 
 const load = (env: NodeJS.ProcessEnv) => loadConfig({ env: { FORGELINE_CONFIG: '', TEMPORAL_CONFIG_FILE: '/dev/null', ...env } });
 
@@ -23,5 +24,12 @@ describe('observability config', function () {
     assert.throws(() => load({ FORGELINE_TRACING: 'jaeger' }), /FORGELINE_TRACING.*expected otlp, console or off/s);
     assert.throws(() => load({ FORGELINE_METRICS_PORT: 'ninety' }), /FORGELINE_METRICS_PORT/);
     assert.throws(() => load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }), /OTEL_EXPORTER_OTLP_ENDPOINT.*expected a URL/s);
+  });
+
+  it('gives the CLI\'s client the tracing interceptor only when tracing is on', async function () {
+    assert.equal(await clientTracingInterceptors(load({})), undefined);
+    const interceptors = await clientTracingInterceptors(load({ FORGELINE_TRACING: 'console' }), 'forgeline-test-cli');
+    assert.ok(interceptors?.workflow && Array.isArray(interceptors.workflow));
+    assert.ok(interceptors.workflow[0] instanceof OpenTelemetryWorkflowClientInterceptor);
   });
 });
