@@ -19,6 +19,7 @@ import { addReportCommand } from './report';
 import { demoEmbeddings } from './demo-embeddings';
 import { decide, followRelease, rollbackRelease, listModels, modelReport, parseReleaseSpec, printRegistry, printStatus, startRelease, statusReport } from './release';
 import { addScheduleCommands } from './schedule';
+import { addWebhookCommands } from './webhook';
 import { readSpecFile } from './spec-file';
 
 const EXIT_CODES_HELP = `
@@ -282,6 +283,7 @@ export function buildProgram(out: Output, result: { code: number }): Command {
   addDriftCommands(program, out, run);
   addScheduleCommands(program, out, run, cfg, withClient);
   addReembedCommands(program, out, run, cfg, withClient);
+  addWebhookCommands(program, out, run, cfg, withClient);
   addPromptCommands(program, out, run, cfg);
   addReportCommand(program, out, run, cfg, withClient);
 
