@@ -4,7 +4,7 @@
  */
 import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { GitCheckoutReader, parseRepoMap } from '../adapters/git-checkout-reader';
+import { repoReaderFor } from '../adapters/repo-reader';
 import type { ForgelineConfig } from '../config/schema';
 import { startWebhookServer } from '../webhooks/server';
 import { ExitCode, UsageError } from './errors';
@@ -32,13 +32,13 @@ export function addWebhookCommands(program: Command, out: Output, run: Run, cfg:
         const c = cfg();
         const port = opts.port !== undefined ? portOption(opts.port) : c.webhook.port;
         if (!c.webhook.githubSecret && !c.webhook.gitlabToken) throw new UsageError('set FORGELINE_WEBHOOK_SECRET (GitHub) or FORGELINE_WEBHOOK_GITLAB_TOKEN (GitLab): without either every delivery would be refused');
-        const checkouts = parseRepoMap(c.webhook.repos);
-        if (checkouts.size === 0) throw new UsageError('set FORGELINE_WEBHOOK_REPOS to owner/name=/path/to/checkout[,...]: the receiver reads forgeline.yaml from those checkouts');
+        const { reader, repos } = repoReaderFor(c);
+        if (repos.length === 0) throw new UsageError('set FORGELINE_WEBHOOK_REPOS to owner/name=/path/to/checkout or owner/name=github[,...]: the receiver reads forgeline.yaml from there');
         return withClient(c, async (client) => {
           const server = await startWebhookServer({
             client,
             taskQueue: c.taskQueues.control,
-            reader: new GitCheckoutReader(checkouts),
+            reader,
             githubSecret: c.webhook.githubSecret,
             gitlabToken: c.webhook.gitlabToken,
             bodyLimit: c.webhook.bodyLimit,
@@ -46,7 +46,7 @@ export function addWebhookCommands(program: Command, out: Output, run: Run, cfg:
             port,
             log: out.log,
           });
-          out.log(`forgeline webhook receiver on ${server.url}: POST /webhooks/github${c.webhook.githubSecret ? '' : ' (refused: no FORGELINE_WEBHOOK_SECRET)'}, POST /webhooks/gitlab${c.webhook.gitlabToken ? '' : ' (refused: no FORGELINE_WEBHOOK_GITLAB_TOKEN)'}; repositories: ${[...checkouts.keys()].join(', ')}`);
+          out.log(`forgeline webhook receiver on ${server.url}: POST /webhooks/github${c.webhook.githubSecret ? '' : ' (refused: no FORGELINE_WEBHOOK_SECRET)'}, POST /webhooks/gitlab${c.webhook.gitlabToken ? '' : ' (refused: no FORGELINE_WEBHOOK_GITLAB_TOKEN)'}; repositories: ${repos.join(', ')}`);
           await new Promise<void>((resolve) => {
             process.once('SIGINT', () => resolve());
             process.once('SIGTERM', () => resolve());

@@ -63,6 +63,7 @@ describe('config (one zod schema for environment and file)', function () {
       FORGELINE_QDRANT_API_KEY: 'secret-qdrant',
       FORGELINE_WEBHOOK_SECRET: 'secret-webhook-0123456789',
       FORGELINE_WEBHOOK_GITLAB_TOKEN: 'secret-gitlab-0123456789',
+      FORGELINE_GITHUB_TOKEN: 'secret-github-token',
     };
     const secrets = ENV_BINDINGS.filter((b) => b.secret);
     assert.deepEqual(secrets.map((b) => b.env).filter((e) => !(e in samples)), [], 'every secret binding has a sample above');

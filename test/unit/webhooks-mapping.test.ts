@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GitCheckoutReader, parseRepoMap } from '../../src/adapters/git-checkout-reader';
+import { GitHubContentsReader } from '../../src/adapters/github-contents-reader';
+import { repoReaderFor } from '../../src/adapters/repo-reader';
 import { ConfigError } from '../../src/ports/errors';
 import { ForgelineYamlError, parseForgelineYaml, triggered } from '../../src/webhooks/forgeline-yaml';
 import { webhookWorkflowId } from '../../src/webhooks/server';
@@ -118,6 +122,46 @@ lifecycles:
       assert.equal(await reader.readFile('acme/models', second, 'missing.json'), undefined);
       await assert.rejects(reader.readFile('acme/models', 'f'.repeat(40), 'forgeline.yaml'), (e: Error) => e instanceof ConfigError && /does not have commit f{40}, even after git fetch/.test(e.message));
       await assert.rejects(reader.readFile('acme/models', 'HEAD', 'forgeline.yaml'), ConfigError);
+    });
+  });
+
+  describe('GitHubContentsReader (wire format against a local endpoint)', function () {
+    const sha = 'c'.repeat(40);
+    let server: http.Server;
+    let apiUrl: string;
+    const seen: Array<{ url: string; headers: http.IncomingHttpHeaders }> = [];
+    before(async function () {
+      server = http.createServer((req, res) => {
+        seen.push({ url: req.url ?? '', headers: req.headers });
+        if (req.headers.authorization !== 'Bearer tok-123') return void res.writeHead(401, { 'content-type': 'application/json' }).end('{"message":"Bad credentials"}');
+        if (req.url === `/api/v3/repos/acme/models/contents/releases/my%20bot.json?ref=${sha}`) return void res.writeHead(200, { 'content-type': 'application/vnd.github.raw' }).end('{"model":"bot"}');
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"message":"Not Found"}');
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v3/`;
+    });
+    after(function () {
+      server.closeAllConnections();
+      server.close();
+    });
+
+    it('GETs /repos/{owner}/{repo}/contents/{path}?ref=<sha> raw, with the token and API version; 404 is a missing file, 401 a ConfigError', async function () {
+      const reader = new GitHubContentsReader({ repos: ['acme/models'], token: 'tok-123', apiUrl });
+      assert.equal(await reader.readFile('acme/models', sha, 'releases/my bot.json'), '{"model":"bot"}');
+      const req = seen.at(-1)!;
+      assert.equal(req.headers.accept, 'application/vnd.github.raw+json');
+      assert.equal(req.headers['x-github-api-version'], '2022-11-28');
+      assert.equal(await reader.readFile('acme/models', sha, 'forgeline.yaml'), undefined);
+      await assert.rejects(new GitHubContentsReader({ repos: ['acme/models'], token: 'wrong', apiUrl }).readFile('acme/models', sha, 'forgeline.yaml'), (e: Error) => e instanceof ConfigError && /GitHub API 401 .*FORGELINE_GITHUB_TOKEN/.test(e.message));
+      await assert.rejects(reader.readFile('acme/other', sha, 'forgeline.yaml'), ConfigError);
+    });
+
+    it('FORGELINE_WEBHOOK_REPOS routes each repository to its checkout or to the API', async function () {
+      const { reader, repos } = repoReaderFor({ webhook: { repos: 'acme/models=github,acme/local=/nonexistent', githubToken: 'tok-123', githubApiUrl: apiUrl, port: 1, host: 'x', bodyLimit: 1024 } });
+      assert.deepEqual(repos, ['acme/models', 'acme/local']);
+      assert.equal(reader.knows('acme/local'), true);
+      assert.equal(reader.knows('acme/nope'), false);
+      assert.equal(await reader.readFile('acme/models', sha, 'releases/my bot.json'), '{"model":"bot"}');
     });
   });
 });
