@@ -20,6 +20,7 @@ import { demoEmbeddings } from './demo-embeddings';
 import { decide, followRelease, rollbackRelease, listModels, modelReport, parseReleaseSpec, printRegistry, printStatus, startRelease, statusReport } from './release';
 import { addScheduleCommands } from './schedule';
 import { addWebhookCommands } from './webhook';
+import { addReleaseListCommand } from './release-list';
 import { readSpecFile } from './spec-file';
 
 const EXIT_CODES_HELP = `
@@ -207,6 +208,8 @@ export function buildProgram(out: Output, result: { code: number }): Command {
         });
       }),
     );
+
+  addReleaseListCommand(release, out, run, cfg, withClient);
 
   release
     .command('status')
