@@ -152,10 +152,13 @@ export function buildProgram(out: Output, result: { code: number }): Command {
     .description('run a stack check against a running stack: control queue → gpu-<pool> → artifact store → tracker')
     .option('--pool <pool>', 'GPU pool to probe (default: FORGELINE_GPU_POOL)')
     .option('--timeout <duration>', 'how long the probe may take, e.g. 60s or 5m')
+    .option('--json', 'print machine-readable JSON only (the result: checkId, elapsedMs, probe); progress goes to stderr')
     .action(
-      run(async (opts: { pool?: string; timeout?: string }) => {
+      run(async (opts: { pool?: string; timeout?: string; json?: boolean }) => {
         const c = cfg();
-        await withClient(c, (client) => runStackCheck(client, c, { pool: opts.pool ?? c.gpu.pool, ...(opts.timeout ? { timeout: opts.timeout } : {}) }, out.log));
+        const log = opts.json ? (line: string) => out.error(line) : out.log;
+        const result = await withClient(c, (client) => runStackCheck(client, c, { pool: opts.pool ?? c.gpu.pool, ...(opts.timeout ? { timeout: opts.timeout } : {}) }, log));
+        if (opts.json) out.json(result);
         return ExitCode.Ok;
       }),
     );

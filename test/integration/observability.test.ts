@@ -5,16 +5,28 @@
  * yields one trace from the client's start through the workflow to its activities.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Client } from '@temporalio/client';
 import { runStackCheck } from '../../src/cli/check';
-import { loadConfig } from '../../src/config/load';
+import { loadConfig, REPO_ROOT } from '../../src/config/load';
+import type { StackCheckResult } from '../../src/contracts/stack-check';
 import { createTracing } from '../../src/observability/tracing';
 import { createWorker } from '../../workers/build';
 import { freePort, tempHome, useWorkerProcesses, workerProcess } from '../helpers/processes';
 import { getLocalEnv } from '../helpers/temporal';
 import { uniquePool } from '../helpers/workers';
+
+/** `forgeline <args>` as a process, its stdout and stderr apart. */
+function forgelineCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(path.join(REPO_ROOT, 'bin', 'forgeline'), args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, timeout: 180_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 /** The endpoint's text once `ready` accepts it (metrics appear as the worker records them). */
 async function scrape(port: number, ready: (text: string) => boolean, timeoutMs = 60_000): Promise<string> {
@@ -67,8 +79,12 @@ describe('observability (real Temporal dev server)', function () {
       procs.push(workerProcess('control', { ...workerEnv, FORGELINE_METRICS_PORT: String(controlPort) }, log));
       procs.push(workerProcess('gpu', { ...workerEnv, FORGELINE_METRICS_PORT: String(gpuPort) }, log));
       const cfg = loadConfig({ env: { ...process.env, ...workerEnv } });
-      const result = await runStackCheck(env.client, cfg, { pool, payloadBytes: 4096 }, (l) => log.push(l));
+      // Through the CLI: `forgeline check --json` prints the result only, progress on stderr.
+      const check = await forgelineCli(['check', '--pool', pool, '--json'], workerEnv);
+      assert.equal(check.code, 0, check.stderr);
+      const result = JSON.parse(check.stdout) as StackCheckResult;
       assert.equal(result.probe.pool, pool);
+      assert.match(check.stderr, /stack check passed/);
 
       const control = await scrape(controlPort, (t) => /^temporal_workflow_completed\{/m.test(t));
       assert.ok((sample(control, 'temporal_workflow_completed', { workflow_type: 'stackCheckWorkflow', task_queue: cfg.taskQueues.control }) ?? 0) >= 1, control);
