@@ -11,7 +11,7 @@
  * started (202 with `duplicate: true`) instead of starting another.
  *
  * Answers: 401 missing or bad signature/token; 400 malformed payload; 413 body over the limit
- * (refused from Content-Length, or while streaming, without reading the rest); 422 a forgeline.yaml
+ * (refused from Content-Length, or while streaming, never buffering it); 422 a forgeline.yaml
  * or spec file with errors (nothing started); 200 `{ignored}` for what we do not act on (ping, other
  * events, tags, branch deletions, unconfigured repositories, no forgeline.yaml, nothing matched);
  * 202 `{workflows}` once started; 503 when Temporal refused a start (redelivery is safe).
@@ -69,6 +69,8 @@ export interface StartedLifecycle {
 }
 
 class Reply {
+  /** What the delivery was, for the log line (not sent). */
+  context?: string;
   constructor(
     readonly status: number,
     readonly body: Record<string, unknown>,
@@ -198,7 +200,7 @@ export class WebhookReceiver {
   async push(push: Push): Promise<Reply> {
     const at = `${push.repo}@${push.sha.slice(0, 12)}`;
     const answer = (r: Reply) => {
-      this.log(`webhook delivery ${push.delivery} (${push.source} push ${at}${push.branch ? ` on ${push.branch}` : ''}): ${r.status} ${JSON.stringify(r.body)}`);
+      r.context = `push ${at}${push.branch ? ` on ${push.branch}` : ''}`;
       return r;
     };
     if (push.deleted) return answer(ignored('branch deleted'));
@@ -294,15 +296,19 @@ export function buildWebhookApp(opts: WebhookServerOptions): FastifyInstance {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     const status = err.statusCode ?? 500;
-    if (status >= 500) log(`webhook ${req.method} ${req.url}: ${err.stack ?? err.message}`);
     const message = err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `body over the limit of ${opts.bodyLimit ?? DEFAULT_BODY_LIMIT} bytes (FORGELINE_WEBHOOK_BODY_LIMIT)` : err.message;
-    // A refused body is not read to its end: close the connection instead of draining it.
-    if (status === 413) reply.header('connection', 'close');
-    void reply.code(status >= 500 && !err.statusCode ? 503 : status).send({ error: message });
+    // 413: refused before the body is buffered; Node reads and discards the rest of it, so the
+    // client gets this answer instead of a connection reset in the middle of its upload.
+    const code = status >= 500 && !err.statusCode ? 503 : status;
+    log(`webhook delivery ${header(req, 'x-github-delivery') ?? header(req, 'x-gitlab-event-uuid') ?? '(no delivery id)'} ${req.url}: ${code} ${status >= 500 ? (err.stack ?? err.message) : message}`);
+    void reply.code(code).send({ error: message });
   });
   const handle = (fn: (req: FastifyRequest) => Promise<Reply>) => async (req: FastifyRequest, reply: FastifyReply) => {
     const r = await fn(req);
-    if (r.status === 401 || r.status === 400) log(`webhook delivery ${header(req, 'x-github-delivery') ?? header(req, 'x-gitlab-event-uuid') ?? '?'} ${req.url}: ${r.status} ${String(r.body.error)}`);
+    // Every delivery is logged with its ID, what it was and how it was answered.
+    const delivery = header(req, 'x-github-delivery') ?? header(req, 'x-gitlab-event-uuid') ?? '(no delivery id)';
+    const event = header(req, 'x-github-event') ?? header(req, 'x-gitlab-event') ?? '(no event)';
+    log(`webhook delivery ${delivery} ${req.url} ${event}${r.context ? ` (${r.context})` : ''}: ${r.status} ${JSON.stringify(r.body)}`);
     return reply.code(r.status).send(r.body);
   };
   app.post('/webhooks/github', handle((req) => receiver.github(req)));

@@ -11,6 +11,7 @@ import { GitCheckoutReader } from '../../src/adapters/git-checkout-reader';
 import { REPO_ROOT } from '../../src/config/load';
 import { startWebhookServer, webhookWorkflowId, type WebhookServer } from '../../src/webhooks/server';
 import { releaseSpec } from '../fixtures/release';
+import { forgeline, tempHome } from '../helpers/processes';
 import { getLocalEnv } from '../helpers/temporal';
 
 const SECRET = 'github-secret-0123456789abcdef';
@@ -245,12 +246,13 @@ describe('git push webhooks (real Temporal dev server, real git checkout)', func
     }
   });
 
-  it('refuses (413) a 10 MB body without reading it', async function () {
+  it('refuses (413) a 10 MB body (over the 1 MiB default) and keeps serving', async function () {
     const body = Buffer.alloc(10 * 1024 * 1024, 'a');
     const res = await github(body, { 'x-github-event': 'push', 'x-hub-signature-256': sign(body) });
     assert.equal(res.status, 413);
     assert.match(String(res.body.error), /over the limit of 1048576 bytes/);
     assert.equal((await fetch(`${server.url}/healthz`)).status, 200, 'still serving');
+    assert.ok(logs.some((l) => /\/webhooks\/github: 413 body over the limit/.test(l)), 'the refused delivery is logged');
   });
 
   it('answers 422 naming field and line for a forgeline.yaml with errors, and for a bad spec file, starting nothing', async function () {
@@ -299,5 +301,39 @@ describe('git push webhooks (real Temporal dev server, real git checkout)', func
     const ignored = await post(url, JSON.stringify({ object_kind: 'tag_push' }), { 'x-gitlab-event': 'Tag Push Hook', 'x-gitlab-token': GITLAB_TOKEN });
     assert.equal(ignored.status, 200);
     assert.equal(ignored.body.ignored, true);
+  });
+});
+
+describe('forgeline webhook serve (the CLI, a real process)', function () {
+  this.timeout(180_000);
+
+  it('refuses to start without a secret (exit 2); serves /healthz and signed deliveries, and stops on SIGTERM', async function () {
+    const env = await getLocalEnv();
+    const home = tempHome('webhook-cli');
+    const base = { TEMPORAL_ADDRESS: env.connection.options.address, FORGELINE_HOME: home.dir, FORGELINE_WEBHOOK_REPOS: `acme/models=${home.dir}` };
+    try {
+      const refused = forgeline(['webhook', 'serve', '--port', '0'], base);
+      assert.equal(await refused.exited(), 2, refused.output());
+      assert.match(refused.output(), /set FORGELINE_WEBHOOK_SECRET \(GitHub\) or FORGELINE_WEBHOOK_GITLAB_TOKEN/);
+
+      const serve = forgeline(['webhook', 'serve', '--port', '0', '--host', '127.0.0.1'], { ...base, FORGELINE_WEBHOOK_SECRET: SECRET });
+      try {
+        const [, url] = await serve.waitFor(/receiver on (http:\/\/[^\s]+?): POST/);
+        assert.equal((await fetch(`${url}/healthz`)).status, 200);
+        const ping = JSON.stringify({ zen: 'Design for failure.', hook_id: 7 });
+        const delivery = randomUUID();
+        const res = await post(`${url}/webhooks/github`, ping, { 'x-github-event': 'ping', 'x-github-delivery': delivery, 'x-hub-signature-256': sign(ping) });
+        assert.deepEqual([res.status, res.body.ignored], [200, true]);
+        assert.equal((await post(`${url}/webhooks/github`, ping, { 'x-github-event': 'ping', 'x-hub-signature-256': sign(ping, 'not-the-secret-0123456789') })).status, 401);
+        assert.equal((await post(`${url}/webhooks/gitlab`, ping, { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': 'anything-at-all-0123' })).status, 401, 'no GitLab token configured');
+        await serve.waitFor(new RegExp(`webhook delivery ${delivery}`));
+        serve.child.kill('SIGTERM');
+        assert.equal(await serve.exited(), 0, serve.output());
+      } finally {
+        if (serve.child.exitCode === null && serve.child.signalCode === null) serve.child.kill('SIGKILL');
+      }
+    } finally {
+      home.cleanup();
+    }
   });
 });
