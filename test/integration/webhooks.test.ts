@@ -255,6 +255,27 @@ describe('git push webhooks (real Temporal dev server, real git checkout)', func
     assert.ok(logs.some((l) => /\/webhooks\/github: 413 body over the limit/.test(l)), 'the refused delivery is logged');
   });
 
+  it('refuses (413) a chunked 10 MB body once it passes the limit', async function () {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${server.url}/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'x-github-event': 'push', 'x-hub-signature-256': sign('x') } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', (err) => setTimeout(() => reject(err), 2000));
+      const chunk = Buffer.alloc(1024 * 1024, 'a');
+      let sent = 0;
+      const more = () => {
+        while (sent < 10) {
+          sent++;
+          if (!req.write(chunk)) return void req.once('drain', more);
+        }
+        req.end();
+      };
+      more();
+    });
+    assert.equal(status, 413);
+  });
+
   it('answers 422 naming field and line for a forgeline.yaml with errors, and for a bad spec file, starting nothing', async function () {
     const res = await deliver(githubPush(repo, badSha, ['training/config.yaml', 'prompts/greet.txt']));
     assert.equal(res.status, 422, JSON.stringify(res.body));
