@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { ActivityDeps } from '../../activities';
 import { createEmbeddingDriftActivities } from '../../activities/embeddings-drift';
 import { LocalGpuAllocator } from '../../src/adapters/gpu-allocator';
@@ -18,7 +19,7 @@ import { splitShippedCorpus, writeShiftedDocs } from '../fixtures/embedding-drif
 import { closeSharedEmbedder, reembedWorld, sharedEmbedder } from '../fixtures/reembed';
 import { failureOfType } from '../helpers/failures';
 import { venvPython } from '../helpers/python';
-import { getTimeSkippingEnv, isolate } from '../helpers/temporal';
+import { createPrivateTimeSkippingEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
 
 /** The embedding drift activities on a re-embed world's stores, with the real (shared) embedder. */
@@ -47,10 +48,17 @@ function driftActivities(w: Awaited<ReturnType<typeof reembedWorld>>, over: Part
  */
 describe('embeddingDriftWorkflow (time-skipping test server, real activities, PGlite, all-MiniLM-L6-v2, the shipped corpus)', function () {
   this.timeout(600_000);
+  // A server of this file's own: after the double breach the shared test server stopped
+  // skipping time for later files (see createPrivateTimeSkippingEnv).
+  let env: TestWorkflowEnvironment;
+  before(async function () {
+    this.timeout(60_000);
+    env = await createPrivateTimeSkippingEnv();
+  });
   after(closeSharedEmbedder);
+  after(async () => env?.teardown());
 
   it('no drift on held-out documents of the corpus; drift on other topics; policy reembed starts exactly one re-embed on a double breach, which then swaps the alias', async function () {
-    const env = await getTimeSkippingEnv();
     const { taskQueue, workflowId } = isolate(this, 'embedding-drift');
     const pool = uniquePool();
     const w = await reembedWorld('embedding-drift');
@@ -129,7 +137,6 @@ describe('embeddingDriftWorkflow (time-skipping test server, real activities, PG
   });
 
   it('bad specs fail at once, non-retryable, naming the field (policy reembed on another index, an unset alias)', async function () {
-    const env = await getTimeSkippingEnv();
     const { taskQueue, workflowId } = isolate(this, 'embedding-drift');
     const w = await reembedWorld('embedding-drift-bad');
     try {
