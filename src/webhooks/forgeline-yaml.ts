@@ -5,6 +5,7 @@
  * Every problem names the field path and its line.
  */
 import path from 'node:path';
+import picomatch from 'picomatch';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { lineOf } from '../schedules/file';
@@ -105,12 +106,9 @@ export function parseForgelineYaml(text: string, file = FORGELINE_YAML): Forgeli
   );
 }
 
-const matchesGlob: ((file: string, pattern: string) => boolean) | undefined = (path as { matchesGlob?: (f: string, p: string) => boolean }).matchesGlob;
-
 /** Does `value` match one of the globs (`*` within a segment, `**` across segments, `?`, `{a,b}`)? */
 export function matchesAny(value: string, patterns: readonly string[]): boolean {
-  if (!matchesGlob) throw new Error(`forgeline.yaml globs need Node 20.17 or newer (path.matchesGlob); this is ${process.version}`);
-  return patterns.some((p) => matchesGlob(value, p));
+  return patterns.some((p) => picomatch.isMatch(value, p, { dot: true }));
 }
 
 /** The entries a push of `branch` changing `changed` triggers, each with the changed paths that matched. */
