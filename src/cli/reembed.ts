@@ -60,6 +60,8 @@ export function describeProgress(p: ReembedProgress): string {
   const c = p.counts;
   const where = `${p.index}/${p.version ?? '?'}`;
   switch (p.stage) {
+    case ReembedStage.Validate:
+      return `validate the spec of ${p.index} (store, model, chunking)`;
     case ReembedStage.Embed:
       return `embed ${where}: slices ${p.slices.done}/${p.slices.total}, batches ${p.batches.done}/${p.batches.total}; ${c.embedded} embedded, ${c.carried} carried over, ${c.present} already there`;
     case ReembedStage.Chunk:
