@@ -20,7 +20,9 @@ export function runWorkerProcess(kind: WorkerKind): void {
         });
       }
       shutdownWithParent({ shutdown: stop }, cfg.worker.parentPid);
-      console.log(`forgeline ${kind} worker polling ${taskQueueFor(kind, cfg)} (identity ${worker.options.identity})`);
+      const { metricsHost, metricsPort } = cfg.observability;
+      const metrics = metricsPort ? `, metrics on http://${metricsHost === '0.0.0.0' ? '127.0.0.1' : metricsHost}:${metricsPort}/metrics` : '';
+      console.log(`forgeline ${kind} worker polling ${taskQueueFor(kind, cfg)} (identity ${worker.options.identity}${metrics})`);
       await worker.run(); // returns after stop(), once in-flight tasks are done
       await close();
     } finally {
