@@ -89,6 +89,15 @@ export const ConfigSchema = z.object({
     /** Stop (gracefully) when this process goes away: set by `forgeline dev` for the workers it starts. */
     parentPid: z.coerce.number({ error: 'expected a process id' }).int('expected a process id').positive('expected a process id').optional(),
   }),
+  /** Prometheus metrics and OpenTelemetry tracing of workers (src/observability). */
+  observability: z.object({
+    /** Port of the worker's Prometheus endpoint (Temporal SDK metrics and ours on one `/metrics`); unset: none. */
+    metricsPort: port.optional(),
+    metricsHost: z.string().min(1, 'expected a host or address such as 127.0.0.1 or 0.0.0.0'),
+    /** Unset: `otlp` when otlpEndpoint is set, else off. */
+    tracing: z.enum(['otlp', 'console', 'off'], { error: 'expected otlp, console or off' }).optional(),
+    otlpEndpoint: z.string().regex(/^https?:\/\/[^\s/]+\S*$/, 'expected a URL such as http://localhost:4318').optional(),
+  }),
   /** The inference servers (vLLM) releases with spec.serving load their adapters on. */
   serving: z.object({
     /** vLLM replica base URLs (or one Kubernetes Service / KServe InferenceService URL). */
@@ -117,6 +126,19 @@ export const ConfigSchema = z.object({
     stateDir: z.string().min(1),
     /** Where workers reach the gateway's admin API; default http://<host>:<port> of the settings above. */
     url: z.url({ error: 'expected a URL such as http://127.0.0.1:8300' }).optional(),
+  }),
+  /** The Git push webhook receiver (`forgeline webhook serve`, src/webhooks/server.ts). */
+  webhook: z.object({
+    port,
+    host: z.string().min(1, 'expected a host or address such as 127.0.0.1 or 0.0.0.0'),
+    githubSecret: z.string().min(16, 'expected at least 16 characters, e.g. from `openssl rand -hex 32`').optional(),
+    gitlabToken: z.string().min(16, 'expected at least 16 characters, e.g. from `openssl rand -hex 32`').optional(),
+    /** `owner/name=/path/to/checkout` or `owner/name=github`, comma-separated (src/adapters/repo-reader.ts). */
+    repos: z.string().optional(),
+    /** Token for repositories read through the GitHub API. */
+    githubToken: z.string().min(1).optional(),
+    githubApiUrl: z.url({ error: 'expected a URL such as https://api.github.com or https://github.example.com/api/v3' }).optional(),
+    bodyLimit: z.coerce.number({ error: 'expected a number of bytes' }).int('expected a whole number of bytes').min(1024, 'expected at least 1024 bytes').max(100 * 1024 * 1024, 'expected at most 104857600 bytes (100 MiB)'),
   }),
   /** The vector store re-embedding writes to and retrieval queries (src/adapters/vector-store.ts). */
   vectors: z.object({
@@ -225,6 +247,18 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GATEWAY_REDIS_URL', path: ['gateway', 'redisUrl'], secret: true, doc: 'Redis for gateway replicas: shared token limits, metrics window, feedback, traffic samples and routing table (`redis://host:port`). Unset: one gateway, state in memory and the table in FORGELINE_GATEWAY_STATE_DIR.' },
   { env: 'FORGELINE_GATEWAY_STATE_DIR', path: ['gateway', 'stateDir'], default: ({ home }) => `${home}/gateway`, doc: 'Where a gateway without Redis keeps its routing table (`routes.json`, written atomically).' },
   { env: 'FORGELINE_GATEWAY_URL', path: ['gateway', 'url'], doc: 'Where workers reach the gateway\'s admin API (canary weights, metrics). Default: `http://FORGELINE_GATEWAY_HOST:FORGELINE_GATEWAY_PORT` (127.0.0.1 for 0.0.0.0).' },
+  { env: 'FORGELINE_METRICS_PORT', path: ['observability', 'metricsPort'], doc: 'Port of this worker\'s Prometheus endpoint, `http://<host>:<port>/metrics`: the Temporal SDK\'s `temporal_*` metrics and Forgeline\'s `forgeline_*` ones in one scrape. Unset: no endpoint. Every worker process needs its own port; `forgeline dev` gives its GPU worker this port + 1.' },
+  { env: 'FORGELINE_METRICS_HOST', path: ['observability', 'metricsHost'], default: '0.0.0.0', doc: 'Address the Prometheus endpoint binds (`127.0.0.1`: this host only).' },
+  { env: 'FORGELINE_TRACING', path: ['observability', 'tracing'], doc: 'OpenTelemetry tracing of workflows and activities: `otlp` (OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318), `console` (spans on stdout) or `off`. Unset: `otlp` when OTEL_EXPORTER_OTLP_ENDPOINT is set, else off.' },
+  { env: 'OTEL_EXPORTER_OTLP_ENDPOINT', path: ['observability', 'otlpEndpoint'], doc: 'Standard OpenTelemetry variable: base URL of an OTLP/HTTP collector (Jaeger, Grafana Tempo, an OpenTelemetry Collector), e.g. `http://localhost:4318`; traces go to `<url>/v1/traces`. Setting it turns tracing on. The exporter also honours the other standard `OTEL_EXPORTER_OTLP_*` variables (headers, traces endpoint).' },
+  { env: 'FORGELINE_WEBHOOK_PORT', path: ['webhook', 'port'], default: '8400', doc: 'Port of the Git push webhook receiver (`forgeline webhook serve`; `--port` wins).' },
+  { env: 'FORGELINE_WEBHOOK_HOST', path: ['webhook', 'host'], default: '127.0.0.1', doc: 'Address the webhook receiver listens on (`0.0.0.0` for every interface; `--host` wins).' },
+  { env: 'FORGELINE_WEBHOOK_SECRET', path: ['webhook', 'githubSecret'], secret: true, doc: 'GitHub webhook secret: deliveries to `/webhooks/github` must carry its HMAC-SHA256 in X-Hub-Signature-256. Unset: GitHub deliveries are refused (401).' },
+  { env: 'FORGELINE_WEBHOOK_GITLAB_TOKEN', path: ['webhook', 'gitlabToken'], secret: true, doc: 'GitLab webhook secret token, compared with X-Gitlab-Token on `/webhooks/gitlab`. Unset: GitLab deliveries are refused (401).' },
+  { env: 'FORGELINE_WEBHOOK_REPOS', path: ['webhook', 'repos'], doc: 'Where the receiver reads `forgeline.yaml` and spec files from, at the pushed commit, per repository: a local checkout, `owner/name=/path/to/checkout` (GitLab: `group/project=/path`), or the GitHub API, `owner/name=github`; comma-separated. Pushes of other repositories are ignored.' },
+  { env: 'FORGELINE_GITHUB_TOKEN', path: ['webhook', 'githubToken'], secret: true, doc: 'GitHub token with contents:read, for repositories FORGELINE_WEBHOOK_REPOS reads through the GitHub API (`owner/name=github`).' },
+  { env: 'FORGELINE_GITHUB_API_URL', path: ['webhook', 'githubApiUrl'], doc: 'GitHub REST API base URL. Default: `https://api.github.com`; GitHub Enterprise Server: `https://<host>/api/v3`.' },
+  { env: 'FORGELINE_WEBHOOK_BODY_LIMIT', path: ['webhook', 'bodyLimit'], default: '1048576', doc: 'Largest webhook body accepted, in bytes (default 1 MiB); a larger one is refused with 413, never buffered.' },
   { env: 'FORGELINE_PARENT_PID', path: ['worker', 'parentPid'], doc: 'Set by `forgeline dev` for the workers it starts: a worker stops (as on SIGTERM) when that process is gone.' },
   { env: 'FORGELINE_VECTOR_STORE', path: ['vectors', 'store'], default: 'pglite', doc: 'Vector store for embeddings: `pglite` (embedded pgvector under FORGELINE_VECTOR_DIR), `postgres` (pgvector on FORGELINE_PG_URL), `pinecone`, `qdrant`, `weaviate` or `milvus`.' },
   { env: 'FORGELINE_VECTOR_DIR', path: ['vectors', 'dir'], default: ({ home }) => `${home}/vectors`, doc: 'PGlite data directory of the `pglite` vector store (one process at a time opens it).' },
