@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LocalTracker } from '../../src/adapters/local-tracker';
+import { driftMonitorWorkflowId } from '../../src/contracts/drift-monitor';
 import type { ReleaseStatus } from '../../src/contracts/release-lifecycle';
 import { collectReleaseReport } from '../../src/report/collect';
 import { renderReleaseReport } from '../../src/report/render';
@@ -94,20 +95,41 @@ describe('release report from a real release run (Temporal dev server, typed moc
   });
 
   /** A release with a canary on the time-skipping server; returns its report's data once it ended. */
-  async function canaryRelease(ctx: Mocha.Context, traffic?: TrafficScript) {
-    const env = await getTimeSkippingEnv();
+  async function canaryRelease(ctx: Mocha.Context, opts: { traffic?: TrafficScript; monitor?: boolean } = {}) {
+    // With a monitor: the real-time dev server and second-long timers (the monitor's hourly chain on the
+    // shared time-skipping server would leave its clock to the tests that follow).
+    const env = opts.monitor ? await getLocalEnv() : await getTimeSkippingEnv();
     const { taskQueue, workflowId } = isolate(ctx, 'release');
     const pool = uniquePool();
     const { mocks } = releaseMocks();
     const { control, gpu } = split(mocks);
-    const { mocks: serving } = servingWorld(traffic ? { traffic } : {});
+    const drift = (n: number) => ({ input: { method: 'model', drifted: n === 2, score: [0.51, 0.53, 0.58][n] ?? 0.5, threshold: 0.55 }, errorRate: n / 100 });
+    const { mocks: serving } = servingWorld({ ...(opts.traffic ? { traffic: opts.traffic } : {}), drift });
     return withWorkers(env, { taskQueue, pool, control: { ...control, ...serving }, gpu }, async () => {
-      const spec = releaseSpec({ gpu: { pool }, serving: { baseModel: 'tiny-base', canary: { steps: [5, 25, 50, 100], bake: '10m' }, keepPrevious: '1h', monitor: { enabled: false } } });
+      // The monitor checks every second for 20 s, one check per run (continue-as-new after each).
+      const timing = opts.monitor
+        ? { canary: { steps: [50, 100], bake: '1s' }, keepPrevious: '1s', monitor: { enabled: true, every: '1s', checksPerRun: 1, duration: '20s', onBreach: 'alert' as const } }
+        : { canary: { steps: [5, 25, 50, 100], bake: '10m' }, keepPrevious: '1h', monitor: { enabled: false } };
+      const spec = releaseSpec({ gpu: { pool }, serving: { baseModel: 'tiny-base', ...timing } });
       const handle = await env.client.workflow.start(modelReleaseWorkflow, { taskQueue, workflowId, args: [spec] });
       await handle.result().catch(() => undefined);
+      if (opts.monitor) await env.client.workflow.getHandle(driftMonitorWorkflowId('demo', workflowId)).result();
       return collectReleaseReport(env.client, workflowId);
     });
   }
+
+  it("drift over time: every check of the release's drift monitor, across its continue-as-new runs, in order", async function () {
+    const data = await canaryRelease(this, { monitor: true });
+    assert.equal(data.outcome, 'Promoted');
+    assert.equal(data.drift?.monitorWorkflowId, driftMonitorWorkflowId('demo', data.releaseId));
+    // Real time: how many checks fit in 20 s depends on the machine's load; at least two runs' worth.
+    const checks = data.drift?.checks.map((c) => [c.score, c.threshold, c.errorRate]) ?? [];
+    assert.ok(checks.length >= 2, `checks from more than one monitor run: ${JSON.stringify(checks)}`);
+    const expected = [0.51, 0.53, 0.58].map((score, n) => [score, 0.55, n / 100]);
+    assert.deepEqual(checks.slice(0, 3), expected.slice(0, Math.min(3, checks.length)));
+    const html = renderReleaseReport(data);
+    assert.match(html, /<section id="drift">[\s\S]*<svg class="chart"[\s\S]*0\.53 \/ 0\.55/);
+  });
 
   it('a canary that passes: every step with its weight, per-metric figures and Pass verdict, recomputed from the recorded windows', async function () {
     const data = await canaryRelease(this);
@@ -129,7 +151,7 @@ describe('release report from a real release run (Temporal dev server, typed moc
   });
 
   it('a canary that fails: the failing analysis is the decisive entry of the trail, and the release ended RolledBack', async function () {
-    const data = await canaryRelease(this, badCandidateTraffic);
+    const data = await canaryRelease(this, { traffic: badCandidateTraffic });
     assert.equal(data.executionStatus, 'FAILED');
     assert.equal(data.outcome, 'RolledBack');
     assert.match(data.failure ?? '', /^canary failed at step 1 \(5%\)/);
