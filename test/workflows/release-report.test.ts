@@ -2,14 +2,15 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
-import { LocalTracker } from '../../src/adapters/local-tracker';
+import { LocalTracker, localRunPath } from '../../src/adapters/local-tracker';
 import { driftMonitorWorkflowId } from '../../src/contracts/drift-monitor';
-import type { ReleaseStatus } from '../../src/contracts/release-lifecycle';
+import { trackerRunId, type ReleaseStatus } from '../../src/contracts/release-lifecycle';
 import { collectReleaseReport } from '../../src/report/collect';
 import { renderReleaseReport } from '../../src/report/render';
 import { approveUpdate, modelReleaseWorkflow, statusQuery } from '../../workflows';
 import { releaseMocks, releaseSpec, split } from '../fixtures/release';
 import { badCandidateTraffic, servingWorld, type TrafficScript } from '../fixtures/serving';
+import { forgelineProcess as forgeline } from '../helpers/cli-process';
 import { tempHome } from '../helpers/processes';
 import { getLocalEnv, getTimeSkippingEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
@@ -34,7 +35,8 @@ describe('release report from a real release run (Temporal dev server, typed moc
       // The tracker run is real (local JSONL): the mocked train stage logs its loss as run-recipe does.
       const tracker = new LocalTracker({ home: home.dir });
       const { mocks } = releaseMocks();
-      const runOf = () => tracker.openRun({ runId: 'report-run', project: 'forgeline' });
+      // The run id and project the release's own run has, so `forgeline report` finds it from the config.
+      const runOf = () => tracker.openRun({ runId: trackerRunId(workflowId), project: 'forgeline' });
       const withTracker: typeof mocks = {
         ...mocks,
         async openReleaseRun() {
@@ -88,7 +90,20 @@ describe('release report from a real release run (Temporal dev server, typed moc
       assert.match(html, /eval &lt;table&gt; reviewed &amp; fine/, "the operator's text is escaped");
       assert.match(html, /<strong id="size-before">1000 B<\/strong> → <strong id="size-after">400 B<\/strong>/);
       assert.equal(html.match(/<svg class="chart"/g)?.length, 4, 'loss, eval CI, eval Δ, quantization');
-      assert.ok(readFileSync(path.join(home.dir, 'runs', 'forgeline', 'report-run.jsonl'), 'utf8').includes('train/loss'));
+      assert.ok(readFileSync(localRunPath(home.dir, 'forgeline', trackerRunId(workflowId)), 'utf8').includes('train/loss'));
+
+      // The command: the same report from the config (Temporal address, FORGELINE_HOME's tracker run).
+      const cliEnv = { TEMPORAL_ADDRESS: env.connection.options.address, TEMPORAL_NAMESPACE: 'default', FORGELINE_HOME: home.dir, FORGELINE_TRACKER: 'local', WANDB_PROJECT: 'forgeline' };
+      const file = path.join(home.dir, 'report.html');
+      const ok = await forgeline(['report', workflowId, '--out', file, '--json'], cliEnv);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.deepEqual(JSON.parse(ok.stdout), { releaseId: workflowId, file, outcome: 'Candidate', decisions: 2 });
+      const written = readFileSync(file, 'utf8');
+      assert.match(written, /<td class="by">alice@example\.com<\/td>/);
+      assert.match(written, /source: local tracker run /);
+      const unknown = await forgeline(['report', 'release/nope/0000000', '--out', path.join(home.dir, 'x.html')], cliEnv);
+      assert.equal(unknown.code, 2, unknown.stderr);
+      assert.match(unknown.stderr, /no release release\/nope\/0000000/);
     } finally {
       home.cleanup();
     }
