@@ -500,7 +500,9 @@ export function describeVectorStoreConformance(name: string, open: () => Promise
         };
         const readers = [1, 2, 3, 4].map((n) => reader(100 + n));
         let current = 'blue';
-        for (let i = 0; i < 8; i++) {
+        // At least 8 swaps, and on until the readers have seen both versions (a loaded machine
+        // can finish 8 swaps before a slow store answers one query), at most 200.
+        for (let i = 0; i < 8 || ((seen.blue === 0 || seen.green === 0) && i < 200); i++) {
           const next = current === 'blue' ? 'green' : 'blue';
           await store.swapAlias(index, 'live', next, current);
           current = next;
