@@ -1,26 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import path from 'node:path';
 import { listReleases, type ReleaseListRow } from '../../src/cli/release-list';
-import { REPO_ROOT } from '../../src/config/load';
 import { modelReleaseWorkflow, statusQuery } from '../../workflows';
 import { releaseMocks, releaseSpec, split } from '../fixtures/release';
 import { getLocalEnv, isolate } from '../helpers/temporal';
 import { uniquePool, withWorkers } from '../helpers/workers';
+import { forgelineProcess } from '../helpers/cli-process';
 
-/** `forgeline <args>` as a process (asynchronously: the test's workers keep running meanwhile). */
-function forgeline(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--require', require.resolve('tsx/cjs'), path.join(REPO_ROOT, 'src', 'cli', 'main.ts'), ...args],
-      { cwd: REPO_ROOT, env: { ...process.env, FORGELINE_CONFIG: '', ...env }, timeout: 90_000 },
-      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const forgeline = forgelineProcess;
 
 describe('forgeline release list against the dev server (visibility on search attributes)', function () {
   this.timeout(240_000);
