@@ -17,6 +17,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { mulberry32 } from '../src/drift/random';
 
 interface Feature {
   slug: string;
@@ -76,16 +77,7 @@ const FEATURES: Feature[] = [
 ];
 
 /** A small seeded generator (mulberry32), so the output is the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 const random = rng(20261203);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;

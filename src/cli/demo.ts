@@ -22,6 +22,7 @@ import { artifactStoreFor, demoReleaseId, releaseStatus, startRelease } from './
 import { DEV_ALIAS, DEV_BASE_MODEL, VLLM_UPSTREAM, type ServingStack } from './serving-stack';
 import type { Log } from './stack';
 import { watchRelease } from './watch';
+import { mulberry32 as seeded } from '../drift/random';
 
 /** Requests per second the load generator aims at during a canary; on a busy machine vLLM answers fewer, and the bake extends. */
 const LOAD_RATE = 10;
@@ -56,17 +57,6 @@ export function demoServing(): NonNullable<ReleaseSpecInput['serving']> {
   };
 }
 
-/** A small seeded generator (mulberry32), so the corrupted dataset is the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * tiny-instruct with its training answers shuffled between prompts (the eval split untouched, so

@@ -2,6 +2,7 @@
 import type { RouteTarget, RoutingTable } from '../../src/contracts/routing';
 import { startGateway, type RunningGateway } from '../../src/gateway/server';
 import type { GatewayOptions } from '../../src/gateway/options';
+import { mulberry32 } from '../../src/drift/random';
 
 export const ADMIN_TOKEN = 'admin-token-for-tests';
 
@@ -44,16 +45,7 @@ export async function route(gw: { url: string }, stubUrl: string, targets: Array
 }
 
 /** mulberry32: a small seeded generator, so a test's draws are the same every run. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seeded = mulberry32;
 
 /** Run `fn` over `items` with at most `n` at a time. */
 export async function pool<T, R>(items: T[], n: number, fn: (x: T, i: number) => Promise<R>): Promise<R[]> {

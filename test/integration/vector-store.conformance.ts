@@ -20,6 +20,7 @@ import {
   type VectorRecord,
   type VectorStore,
 } from '../../src/ports/vector-store';
+import { mulberry32 as prng } from '../../src/drift/random';
 
 export interface VectorStoreUnderTest {
   store: VectorStore;
@@ -29,17 +30,6 @@ export interface VectorStoreUnderTest {
 
 const DIMS = 8;
 
-/** mulberry32: a tiny seeded PRNG, so every run sees the same vectors. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `count` vectors of `dims` values in [-1, 1), the same for the same seed. */
 export function deterministicVectors(count: number, seed: number, dims = DIMS): Float32Array[] {
