@@ -2,7 +2,7 @@
  * `forgeline reembed start <spec>` and `forgeline reembed status <id>`: start a re-embed
  * (reembedCorpusWorkflow) and follow it until its alias has moved, or show where one stands.
  */
-import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
+import { type Client, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { Command } from 'commander';
 import type { ForgelineConfig } from '../config/schema';
@@ -14,7 +14,7 @@ import { ConfigError } from '../ports/errors';
 import { CliError, ExitCode } from './errors';
 import type { Output } from './output';
 import { readSpecFile } from './spec-file';
-import { uiUrl, type Log } from './stack';
+import { startOrFollow, type Log } from './stack';
 
 export function parseReembedSpec(input: unknown, source?: string): ReembedSpec {
   const v = validateSpec(ReembedSpecSchema, input);
@@ -29,30 +29,15 @@ export function parseReembedSpec(input: unknown, source?: string): ReembedSpec {
 export async function startReembed(client: Client, cfg: ForgelineConfig, input: ReembedSpecInput | unknown, log: Log, opts: { workflowId?: string } = {}): Promise<WorkflowHandle> {
   const spec = parseReembedSpec(input);
   const workflowId = opts.workflowId ?? reembedWorkflowId(spec.corpus.name, new Date());
-  const handle = await client.workflow
-    .start('reembedCorpusWorkflow', {
-      taskQueue: cfg.taskQueues.control,
-      workflowId,
-      args: [input],
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-      typedSearchAttributes: [
-        { key: ForgelineLifecycle, value: Lifecycle.Reembed },
-        { key: ForgelineModel, value: spec.embedding.model },
-      ],
-      staticSummary: `Re-embed ${spec.corpus.name} into ${spec.store.index} (alias ${spec.store.alias}): chunk ${spec.chunking.chunkTokens}/${spec.chunking.overlapTokens} tokens → ${spec.embedding.model} on gpu-${spec.pool} → validate → swap → retire after ${spec.retireAfter}`,
-    })
-    .catch((err: Error) => {
-      if (err.name === 'WorkflowExecutionAlreadyStartedError') {
-        log(`re-embed ${workflowId} already ran: following it`);
-        return client.workflow.getHandle(workflowId);
-      }
-      throw err;
-    });
-  log(`re-embed ${workflowId}`);
-  const ui = uiUrl(cfg, workflowId);
-  if (ui) log(`  Temporal UI: ${ui}`);
-  return handle;
+  return startOrFollow(client, cfg, log, 're-embed', 'reembedCorpusWorkflow', {
+    workflowId,
+    args: [input],
+    typedSearchAttributes: [
+      { key: ForgelineLifecycle, value: Lifecycle.Reembed },
+      { key: ForgelineModel, value: spec.embedding.model },
+    ],
+    staticSummary: `Re-embed ${spec.corpus.name} into ${spec.store.index} (alias ${spec.store.alias}): chunk ${spec.chunking.chunkTokens}/${spec.chunking.overlapTokens} tokens → ${spec.embedding.model} on gpu-${spec.pool} → validate → swap → retire after ${spec.retireAfter}`,
+  });
 }
 
 /** One line of progress. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, type Client, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
 import { createArtifactStore } from '../adapters/artifact-store';
 import { LocalJobRunner } from '../adapters/local-job-runner';
 import { REPO_ROOT } from '../config/load';
@@ -19,7 +19,7 @@ import { ConfigError } from '../ports/errors';
 import { ModelRegistry, type AliasName, type AliasRecord, type VersionRecord } from '../registry/model-registry';
 import { CliError, ExitCode, exitCodeForOutcome } from './errors';
 import type { Output } from './output';
-import { uiUrl, type Log } from './stack';
+import { startOrFollow, type Log } from './stack';
 import { heartbeatOf, watchRelease } from './watch';
 
 export function artifactStoreFor(cfg: ForgelineConfig): ArtifactStore {
@@ -47,33 +47,17 @@ export function parseReleaseSpec(input: unknown, source?: string): ReleaseSpec {
 export async function startRelease(client: Client, cfg: ForgelineConfig, input: unknown, log: Log, opts: { workflowId?: string } = {}) {
   const spec = parseReleaseSpec(input);
   const workflowId = opts.workflowId ?? releaseWorkflowId(spec.model, spec.git.sha ?? generatedId());
-  const handle = await client.workflow
-    .start('modelReleaseWorkflow', {
-      taskQueue: cfg.taskQueues.control,
-      workflowId,
-      args: [input],
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-      typedSearchAttributes: [
-        { key: ForgelineLifecycle, value: Lifecycle.Release },
-        { key: ForgelineModel, value: spec.model },
-        ...(spec.git.sha ? [{ key: ForgelineGitSha, value: spec.git.sha }] : []),
-      ],
-      memo: { summary: `${spec.model} release${spec.git.sha ? ` of ${spec.git.sha}` : ''}` },
-      staticSummary: `Release ${spec.model}: fine-tune → quantize (${spec.quantization.method}) → evaluate → register${spec.serving ? ` → canary ${spec.serving.canary.steps.join('/')}% → production` : ''}`,
-    })
-    .catch((err: Error) => {
-      // A release of this ID already succeeded (or was rejected, aborted, ...): show it, never redo it.
-      if (err.name === 'WorkflowExecutionAlreadyStartedError') {
-        log(`release ${workflowId} already ran: following it`);
-        return client.workflow.getHandle(workflowId);
-      }
-      throw err;
-    });
-  log(`release ${workflowId}`);
-  const ui = uiUrl(cfg, workflowId);
-  if (ui) log(`  Temporal UI: ${ui}`);
-  return handle;
+  return startOrFollow(client, cfg, log, 'release', 'modelReleaseWorkflow', {
+    workflowId,
+    args: [input],
+    typedSearchAttributes: [
+      { key: ForgelineLifecycle, value: Lifecycle.Release },
+      { key: ForgelineModel, value: spec.model },
+      ...(spec.git.sha ? [{ key: ForgelineGitSha, value: spec.git.sha }] : []),
+    ],
+    memo: { summary: `${spec.model} release${spec.git.sha ? ` of ${spec.git.sha}` : ''}` },
+    staticSummary: `Release ${spec.model}: fine-tune → quantize (${spec.quantization.method}) → evaluate → register${spec.serving ? ` → canary ${spec.serving.canary.steps.join('/')}% → production` : ''}`,
+  });
 }
 
 /** The demo releases the checkout afresh on every run: `release/tiny-demo/<sha12>-<time>-<random>`. */

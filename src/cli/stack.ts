@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import type { Client, Connection } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type Connection, type WorkflowHandle, type WorkflowStartOptions } from '@temporalio/client';
 import { REPO_ROOT } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
 import { gpuTaskQueue } from '../contracts/task-queues';
@@ -16,6 +16,41 @@ export function uiUrl(cfg: ForgelineConfig, workflowId?: string): string | undef
   if (cfg.temporal.address) return undefined;
   const base = `http://localhost:${cfg.temporal.uiPort}/namespaces/${encodeURIComponent(cfg.temporal.namespace)}/workflows`;
   return workflowId ? `${base}/${encodeURIComponent(workflowId)}` : base;
+}
+
+/**
+ * Start a lifecycle on the control queue, or follow the one of the same ID: a running or
+ * successful execution is joined, never duplicated, while a failed one may start again
+ * (ALLOW_DUPLICATE_FAILED_ONLY). Logs `<noun> <id>` and, on the local server, its UI link.
+ */
+export async function startOrFollow(
+  client: Client,
+  cfg: ForgelineConfig,
+  log: Log,
+  noun: string,
+  workflowType: string,
+  options: Omit<WorkflowStartOptions, 'taskQueue' | 'workflowIdReusePolicy' | 'workflowIdConflictPolicy'>,
+): Promise<WorkflowHandle> {
+  const { workflowId } = options;
+  const handle = await client.workflow
+    .start(workflowType, {
+      ...options,
+      taskQueue: cfg.taskQueues.control,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    } as WorkflowStartOptions)
+    .catch((err: Error) => {
+      // One of this ID already succeeded (or was rejected, aborted, ...): show it, never redo it.
+      if (err.name === 'WorkflowExecutionAlreadyStartedError') {
+        log(`${noun} ${workflowId} already ran: following it`);
+        return client.workflow.getHandle(workflowId);
+      }
+      throw err;
+    });
+  log(`${noun} ${workflowId}`);
+  const ui = uiUrl(cfg, workflowId);
+  if (ui) log(`  Temporal UI: ${ui}`);
+  return handle;
 }
 
 interface WorkerProc {
