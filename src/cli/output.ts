@@ -68,6 +68,27 @@ export class PlainProgress implements Progress {
   stop(): void {}
 }
 
+/**
+ * `--json`: one JSON object per line (NDJSON) on stdout whenever what it shows changes,
+ * `{"event":"progress", ...view}`; other lines go to stderr, so stdout stays parseable.
+ */
+export class JsonProgress implements Progress {
+  private last = '';
+  constructor(
+    private readonly stream: Stream,
+    private readonly errors: Stream,
+  ) {}
+  update(view: ReleaseView): void {
+    const line = JSON.stringify({ event: 'progress', ...view });
+    if (line !== this.last) this.stream.write(`${line}\n`);
+    this.last = line;
+  }
+  log(line: string): void {
+    this.errors.write(`${line}\n`);
+  }
+  stop(): void {}
+}
+
 /** A terminal: one line redrawn in place, with a bar for training steps (cli-progress). */
 export class TtyProgress implements Progress {
   private readonly bars: MultiBar;
@@ -133,13 +154,23 @@ export class Output {
     this.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   }
 
+  /** One NDJSON event line on stdout (`--json` on commands that follow something over time). */
+  event(event: string, value: Record<string, unknown>): void {
+    this.stdout.write(`${JSON.stringify({ event, ...value })}\n`);
+  }
+
+  /** The same Output with its lines on stderr: for `--json`, where stdout carries JSON only. */
+  toStderr(): Output {
+    return new Output(this.stderr, this.stderr);
+  }
+
   error(line: string): void {
     this.stderr.write(`${line}\n`);
   }
 
   /** Start showing progress; `stop()` on the result ends it. */
-  progress(): Progress {
-    const p = this.stdout.isTTY ? new TtyProgress(this.stdout) : new PlainProgress(this.stdout);
+  progress(json = false): Progress {
+    const p = json ? new JsonProgress(this.stdout, this.stderr) : this.stdout.isTTY ? new TtyProgress(this.stdout) : new PlainProgress(this.stdout);
     this.active = p;
     return {
       update: (v) => p.update(v),

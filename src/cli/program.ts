@@ -197,17 +197,19 @@ export function buildProgram(out: Output, result: { code: number }): Command {
     .description('validate a release spec (JSON) and start the release, or join it if it already runs; follows its progress until it ends')
     .requiredOption('--spec <file>', 'release spec, JSON; schema: docs/schemas/release-spec.schema.json')
     .option('--no-wait', 'start and return at once, without following progress')
+    .option('--json', 'NDJSON on stdout: {"event":"started",workflowId}, then (unless --no-wait) {"event":"progress",...} lines and one {"event":"result",outcome,exitCode,status}; other lines on stderr')
     .action(
-      run(async (opts: { spec: string; wait: boolean }) => {
+      run(async (opts: { spec: string; wait: boolean; json?: boolean }) => {
         const c = cfg();
         const input = readSpecFile(opts.spec);
         parseReleaseSpec(input, `--spec ${opts.spec}`); // a bad spec fails before any connection
         let started: string | undefined;
         if (opts.wait) stopFollowingOnSignal(out, () => started);
         return withClient(c, async (client) => {
-          const handle = await startRelease(client, c, input, out.log);
+          const handle = await startRelease(client, c, input, opts.json ? out.error.bind(out) : out.log);
           started = handle.workflowId;
-          return opts.wait ? followRelease(handle, c, out) : ExitCode.Ok;
+          if (opts.json) out.event('started', { workflowId: handle.workflowId });
+          return opts.wait ? followRelease(handle, c, out, opts.json) : ExitCode.Ok;
         });
       }),
     );
@@ -232,11 +234,12 @@ export function buildProgram(out: Output, result: { code: number }): Command {
     .command('watch')
     .description('follow a release until it ends: stage, step, loss and newest checkpoint, in place on a terminal; the exit code says how it ended')
     .argument(RELEASE_ID, RELEASE_ID_HELP)
+    .option('--json', 'NDJSON on stdout: {"event":"progress",...} whenever it changes, then one {"event":"result",outcome,exitCode,status}; other lines on stderr')
     .action(
-      run(async (id: string) => {
+      run(async (id: string, opts: { json?: boolean }) => {
         const c = cfg();
         stopFollowingOnSignal(out, () => id);
-        return withClient(c, (client) => followRelease(client.workflow.getHandle(id), c, out));
+        return withClient(c, (client) => followRelease(client.workflow.getHandle(id), c, out, opts.json));
       }),
     );
 
@@ -267,21 +270,29 @@ export function buildProgram(out: Output, result: { code: number }): Command {
       );
   }
 
-  program
-    .command('registry')
-    .description("list registered models, or a model's versions (lineage, artifacts) and aliases")
-    .argument('[model]', 'model name, e.g. support-bot')
-    .option('--json', 'print machine-readable JSON only: {models} or {model, versions, aliases}')
+  const registry = program.command('registry').description('the model registry: registered models, their versions (lineage, artifacts) and aliases');
+  registry
+    .command('list')
+    .description('list registered models')
+    .option('--json', 'print machine-readable JSON only: {models}')
     .action(
-      run(async (model: string | undefined, opts: { json?: boolean }) => {
+      run(async (opts: { json?: boolean }) => {
+        const models = await listModels(cfg());
+        if (opts.json) out.json({ models });
+        else out.log(models.length ? models.join('\n') : 'registry is empty');
+        return ExitCode.Ok;
+      }),
+    );
+  registry
+    .command('show')
+    .description("show a model's versions (lineage, artifacts) and where its aliases point")
+    .argument('<model>', 'model name, e.g. support-bot')
+    .option('--json', 'print machine-readable JSON only: {model, versions, aliases}')
+    .action(
+      run(async (model: string, opts: { json?: boolean }) => {
         const c = cfg();
-        if (model && opts.json) out.json(await modelReport(c, model));
-        else if (model) await printRegistry(c, model, out.log);
-        else {
-          const models = await listModels(c);
-          if (opts.json) out.json({ models });
-          else out.log(models.length ? models.join('\n') : 'registry is empty');
-        }
+        if (opts.json) out.json(await modelReport(c, model));
+        else await printRegistry(c, model, out.log);
         return ExitCode.Ok;
       }),
     );

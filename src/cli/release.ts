@@ -211,9 +211,13 @@ export async function releaseStatus(handle: WorkflowHandle, desc?: WorkflowExecu
   }
 }
 
-/** Follow a started release to its end (progress in place on a terminal), report it; returns the exit code. */
-export async function followRelease(handle: WorkflowHandle, cfg: ForgelineConfig, out: Output): Promise<ExitCode> {
-  await watchRelease(handle, out.progress());
+/**
+ * Follow a started release to its end (progress in place on a terminal), report it; returns the
+ * exit code. With `json`: NDJSON on stdout, `{"event":"progress",...}` lines while it runs and
+ * one `{"event":"result", outcome, status}` line at the end; everything else on stderr.
+ */
+export async function followRelease(handle: WorkflowHandle, cfg: ForgelineConfig, out: Output, json = false): Promise<ExitCode> {
+  await watchRelease(handle, out.progress(json));
   let headline: string;
   try {
     const result = (await handle.result()) as { metrics?: unknown };
@@ -222,12 +226,17 @@ export async function followRelease(handle: WorkflowHandle, cfg: ForgelineConfig
     headline = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
   }
   const status = await releaseStatus(handle);
+  const code = exitCodeForOutcome(status.outcome);
+  if (json) {
+    out.event('result', { workflowId: handle.workflowId, outcome: status.outcome, exitCode: code, status });
+    return code;
+  }
   out.log(`release ${status.outcome}: ${status.failure ?? headline}`);
   for (const g of status.gates ?? []) out.log(`  gate ${g.passed ? 'PASS' : 'FAIL'} ${g.reason}`);
   if (status.decision) out.log(`  ${status.decision.kind} by ${status.decision.by}: ${status.decision.reason}`);
   if (status.trackerRunUrl) out.log(`tracker run: ${status.trackerRunUrl}`);
   await printRegistry(cfg, status.model, out.log);
-  return exitCodeForOutcome(status.outcome);
+  return code;
 }
 
 /** Start a release and follow it to the end, printing progress; returns the exit code. */

@@ -55,13 +55,15 @@ describe('forgeline CLI (commander)', function () {
       [['setup'], []],
       [['config'], []],
       [['release'], [/start/, /status/, /watch/, /approve/, /reject/, /abort/]],
-      [['release', 'start'], [/--spec <file>/, /--no-wait/]],
+      [['release', 'start'], [/--spec <file>/, /--no-wait/, /--json/]],
       [['release', 'status'], [/<id>/, /--json/]],
-      [['release', 'watch'], [/<id>/]],
+      [['release', 'watch'], [/<id>/, /--json/]],
       [['release', 'approve'], [/--by <who>/, /--reason <why>/, /--json/]],
       [['release', 'reject'], [/--by <who>/, /--reason <why>/]],
       [['release', 'abort'], [/--by <who>/, /--reason <why>/]],
-      [['registry'], [/\[model\]/, /--json/]],
+      [['registry'], [/list/, /show/]],
+      [['registry', 'list'], [/--json/]],
+      [['registry', 'show'], [/<model>/, /--json/]],
     ];
     for (const [cmd, mentions] of commands) {
       const r = await cli(...cmd, '--help');
@@ -143,7 +145,7 @@ describe('forgeline CLI (commander)', function () {
     assert.match(r.stderr, /^forgeline: cannot reach Temporal at 127\.0\.0\.1:9 \(namespace default\): .*check TEMPORAL_ADDRESS/);
   });
 
-  it('registry --json prints machine-readable JSON only', async function () {
+  it('registry list|show --json print machine-readable JSON only', async function () {
     const home = path.join(dir, 'home');
     const store = new LocalArtifactStore(`file://${home}/artifacts`);
     const files = path.join(dir, 'adapter');
@@ -152,11 +154,11 @@ describe('forgeline CLI (commander)', function () {
     const published = await store.publishDirectory(files, 'models/support-bot/adapter-1/');
     const v = await new ModelRegistry(store).registerVersion({ model: 'support-bot', kind: 'adapter', prefix: published.prefix, lineage: { recipe: 'train' }, createdAt: '2026-12-01T12:00:00.000Z' });
 
-    const all = cliProcess(['registry', '--json'], { FORGELINE_HOME: home });
+    const all = cliProcess(['registry', 'list', '--json'], { FORGELINE_HOME: home });
     assert.equal(all.code, 0, all.stderr);
     assert.deepEqual(JSON.parse(all.stdout), { models: ['support-bot'] });
 
-    const one = cliProcess(['registry', 'support-bot', '--json'], { FORGELINE_HOME: home });
+    const one = cliProcess(['registry', 'show', 'support-bot', '--json'], { FORGELINE_HOME: home });
     assert.equal(one.code, 0, one.stderr);
     const report = JSON.parse(one.stdout) as { model: string; versions: Array<{ ref: string; kind: string }>; aliases: object };
     assert.equal(report.model, 'support-bot');

@@ -69,6 +69,16 @@ describe('forgeline release CLI against a real release (dev server, typed mocks)
       assert.equal(watched.code, 0, watched.stdout + watched.stderr);
       assert.match(watched.stdout, /^release Candidate/m);
       assert.match(watched.stdout, /approved by alice@example.com: eval reviewed/);
+
+      // --json: stdout is NDJSON only; the last event is the result with the exit code.
+      const asJson = await forgeline(['release', 'watch', workflowId, '--json'], cliEnv);
+      assert.equal(asJson.code, 0, asJson.stdout + asJson.stderr);
+      const events = asJson.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { event: string; outcome?: string; exitCode?: number; status?: ReleaseStatus });
+      const result = events.at(-1);
+      assert.equal(result?.event, 'result');
+      assert.equal(result?.outcome, 'Candidate');
+      assert.equal(result?.exitCode, 0);
+      assert.equal(result?.status?.decision?.by, 'alice@example.com');
     });
 
     // Closed, and no worker runs its queue any more: the status comes from its memo and search attributes.
