@@ -166,12 +166,14 @@ export function buildProgram(out: Output, result: { code: number }): Command {
   program
     .command('setup')
     .description("register Forgeline's search attributes on the configured namespace")
+    .option('--json', 'print machine-readable JSON only: {namespace, created}')
     .action(
-      run(async () => {
+      run(async (opts: { json?: boolean }) => {
         const c = cfg();
         return withClient(c, async (_client, connection) => {
           const created = await ensureSearchAttributes(connection, c.temporal.namespace);
-          out.log(created.length ? `created search attributes: ${created.join(', ')}` : 'search attributes already registered');
+          if (opts.json) out.json({ namespace: c.temporal.namespace, created });
+          else out.log(created.length ? `created search attributes: ${created.join(', ')}` : 'search attributes already registered');
           return ExitCode.Ok;
         });
       }),

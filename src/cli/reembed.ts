@@ -129,15 +129,20 @@ export function addReembedCommands(program: Command, out: Output, run: Run, cfg:
     .description('validate a re-embed spec (JSON) and start it, or join the one of its corpus started this hour; follows it until the alias has moved')
     .argument('<spec>', 're-embed spec, JSON; schema: docs/schemas/reembed-spec.schema.json')
     .option('--no-wait', 'start and return at once')
+    .option('--json', 'NDJSON on stdout: {"event":"started",workflowId}, then (unless --no-wait) one {"event":"result",exitCode,progress}; progress lines on stderr')
     .action(
-      run(async (file: string, opts: { wait: boolean }) => {
+      run(async (file: string, opts: { wait: boolean; json?: boolean }) => {
         const c = cfg();
         const input = readSpecFile(file, '<spec>');
         parseReembedSpec(input, file); // a bad spec fails before any connection
+        const log = opts.json ? out.error.bind(out) : out.log;
         return withClient(c, async (client) => {
-          const handle = await startReembed(client, c, input, out.log);
+          const handle = await startReembed(client, c, input, log);
+          if (opts.json) out.event('started', { workflowId: handle.workflowId });
           if (!opts.wait) return ExitCode.Ok;
-          return (await followReembed(handle, out.log)).code;
+          const { code, progress } = await followReembed(handle, log);
+          if (opts.json) out.event('result', { workflowId: handle.workflowId, exitCode: code, progress: progress ?? null });
+          return code;
         });
       }),
     );

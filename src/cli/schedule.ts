@@ -100,10 +100,14 @@ function instant(v: string, option: string): Date {
   return new Date(t);
 }
 
+const JSON_DONE = 'print machine-readable JSON only: {scheduleId, action, ...}';
+
 /** Adds `forgeline schedule apply|list|describe|pause|unpause|trigger|backfill|delete`. */
 export function addScheduleCommands(program: Command, out: Output, run: Run, cfg: () => ForgelineConfig, withConfigClient: WithClient): void {
   const withClient = <T>(fn: (client: Client) => Promise<T>) => withConfigClient(cfg(), fn);
   const controlQueue = () => cfg().taskQueues.control;
+  /** What a schedule action did: one line, or with --json that as an object. */
+  const done = (opts: { json?: boolean }, result: Record<string, unknown>, line: string) => (opts.json ? out.json(result) : out.log(line));
   const schedule = program.command('schedule').description('Temporal Schedules declared in a YAML file (nightly re-embeds, embedding drift checks, retraining): apply, and operate them');
   schedule
     .command('apply <file>')
@@ -140,6 +144,7 @@ export function addScheduleCommands(program: Command, out: Output, run: Run, cfg
   schedule
     .command('describe <id>')
     .description('a schedule as JSON: workflow, policies, the declaration apply stored, next and recent runs')
+    .option('--json', 'JSON only (the default: describe always prints JSON)')
     .action(
       run(async (id: string) =>
         withClient(async (client) => {
@@ -157,11 +162,12 @@ export function addScheduleCommands(program: Command, out: Output, run: Run, cfg
       .command(`${verb} <id>`)
       .description(pauseHelp[verb])
       .option('--note <text>', 'why, shown in the Temporal UI', `${verb}d with forgeline schedule ${verb}`)
+      .option('--json', JSON_DONE)
       .action(
-        run(async (id: string, opts: { note: string }) =>
+        run(async (id: string, opts: { note: string; json?: boolean }) =>
           withClient(async (client) => {
             await (await describe(client, id)).handle[verb](opts.note);
-            out.log(`${verb}d ${id}`);
+            done(opts, { scheduleId: id, action: verb, note: opts.note }, `${verb}d ${id}`);
             return ExitCode.Ok;
           }),
         ),
@@ -171,11 +177,12 @@ export function addScheduleCommands(program: Command, out: Output, run: Run, cfg
     .command('trigger <id>')
     .description("start the schedule's workflow now (trigger-now), as the Temporal UI's Trigger does")
     .addOption(new Option('--overlap <policy>', 'overlap policy for this run (default: the schedule’s)').choices([...OVERLAP_POLICIES]))
+    .option('--json', JSON_DONE)
     .action(
-      run(async (id: string, opts: { overlap?: OverlapPolicy }) =>
+      run(async (id: string, opts: { overlap?: OverlapPolicy; json?: boolean }) =>
         withClient(async (client) => {
           await (await describe(client, id)).handle.trigger(opts.overlap ? OVERLAP[opts.overlap] : undefined);
-          out.log(`triggered ${id}`);
+          done(opts, { scheduleId: id, action: 'trigger', ...(opts.overlap ? { overlap: opts.overlap } : {}) }, `triggered ${id}`);
           return ExitCode.Ok;
         }),
       ),
@@ -186,14 +193,15 @@ export function addScheduleCommands(program: Command, out: Output, run: Run, cfg
     .requiredOption('--from <time>', 'start of the range, ISO 8601')
     .requiredOption('--to <time>', 'end of the range, ISO 8601')
     .addOption(new Option('--overlap <policy>', 'overlap policy for the backfilled runs (default skip)').choices([...OVERLAP_POLICIES]))
+    .option('--json', JSON_DONE)
     .action(
-      run(async (id: string, opts: { from: string; to: string; overlap?: OverlapPolicy }) =>
+      run(async (id: string, opts: { from: string; to: string; overlap?: OverlapPolicy; json?: boolean }) =>
         withClient(async (client) => {
           const start = instant(opts.from, '--from');
           const end = instant(opts.to, '--to');
           if (start >= end) throw new UsageError(`--from ${opts.from} is not before --to ${opts.to}`);
           await (await describe(client, id)).handle.backfill([{ start, end, ...(opts.overlap ? { overlap: OVERLAP[opts.overlap] } : {}) }]);
-          out.log(`backfill of ${id} from ${start.toISOString()} to ${end.toISOString()} started`);
+          done(opts, { scheduleId: id, action: 'backfill', from: start.toISOString(), to: end.toISOString() }, `backfill of ${id} from ${start.toISOString()} to ${end.toISOString()} started`);
           return ExitCode.Ok;
         }),
       ),
@@ -201,11 +209,12 @@ export function addScheduleCommands(program: Command, out: Output, run: Run, cfg
   schedule
     .command('delete <id>')
     .description('delete a schedule (its running workflows go on); one apply manages is recreated by the next apply unless removed from the file')
+    .option('--json', JSON_DONE)
     .action(
-      run(async (id: string) =>
+      run(async (id: string, opts: { json?: boolean }) =>
         withClient(async (client) => {
           await (await describe(client, id)).handle.delete();
-          out.log(`deleted ${id}`);
+          done(opts, { scheduleId: id, action: 'delete' }, `deleted ${id}`);
           return ExitCode.Ok;
         }),
       ),

@@ -186,7 +186,7 @@ describe('forgeline schedule (real Temporal dev server)', function () {
     // apply leaves an operator's pause alone (the file does not set paused).
     assert.match((await cli(client, tq, ['apply', f])).stdout, /nothing to do/);
     assert.equal((await client.schedule.getHandle(id).describe()).state.paused, true);
-    await cli(client, tq, ['unpause', id]);
+    assert.deepEqual(JSON.parse((await cli(client, tq, ['unpause', id, '--json'])).stdout), { scheduleId: id, action: 'unpause', note: 'unpaused with forgeline schedule unpause' });
     view = JSON.parse((await cli(client, tq, ['describe', id])).stdout) as typeof view;
     assert.equal(view.paused, false);
 
@@ -201,7 +201,7 @@ describe('forgeline schedule (real Temporal dev server)', function () {
 
     const listed = JSON.parse((await cli(client, tq, ['list', '--json'])).stdout) as Array<{ id: string; group: string | null }>;
     assert.equal(listed.find((s) => s.id === id)?.group, 'ops');
-    assert.match((await cli(client, tq, ['delete', id])).stdout, new RegExp(`deleted ${id}`));
+    assert.deepEqual(JSON.parse((await cli(client, tq, ['delete', id, '--json'])).stdout), { scheduleId: id, action: 'delete' });
     await assert.rejects(cli(client, tq, ['describe', id]), (e: unknown) => e instanceof UsageError && /no schedule with ID/.test(e.message));
   });
 
