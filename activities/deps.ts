@@ -48,6 +48,11 @@ export interface ActivityDeps {
    */
   servingDir?: string;
   /**
+   * The GPU quota file (FORGELINE_QUOTAS), on the control worker: when set, validated lifecycle
+   * specs carry their team's admission plan and GPU stages take leases (activities/admission.ts).
+   */
+  quotaFile?: string;
+  /**
    * Set when recipes log their own W&B runs (FORGELINE_TRACKER=wandb): where and how, and the
    * environment (API key, base URL) the recipe process gets for it, and nothing else of the worker's.
    */

@@ -2,6 +2,7 @@ import { ErrorType } from '../../src/contracts/errors';
 import { EMBEDDING_MODELS, type PreparedVersion, type ReembedSpec } from '../../src/contracts/reembed-spec';
 import { ReembedSpecSchema } from '../../src/contracts/specs/reembed-spec';
 import { ForgelineError } from '../../src/ports/errors';
+import { gpuAdmissionPlan } from '../admission';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure, parseSpecOrFail } from '../errors';
 import { requireStore } from './common';
@@ -10,7 +11,10 @@ export function createPrepareActivities(deps: ActivityDeps) {
   return {
     /** Control queue: the CLI's validation again, for re-embeds started by hand in the UI or by a schedule. */
     async validateReembedSpec(raw: unknown): Promise<ReembedSpec> {
-      return parseSpecOrFail(ReembedSpecSchema, raw, 'reembed spec') as ReembedSpec;
+      const spec = parseSpecOrFail(ReembedSpecSchema, raw, 'reembed spec') as ReembedSpec;
+      // With a quota file: the team's quota on the pool, and its admission plan for the embed stage.
+      const admission = await asActivityFailure(() => gpuAdmissionPlan(deps, spec.team, spec.pool));
+      return admission ? { ...spec, admission } : spec;
     },
 
     /**

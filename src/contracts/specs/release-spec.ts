@@ -28,8 +28,20 @@ export const GateSchema = z.strictObject({
   on: z.enum(['value', 'delta'], { error: 'expected value or delta' }).default('value'),
 });
 
+/**
+ * The team a lifecycle runs for (issue 13): its GPU stages are admitted against the team's quota
+ * when a quota file is configured, and scheduled with the team as Temporal fairness key. Without a
+ * quota file it only labels the run (search attribute ForgelineTeam).
+ */
+export const TEAM_FIELD = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a team name like search or ml-platform (lowercase letters, digits, dashes, at most 31), as the quota file names it')
+  .default('default')
+  .describe('Team whose GPU quota the GPU stages use (the quota file names it). Default: default.');
+
 export const ReleaseSpecSchema = z.strictObject({
   model: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a model alias like support-bot (lowercase letters, digits, dashes)'),
+  team: TEAM_FIELD,
   base: z.union(
     [
       z.strictObject({ path: z.string().min(1, 'expected a local directory with a Hugging Face model') }),
