@@ -143,6 +143,15 @@ const VIEWER_QUERY = `query Viewer {
   }
 }`;
 
+/** What the public API's `run.history(keys=...)` sends: one spec per list of keys. */
+const RUN_SAMPLED_HISTORY_QUERY = `query RunSampledHistory($project: String!, $entity: String!, $name: String!, $specs: [JSONString!]!) {
+  project(name: $project, entityName: $entity) {
+    run(name: $name) {
+      sampledHistory(specs: $specs)
+    }
+  }
+}`;
+
 const RUN_RESUME_STATUS_QUERY = `query RunResumeStatus($project: String, $entity: String, $name: String!) {
   model(name: $project, entityName: $entity) {
     id
@@ -291,6 +300,19 @@ export class WandbApi {
   async viewerEntity(): Promise<string | undefined> {
     const data = await this.graphql<{ viewer: { entity?: string | null } | null }>('Viewer', VIEWER_QUERY, {});
     return data.viewer?.entity ?? undefined;
+  }
+
+  /**
+   * A run's history rows that hold every one of `keys` (with only those keys), down-sampled by W&B
+   * to at most `samples` rows; undefined when the run does not exist.
+   */
+  async sampledHistory(vars: { entity: string; project: string; runId: string; keys: string[]; samples: number }): Promise<Array<Record<string, unknown>> | undefined> {
+    const specs = [JSON.stringify({ keys: vars.keys, samples: vars.samples })];
+    type Data = { project: { run: { sampledHistory: Array<Array<Record<string, unknown>> | null> | null } | null } | null };
+    const data = await this.graphql<Data>('RunSampledHistory', RUN_SAMPLED_HISTORY_QUERY, { project: vars.project, entity: vars.entity, name: vars.runId, specs });
+    const run = data.project?.run;
+    if (!run) return undefined;
+    return run.sampledHistory?.[0] ?? [];
   }
 
   /** The state of an existing run, or undefined when the run does not exist yet. */

@@ -5,7 +5,8 @@ import type { Command } from 'commander';
 import { localRunPath } from '../adapters/local-tracker';
 import type { ForgelineConfig } from '../config/schema';
 import { trackerRunId } from '../contracts/release-lifecycle';
-import { collectReleaseReport, ReportInputError } from '../report/collect';
+import { DEFAULT_RETRY_POLICY, WandbApi, withRetry } from '../adapters/wandb-api';
+import { collectReleaseReport, ReportInputError, wandbLossHistory, type CollectOptions } from '../report/collect';
 import { renderReleaseReport } from '../report/render';
 import { CliError, ExitCode, UsageError } from './errors';
 import type { Output } from './output';
@@ -18,12 +19,22 @@ export function defaultReportFile(releaseId: string): string {
   return `${releaseId.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '')}.html`;
 }
 
+/** Where the loss curve comes from: the local tracker's run file, or W&B's API with our key. */
+function trackerSource(cfg: ForgelineConfig, releaseId: string): CollectOptions {
+  const t = cfg.tracker;
+  if (t.kind === 'local') return { trackerRunFile: localRunPath(cfg.home, t.wandb.project, trackerRunId(releaseId)) };
+  if (!t.wandb.apiKey) return {};
+  const api = new WandbApi({ baseUrl: t.wandb.baseUrl, apiKey: t.wandb.apiKey, requestTimeoutMs: 30_000 });
+  const history = wandbLossHistory(api);
+  return { wandbHistory: (run) => withRetry(() => history(run), DEFAULT_RETRY_POLICY) };
+}
+
 /** `forgeline report <id>`: collect from the history (and the local tracker run), render, write one HTML file. */
 export async function writeReleaseReport(client: Client, cfg: ForgelineConfig, releaseId: string, opts: { out?: string; json?: boolean }, out: Output): Promise<number> {
   const file = path.resolve(opts.out ?? defaultReportFile(releaseId));
   let data;
   try {
-    data = await collectReleaseReport(client, releaseId, cfg.tracker.kind === 'local' ? { trackerRunFile: localRunPath(cfg.home, cfg.tracker.wandb.project, trackerRunId(releaseId)) } : {});
+    data = await collectReleaseReport(client, releaseId, trackerSource(cfg, releaseId));
   } catch (err) {
     if (err instanceof ReportInputError) throw new UsageError(err.message, { cause: err });
     throw err;

@@ -14,6 +14,7 @@ import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { temporal } from '@temporalio/proto';
 import type { EvalResult, QuantizeResult, TrainResult } from '../../activities/release';
 import { readLocalRun } from '../adapters/local-tracker';
+import type { WandbApi } from '../adapters/wandb-api';
 import { analyzeCanary } from '../contracts/canary-analysis';
 import type { DriftCheck } from '../contracts/drift-monitor';
 import { describeGate, evaluateGates } from '../contracts/release-gates';
@@ -32,6 +33,11 @@ export interface CollectOptions {
    * the report says why.
    */
   trackerRunFile?: string;
+  /**
+   * Reads a W&B run's `train/loss` history (the W&B tracker's runs), for the loss curve when the
+   * release recorded a W&B run URL; see `wandbLossHistory`. Absent: no curve from W&B.
+   */
+  wandbHistory?: (run: WandbRunRef) => Promise<Array<{ step: number; loss: number }> | undefined>;
   /** Clock for `generatedAt` (tests). */
   now?: () => Date;
 }
@@ -157,7 +163,9 @@ export async function collectReleaseReport(client: Client, releaseId: string, op
     }
   }
 
-  await collectTraining(data, opts.trackerRunFile ?? fileOf(trackerUrl));
+  const wandbRun = wandbRunOf(trackerUrl);
+  if (wandbRun && !opts.trackerRunFile) await collectWandbTraining(data, wandbRun, opts.wandbHistory);
+  else await collectTraining(data, opts.trackerRunFile ?? fileOf(trackerUrl));
   if (monitor) data.drift = { monitorWorkflowId: monitor.workflowId, checks: await collectDrift(client, monitor.workflowId, monitor.runId, decode) };
   return data;
 }
@@ -240,6 +248,62 @@ async function onActivityResult(
       return;
     }
   }
+}
+
+/** A W&B run, as its app URL names it: `<app>/<entity>/<project>/runs/<runId>`. */
+export interface WandbRunRef {
+  entity: string;
+  project: string;
+  runId: string;
+  url: string;
+}
+
+/** The W&B run an http(s) tracker URL points at; undefined for any other URL. */
+export function wandbRunOf(url: string | undefined): WandbRunRef | undefined {
+  if (!url || !/^https?:/.test(url)) return undefined;
+  let parts: string[];
+  try {
+    parts = new URL(url).pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return undefined;
+  }
+  const at = parts.lastIndexOf('runs');
+  if (at < 2 || at !== parts.length - 2) return undefined;
+  return { entity: parts[at - 2]!, project: parts[at - 1]!, runId: parts[at + 1]!, url };
+}
+
+/** The loss curve of a W&B run, from its sampled `train/loss` history (`_step` is the training step). */
+export function wandbLossHistory(api: Pick<WandbApi, 'sampledHistory'>, samples = 2000): NonNullable<CollectOptions['wandbHistory']> {
+  return async (run) => {
+    const rows = await api.sampledHistory({ entity: run.entity, project: run.project, runId: run.runId, keys: ['_step', 'train/loss'], samples });
+    if (!rows) return undefined;
+    return rows
+      .map((r) => ({ step: Number(r._step), loss: r['train/loss'] }))
+      .filter((p): p is { step: number; loss: number } => Number.isFinite(p.step) && typeof p.loss === 'number' && Number.isFinite(p.loss))
+      .sort((a, b) => a.step - b.step);
+  };
+}
+
+async function collectWandbTraining(data: ReleaseReportData, run: WandbRunRef, read: CollectOptions['wandbHistory']): Promise<void> {
+  const t = data.training;
+  if (!read) {
+    t.source = `W&B run ${run.url} (set WANDB_API_KEY with FORGELINE_TRACKER=wandb to draw its loss curve here)`;
+    return;
+  }
+  let points;
+  try {
+    points = await read(run);
+  } catch (err) {
+    t.source = `W&B run ${run.url}: its history could not be read (${(err as Error).message})`;
+    return;
+  }
+  if (!points) {
+    t.source = `W&B run ${run.url} not found`;
+    return;
+  }
+  t.loss.push(...points);
+  t.source = `W&B run ${run.url}`;
+  if (t.finalLoss === undefined && t.loss.length) t.finalLoss = t.loss.at(-1)!.loss;
 }
 
 async function collectTraining(data: ReleaseReportData, file: string | undefined): Promise<void> {

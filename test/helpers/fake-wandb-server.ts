@@ -6,7 +6,8 @@
  * - Auth: every GraphQL and file_stream request carries `Authorization: Basic base64(api:<key>)`
  *   (401 otherwise); run-file uploads to signed URLs carry the upload headers and no API key.
  * - GraphQL: requests are parsed, validated and executed against a schema written from the W&B
- *   operations the official clients send (Viewer, RunResumeStatus, UpsertBucket, CreateRunFiles),
+ *   operations the official clients send (Viewer, RunResumeStatus, UpsertBucket, CreateRunFiles,
+ *   and the public API's RunSampledHistory),
  *   so unknown fields, undeclared or mistyped variables and non-JSON `JSONString`s fail as they
  *   would on W&B. Config must be a JSON object of `{key: {value}}` (what the app and resume read).
  * - file_stream: only known keys and files; offsets continue where the server is (a resent chunk
@@ -27,6 +28,7 @@ import { registerTeardown } from '../setup';
 
 const SCHEMA_SDL = /* GraphQL */ `
   scalar JSONString
+  scalar JSON
   scalar Int64
 
   type Query {
@@ -113,6 +115,7 @@ const SCHEMA_SDL = /* GraphQL */ `
     historyTail: String
     eventsTail: String
     wandbConfig(keys: [String!]): JSONString
+    sampledHistory(specs: [JSONString!]!, packVersion: Int): [JSON]
     project: Project
   }
 
@@ -369,6 +372,25 @@ export function parseWandbLine(text: string): unknown {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * One `sampledHistory` spec, as W&B answers it: the rows that hold every requested key, only
+ * those keys, at most `samples` of them spread evenly over the run (first and last kept).
+ */
+function sampleHistory(history: Array<Record<string, unknown>>, specJson: string): Array<Record<string, unknown>> {
+  const spec = JSON.parse(specJson) as { keys?: unknown; samples?: unknown; minStep?: unknown; maxStep?: unknown };
+  if (!Array.isArray(spec.keys) || !spec.keys.every((k) => typeof k === 'string')) throw new WireViolation('sampledHistory spec: keys must be a list of strings');
+  if (!Number.isInteger(spec.samples) || (spec.samples as number) < 1) throw new WireViolation('sampledHistory spec: samples must be a positive integer');
+  const keys = spec.keys as string[];
+  const rows = history
+    .filter((r) => keys.every((k) => r[k] !== undefined))
+    .filter((r) => (typeof spec.minStep !== 'number' || (r._step as number) >= spec.minStep) && (typeof spec.maxStep !== 'number' || (r._step as number) < spec.maxStep))
+    .map((r) => Object.fromEntries(keys.map((k) => [k, r[k]])));
+  const n = spec.samples as number;
+  if (rows.length <= n) return rows;
+  if (n === 1) return [rows.at(-1)!];
+  return Array.from({ length: n }, (_, i) => rows[Math.round((i * (rows.length - 1)) / (n - 1))]!);
 }
 
 function parseJsonStringLiteral(value: unknown): string {
@@ -757,6 +779,7 @@ export class FakeWandbServer {
       historyTail: JSON.stringify(run.historyLines.slice(-10)),
       eventsTail: JSON.stringify(run.eventsLines.slice(-10)),
       wandbConfig: () => '{}',
+      sampledHistory: (args: { specs: string[] }) => args.specs.map((spec) => sampleHistory(run.history, spec)),
       project: () => this.projectView(run.entity, run.project),
     };
   }
