@@ -7,6 +7,7 @@ import type { ForgelineConfig } from '../config/schema';
 import { connectClient, temporalAddress } from '../temporal/connection';
 import { ensureSearchAttributes } from '../temporal/search-attributes';
 import { runStackCheck } from './check';
+import { addAutoscaleCommands } from './autoscale';
 import { addDriftCommands } from './drift';
 import { CliError, describeFailure, ExitCode, UsageError } from './errors';
 import { gatewayOptionsFromConfig } from '../gateway/options';
@@ -305,6 +306,7 @@ export function buildProgram(out: Output, result: { code: number }): Command {
   addWebhookCommands(program, out, run, cfg, withClient);
   addPromptCommands(program, out, run, cfg);
   addReportCommand(program, out, run, cfg, withClient);
+  addAutoscaleCommands(program, out, run, cfg, withClient);
 
   // Every command reports its usage errors to runCli, which knows which command to point at.
   const override = (cmd: Command) => {

@@ -1,12 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client, type Connection, type WorkflowHandle, type WorkflowStartOptions } from '@temporalio/client';
+import type { Duration } from '@temporalio/common';
+import { msToNumber } from '@temporalio/common/lib/time';
 import { REPO_ROOT } from '../config/load';
 import type { ForgelineConfig } from '../config/schema';
 import { gpuTaskQueue } from '../contracts/task-queues';
 import { connectClient, temporalAddress } from '../temporal/connection';
 import { isListening, pipeLines, startDevServer, stopProcessGroup, type DevServer } from '../temporal/dev-server';
 import { ensureSearchAttributes } from '../temporal/search-attributes';
+import { Autoscaler, autoscalerStatusFile, type ScaledWorker } from '../fleet/autoscaler';
 import { ServingStack } from './serving-stack';
 
 export type Log = (line: string) => void;
@@ -53,6 +56,36 @@ export async function startOrFollow(
   return handle;
 }
 
+/** A worker entry (workers/*.ts) as a child process in its own process group, its output line by line to `log`. */
+export function spawnWorkerProcess(entry: string, env: NodeJS.ProcessEnv, log: (line: string) => void): ChildProcess {
+  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), entry], {
+    cwd: process.cwd(),
+    env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  pipeLines(child, log);
+  return child;
+}
+
+/**
+ * One GPU worker process for `pool` owning `gpus` GPUs, as the autoscaler starts them: no metrics
+ * endpoint of its own (several share the host), stopped by SIGTERM (running recipes checkpoint and
+ * exit, within `graceMs`), its process group killed only if it is still there 10 s after that.
+ */
+export function startGpuWorkerProcess(pool: string, gpus: number, env: NodeJS.ProcessEnv, graceMs: number, log: (line: string) => void): ScaledWorker {
+  const workerEnv: NodeJS.ProcessEnv = { ...env, FORGELINE_GPU_POOL: pool, FORGELINE_GPU_COUNT: String(gpus) };
+  delete workerEnv.FORGELINE_METRICS_PORT;
+  const child: ChildProcess = spawnWorkerProcess(path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), workerEnv, (l) => log(`[gpu-${pool} ${child.pid}] ${l}`));
+  const pid = child.pid;
+  const exited = new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+  let stopped: Promise<void> | undefined;
+  return { pid, exited, stop: () => (stopped ??= stopProcessGroup(child, graceMs + 10_000)) };
+}
+
 interface WorkerProc {
   name: string;
   child: ChildProcess;
@@ -75,6 +108,8 @@ export class LocalStack {
   serverMode: 'started' | 'reused' | 'remote' = 'remote';
   /** The gateway and vLLM, when `up({ serving: true })`. */
   serving?: ServingStack;
+  /** The GPU worker autoscaler, when the config has `autoscale`. */
+  autoscaler?: Autoscaler;
 
   constructor(private readonly cfg: ForgelineConfig, private readonly log: Log) {}
 
@@ -116,22 +151,38 @@ export class LocalStack {
       this.spawnWorker('control', path.join(REPO_ROOT, 'workers', 'control-worker.ts'), env, opts.onUnexpectedExit);
       // One Prometheus endpoint per process: the GPU worker's is FORGELINE_METRICS_PORT + 1.
       const gpuEnv = cfg.observability.metricsPort ? { ...env, FORGELINE_METRICS_PORT: String(cfg.observability.metricsPort + 1) } : env;
-      this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), gpuEnv, opts.onUnexpectedExit);
+      // A pool the autoscaler owns gets no fixed worker.
+      if (!cfg.autoscale?.pools[cfg.gpu.pool]) this.spawnWorker(gpuTaskQueue(cfg.gpu.pool), path.join(REPO_ROOT, 'workers', 'gpu-worker.ts'), gpuEnv, opts.onUnexpectedExit);
+      if (cfg.autoscale) this.startAutoscaler(cfg.autoscale, env);
     }
   }
 
   private spawnWorker(name: string, entry: string, env: NodeJS.ProcessEnv, onExit?: (name: string, code: number | null) => void): void {
-    const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), entry], {
-      cwd: process.cwd(),
-      env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    pipeLines(child, (l) => this.stopping || this.log(`[${name}] ${l}`));
+    const child = spawnWorkerProcess(entry, env, (l) => this.stopping || this.log(`[${name}] ${l}`));
     child.once('exit', (code) => {
       if (!this.stopping) onExit?.(name, code);
     });
     this.workers.push({ name, child });
+  }
+
+  /**
+   * Scale the GPU workers of `pools` from their backlog (src/fleet/autoscaler.ts) instead of one
+   * fixed worker: each a `workers/gpu-worker.ts` process like the fixed one, with
+   * FORGELINE_GPU_POOL=<pool> and FORGELINE_GPU_COUNT=gpusPerWorker, stopped by SIGTERM.
+   */
+  private startAutoscaler(autoscale: NonNullable<ForgelineConfig['autoscale']>, env: NodeJS.ProcessEnv): void {
+    const { cfg, log } = this;
+    const grace = msToNumber(cfg.worker.shutdownGrace as Duration);
+    this.autoscaler = new Autoscaler({
+      client: this.client,
+      namespace: cfg.temporal.namespace,
+      pools: autoscale.pools,
+      intervalMs: autoscale.intervalSeconds * 1000,
+      statusFile: autoscalerStatusFile(cfg.home),
+      log,
+      start: (pool, policy) => startGpuWorkerProcess(pool, policy.gpusPerWorker, env, grace, (l) => this.stopping || log(l)),
+    });
+    this.autoscaler.start();
   }
 
   /** Resolves when every worker process has printed that it polls its queue. */
@@ -160,6 +211,7 @@ export class LocalStack {
 
   async down(): Promise<void> {
     this.stopping = true;
+    await this.autoscaler?.close();
     await Promise.all(this.workers.map(({ child }) => stopProcessGroup(child, 20_000)));
     this.workers = [];
     await this.serving?.down();

@@ -27,6 +27,54 @@ const poolName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a lowercase pool name like cpu, h200 or a100-80g (letters, digits, dashes)');
 
+/** A count setting of the autoscaler: a whole number in [lo, hi]. */
+const count = (what: string, lo: number, hi: number) =>
+  z.number({ error: `expected ${what} as a whole number` }).int(`expected ${what} as a whole number`).min(lo, `expected ${what} of at least ${lo}`).max(hi, `expected ${what} of at most ${hi}`);
+
+/**
+ * One pool of the dev stack's autoscaler (src/fleet/autoscaler.ts). Field names and meaning follow
+ * KEDA's Temporal scaler and the HPA it drives, so a pool scales under `forgeline dev` as it would
+ * in a cluster: desired workers = ceil(backlog / targetQueueSize), within [min, max].
+ */
+export const AutoscalePoolSchema = z.strictObject({
+  /** Fewest worker processes (KEDA minReplicaCount); 0: the pool scales to zero when idle. */
+  min: count('min', 0, 64).default(0),
+  /** Most worker processes (KEDA maxReplicaCount). */
+  max: count('max', 1, 64),
+  /** Backlog (scheduled, not yet started tasks) one worker is sized for (KEDA targetQueueSize). */
+  targetQueueSize: count('targetQueueSize', 1, 1_000_000).default(1),
+  /** A pool at zero starts a worker once the backlog is above this (KEDA activationTargetQueueSize). */
+  activationTargetQueueSize: count('activationTargetQueueSize', 0, 1_000_000).default(0),
+  /** After the backlog was last above the activation threshold, this long before scaling to zero (KEDA cooldownPeriod). */
+  cooldownSeconds: count('cooldownSeconds', 0, 86_400).default(300),
+  /** Scale down to the highest desired count of this window (HPA behavior.scaleDown.stabilizationWindowSeconds). */
+  stabilizationSeconds: count('stabilizationSeconds', 0, 86_400).default(300),
+  /** FORGELINE_GPU_COUNT of each worker the autoscaler starts. */
+  gpusPerWorker: count('gpusPerWorker', 1, 64).default(1),
+  /** Where nvidia-smi answers: no scale-down while the GPUs' mean utilisation is at or above this percent. */
+  busyUtilizationPercent: count('busyUtilizationPercent', 1, 100).optional(),
+}).refine((p) => p.min <= p.max, { message: 'expected min at most max: lower min or raise max', path: ['min'] });
+
+/** `FORGELINE_AUTOSCALE` is the same object as JSON text. */
+const autoscale = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      return v;
+    }
+  },
+  z.strictObject(
+    {
+      /** How often the autoscaler reads the backlog. */
+      intervalSeconds: z.number({ error: 'expected intervalSeconds as a number' }).min(0.2, 'expected intervalSeconds of at least 0.2').max(3600, 'expected intervalSeconds of at most 3600').default(5),
+      pools: z.record(poolName, AutoscalePoolSchema, { error: 'expected pools as a mapping of pool name to {min, max, targetQueueSize, ...}' }),
+    },
+    { error: 'expected a JSON object like {"pools": {"h200": {"min": 0, "max": 4, "targetQueueSize": 1}}}' },
+  ),
+);
+
 /**
  * Everything Forgeline can be configured with, from a JSON file (FORGELINE_CONFIG) and the
  * environment (which wins). Only workers, scripts and the CLI load it; activities and workflows
@@ -140,6 +188,8 @@ export const ConfigSchema = z.object({
     githubApiUrl: z.url({ error: 'expected a URL such as https://api.github.com or https://github.example.com/api/v3' }).optional(),
     bodyLimit: z.coerce.number({ error: 'expected a number of bytes' }).int('expected a whole number of bytes').min(1024, 'expected at least 1024 bytes').max(100 * 1024 * 1024, 'expected at most 104857600 bytes (100 MiB)'),
   }),
+  /** `forgeline dev`'s autoscaler of local GPU worker processes (src/fleet/autoscaler.ts); unset: one GPU worker for gpu.pool. */
+  autoscale: autoscale.optional(),
   /** The vector store re-embedding writes to and retrieval queries (src/adapters/vector-store.ts). */
   vectors: z.object({
     store: z.enum(['pglite', 'postgres', 'pinecone', 'qdrant', 'weaviate', 'milvus'], {
@@ -259,6 +309,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GITHUB_TOKEN', path: ['webhook', 'githubToken'], secret: true, doc: 'GitHub token with contents:read, for repositories FORGELINE_WEBHOOK_REPOS reads through the GitHub API (`owner/name=github`).' },
   { env: 'FORGELINE_GITHUB_API_URL', path: ['webhook', 'githubApiUrl'], doc: 'GitHub REST API base URL. Default: `https://api.github.com`; GitHub Enterprise Server: `https://<host>/api/v3`.' },
   { env: 'FORGELINE_WEBHOOK_BODY_LIMIT', path: ['webhook', 'bodyLimit'], default: '1048576', doc: 'Largest webhook body accepted, in bytes (default 1 MiB); a larger one is refused with 413, never buffered.' },
+  { env: 'FORGELINE_AUTOSCALE', path: ['autoscale'], doc: '`forgeline dev` scales local GPU worker processes per pool from the `gpu-<pool>` backlog, as KEDA\'s Temporal scaler does in a cluster: JSON (or `autoscale` in the config file) like `{"pools": {"cpu": {"min": 0, "max": 2, "targetQueueSize": 1, "cooldownSeconds": 60}}}`; see "Autoscaling GPU workers". Unset: one GPU worker for FORGELINE_GPU_POOL.' },
   { env: 'FORGELINE_PARENT_PID', path: ['worker', 'parentPid'], doc: 'Set by `forgeline dev` for the workers it starts: a worker stops (as on SIGTERM) when that process is gone.' },
   { env: 'FORGELINE_VECTOR_STORE', path: ['vectors', 'store'], default: 'pglite', doc: 'Vector store for embeddings: `pglite` (embedded pgvector under FORGELINE_VECTOR_DIR), `postgres` (pgvector on FORGELINE_PG_URL), `pinecone`, `qdrant`, `weaviate` or `milvus`.' },
   { env: 'FORGELINE_VECTOR_DIR', path: ['vectors', 'dir'], default: ({ home }) => `${home}/vectors`, doc: 'PGlite data directory of the `pglite` vector store (one process at a time opens it).' },
