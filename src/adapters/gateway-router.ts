@@ -10,9 +10,9 @@
 import { request } from 'undici';
 import { z } from 'zod';
 import { ErrorType } from '../contracts/errors';
-import { RoutingTableSchema, type RouteTargets, type RoutingTable, type TrafficSample, type VersionMetrics } from '../contracts/routing';
+import { RoutingTableSchema, type PromptRouteTargets, type RouteTargets, type RoutingTable, type TrafficSample, type VersionMetrics } from '../contracts/routing';
 import { ConfigError, ForgelineError } from '../ports/errors';
-import { RouteConflictError, type TrafficRouter } from '../ports/traffic-router';
+import { RouteConflictError, type RouteChangeOptions, type TrafficRouter } from '../ports/traffic-router';
 
 export { RouteConflictError };
 
@@ -91,27 +91,25 @@ export class GatewayTrafficRouter implements TrafficRouter {
     return RoutingTableSchema.parse(json);
   }
 
-  async setRoute(alias: string, targets: RouteTargets, opts: { expectedVersion?: number; by?: string; reason?: string } = {}): Promise<RoutingTable> {
+  /** A table change (PUT or DELETE) with its audit fields; a 409 becomes a RouteConflictError. */
+  private async change(method: 'PUT' | 'DELETE', path: string, what: { kind: 'route' | 'upstream' | 'prompt'; name: string }, payload: Record<string, unknown>, opts: RouteChangeOptions): Promise<RoutingTable> {
     const headers: Record<string, string> = opts.expectedVersion !== undefined ? { 'if-match': `"${opts.expectedVersion}"` } : {};
-    const { status, json } = await this.call('PUT', `/admin/routes/${alias.split('/').map(encodeURIComponent).join('/')}`, { targets, by: opts.by, reason: opts.reason }, headers);
+    const { status, json } = await this.call(method, path, { ...payload, by: opts.by, reason: opts.reason }, headers);
     if (status === 409) {
       const body = json as { error?: { message?: string }; table?: unknown };
       const current = RoutingTableSchema.safeParse(body.table);
-      throw new RouteConflictError(alias, opts.expectedVersion, current.success ? current.data : undefined, `routing table conflict on ${alias}: ${body.error?.message ?? 'version mismatch'}`);
+      throw new RouteConflictError(what.name, opts.expectedVersion, current.success ? current.data : undefined, `routing table conflict on ${what.kind === 'route' ? '' : `${what.kind} `}${what.name}: ${body.error?.message ?? 'version mismatch'}`);
     }
     return RoutingTableSchema.parse(json);
   }
 
+  async setRoute(alias: string, targets: RouteTargets, opts: RouteChangeOptions = {}): Promise<RoutingTable> {
+    return this.change('PUT', `/admin/routes/${alias.split('/').map(encodeURIComponent).join('/')}`, { kind: 'route', name: alias }, { targets }, opts);
+  }
+
   /** Register or change an upstream (the replica URLs a route's versions are served from). */
-  async setUpstream(name: string, urls: string[], opts: { expectedVersion?: number; by?: string; reason?: string } = {}): Promise<RoutingTable> {
-    const headers: Record<string, string> = opts.expectedVersion !== undefined ? { 'if-match': `"${opts.expectedVersion}"` } : {};
-    const { status, json } = await this.call('PUT', `/admin/upstreams/${encodeURIComponent(name)}`, { urls, by: opts.by, reason: opts.reason }, headers);
-    if (status === 409) {
-      const body = json as { error?: { message?: string }; table?: unknown };
-      const current = RoutingTableSchema.safeParse(body.table);
-      throw new RouteConflictError(name, opts.expectedVersion, current.success ? current.data : undefined, `routing table conflict on upstream ${name}: ${body.error?.message ?? 'version mismatch'}`);
-    }
-    return RoutingTableSchema.parse(json);
+  async setUpstream(name: string, urls: string[], opts: RouteChangeOptions = {}): Promise<RoutingTable> {
+    return this.change('PUT', `/admin/upstreams/${encodeURIComponent(name)}`, { kind: 'upstream', name }, { urls }, opts);
   }
 
   /**
@@ -121,14 +119,23 @@ export class GatewayTrafficRouter implements TrafficRouter {
   async deleteUpstream(name: string, opts: { by?: string; reason?: string } = {}): Promise<RoutingTable> {
     const table = await this.getTable();
     if (!table.upstreams[name]) return table;
-    const headers: Record<string, string> = { 'if-match': `"${table.version}"` };
-    const { status, json } = await this.call('DELETE', `/admin/upstreams/${encodeURIComponent(name)}`, { by: opts.by, reason: opts.reason }, headers);
-    if (status === 409) {
-      const body = json as { error?: { message?: string }; table?: unknown };
-      const current = RoutingTableSchema.safeParse(body.table);
-      throw new RouteConflictError(name, table.version, current.success ? current.data : undefined, `routing table conflict on upstream ${name}: ${body.error?.message ?? 'version mismatch'}`);
-    }
-    return RoutingTableSchema.parse(json);
+    return this.change('DELETE', `/admin/upstreams/${encodeURIComponent(name)}`, { kind: 'upstream', name }, {}, { ...opts, expectedVersion: table.version });
+  }
+
+  /** Set a prompt's weighted prompt versions (PUT /admin/prompts/<name>). */
+  async setPromptRoute(name: string, targets: PromptRouteTargets, opts: RouteChangeOptions = {}): Promise<RoutingTable> {
+    return this.change('PUT', `/admin/prompts/${encodeURIComponent(name)}`, { kind: 'prompt', name }, { targets }, opts);
+  }
+
+  /**
+   * Remove a prompt's route (DELETE /admin/prompts/<name>). Absent already: nothing changes
+   * (returns the table), so a retried activity succeeds. Without `expectedVersion`, the delete is
+   * based on the table just read: a change in between is a RouteConflictError (re-read, decide again).
+   */
+  async deletePromptRoute(name: string, opts: RouteChangeOptions = {}): Promise<RoutingTable> {
+    const table = await this.getTable();
+    if (!table.prompts[name]) return table;
+    return this.change('DELETE', `/admin/prompts/${encodeURIComponent(name)}`, { kind: 'prompt', name }, {}, { ...opts, expectedVersion: opts.expectedVersion ?? table.version });
   }
 
   async metrics(alias: string, window: { from: number; to: number }): Promise<VersionMetrics[]> {
@@ -140,6 +147,20 @@ export class GatewayTrafficRouter implements TrafficRouter {
   async traffic(alias: string, window: { from: number; to: number; limit: number }): Promise<TrafficSample[]> {
     const q = new URLSearchParams({ alias, from: String(window.from), to: String(window.to), limit: String(window.limit) });
     const { json } = await this.call('GET', `/admin/traffic?${q}`);
+    return TrafficSchema.parse(json);
+  }
+
+  /** Per prompt version label (`<name>@<12-hex>`) over [from, to): GET /admin/prompts/<name>/metrics. */
+  async promptMetrics(name: string, window: { from: number; to: number }): Promise<VersionMetrics[]> {
+    const q = new URLSearchParams({ from: String(window.from), to: String(window.to) });
+    const { json } = await this.call('GET', `/admin/prompts/${encodeURIComponent(name)}/metrics?${q}`);
+    return VersionMetricsSchema.parse(json);
+  }
+
+  /** Sampled prompt requests (rendered text, answer) per prompt version label: GET /admin/prompts/<name>/traffic. */
+  async promptTraffic(name: string, window: { from: number; to: number; limit: number }): Promise<TrafficSample[]> {
+    const q = new URLSearchParams({ from: String(window.from), to: String(window.to), limit: String(window.limit) });
+    const { json } = await this.call('GET', `/admin/prompts/${encodeURIComponent(name)}/traffic?${q}`);
     return TrafficSchema.parse(json);
   }
 }

@@ -37,7 +37,7 @@ export interface GatewayOptions {
   /** Where the routing table is kept without Redis (routes.json, written atomically). */
   stateDir?: string;
   /** Upstreams and routes to start with when no table has been stored yet. */
-  seed?: Pick<RoutingTable, 'upstreams' | 'routes'>;
+  seed?: Pick<RoutingTable, 'upstreams' | 'routes'> & { prompts?: RoutingTable['prompts'] };
   /** Completion tokens charged up front for a request without max_tokens (default 1024). */
   defaultMaxTokens?: number;
   window?: {

@@ -175,7 +175,7 @@ class Gateway {
     }
     let table = await this.store.load();
     if (!table) {
-      const first: RoutingTable = { version: 0, updatedAt: new Date().toISOString(), updatedBy: 'gateway', reason: 'initial table', upstreams: this.seed?.upstreams ?? {}, routes: this.seed?.routes ?? {} };
+      const first: RoutingTable = { version: 0, updatedAt: new Date().toISOString(), updatedBy: 'gateway', reason: 'initial table', upstreams: this.seed?.upstreams ?? {}, routes: this.seed?.routes ?? {}, prompts: this.seed?.prompts ?? {} };
       try {
         checkTable(first, 'the seed routing table');
       } catch (err) {
@@ -359,14 +359,14 @@ class Gateway {
    * Apply a change to the table by compare-and-swap. With `expected`, the table must still be at
    * that version; without, a lost race re-applies the change to the winner's table.
    */
-  private async mutate(expected: number | undefined, apply: (t: RoutingTable) => Pick<RoutingTable, 'upstreams' | 'routes'>, by: string, reason: string | undefined): Promise<RoutingTable> {
+  private async mutate(expected: number | undefined, apply: (t: RoutingTable) => Pick<RoutingTable, 'upstreams' | 'routes'> & Partial<Pick<RoutingTable, 'prompts'>>, by: string, reason: string | undefined): Promise<RoutingTable> {
     let cur = this.tableNow;
     for (let attempt = 0; attempt < 20; attempt++) {
       if (expected !== undefined && cur.version !== expected) {
         cur = await this.reload();
         if (cur.version !== expected) throw new VersionConflict(expected, cur);
       }
-      const next = checkTable({ ...apply(cur), version: cur.version + 1, updatedAt: new Date().toISOString(), updatedBy: by, ...(reason !== undefined ? { reason } : {}) }, 'the changed table');
+      const next = checkTable({ prompts: cur.prompts, ...apply(cur), version: cur.version + 1, updatedAt: new Date().toISOString(), updatedBy: by, ...(reason !== undefined ? { reason } : {}) }, 'the changed table');
       const r = await this.store.compareAndSet(cur.version, next);
       if (r.ok) {
         if (next.version > this.tableNow.version) this.swap(next);

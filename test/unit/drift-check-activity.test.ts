@@ -79,6 +79,18 @@ class FakeRouter implements TrafficRouter {
     this.asked.push({ alias, ...w });
     return this.samples.filter((s) => s.at >= w.from && s.at < w.to).slice(0, w.limit);
   }
+  async setPromptRoute(): Promise<never> {
+    throw new Error('not used by drift checks');
+  }
+  async deletePromptRoute(): Promise<never> {
+    throw new Error('not used by drift checks');
+  }
+  async promptMetrics(): Promise<never> {
+    throw new Error('not used by drift checks');
+  }
+  async promptTraffic(): Promise<never> {
+    throw new Error('not used by drift checks');
+  }
 }
 
 const evalPrompts = readFileSync(path.join(DATASET, 'eval.jsonl'), 'utf8')

@@ -9,7 +9,7 @@ import type { ActivityDeps } from '../../activities/deps';
 import { createServingActivities } from '../../activities/release/serving';
 import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
 import { ErrorType } from '../../src/contracts/errors';
-import type { RouteTargets, RoutingTable, VersionMetrics } from '../../src/contracts/routing';
+import type { PromptRouteTargets, RouteTargets, RoutingTable, VersionMetrics } from '../../src/contracts/routing';
 import type { LoadAdapterRequest, ServingBackend } from '../../src/ports/serving-backend';
 import type { LaunchedModel, LaunchRequest, ModelLauncher } from '../../src/ports/model-launcher';
 import type { TrafficRouter } from '../../src/ports/traffic-router';
@@ -39,7 +39,7 @@ class FakeBackend implements ServingBackend {
 
 /** A routing table with compare-and-swap, as the gateway keeps it; `interfere` changes it under a writer once. */
 class FakeRouter implements TrafficRouter {
-  table: RoutingTable = { version: 1, updatedAt: '', updatedBy: 'test', upstreams: { vllm: { urls: ['http://fake'] } }, routes: {} };
+  table: RoutingTable = { version: 1, updatedAt: '', updatedBy: 'test', upstreams: { vllm: { urls: ['http://fake'] } }, routes: {}, prompts: {} };
   writes = 0;
   interfere = false;
   metricsAnswer: VersionMetrics[] = [];
@@ -74,6 +74,26 @@ class FakeRouter implements TrafficRouter {
     return this.metricsAnswer;
   }
   async traffic() {
+    return [];
+  }
+  async setPromptRoute(name: string, targets: PromptRouteTargets, opts: { expectedVersion?: number } = {}) {
+    if (opts.expectedVersion !== undefined && opts.expectedVersion !== this.table.version) throw new Error(`409: routing table is at version ${this.table.version}, not ${opts.expectedVersion}`);
+    this.writes++;
+    this.table = { ...this.table, version: this.table.version + 1, prompts: { ...this.table.prompts, [name]: { targets } } };
+    return structuredClone(this.table);
+  }
+  async deletePromptRoute(name: string) {
+    if (!this.table.prompts[name]) return structuredClone(this.table);
+    const prompts = { ...this.table.prompts };
+    delete prompts[name];
+    this.writes++;
+    this.table = { ...this.table, version: this.table.version + 1, prompts };
+    return structuredClone(this.table);
+  }
+  async promptMetrics() {
+    return this.metricsAnswer;
+  }
+  async promptTraffic() {
     return [];
   }
 }
