@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { ConfidenceInterval } from '../evaluation/ragas';
 import { ForgelineError } from '../ports/errors';
 import { ErrorType } from './errors';
-import { PROMPT_NAME, type PromptSpec, type PromptSpecInput } from './prompt';
+import { PROMPT_NAME, PromptSpecSchema, type PromptSpec, type PromptSpecInput } from './prompt';
 import { formatProblems, validateSpec } from './validate';
 
 /**
@@ -227,10 +227,31 @@ export interface PromptEvalInput {
   gatewayUrl?: string;
 }
 
+const PromptVersionId = z.string().regex(/^[0-9a-f]{12}$/, 'expected a 12-hex-digit prompt version id (the registry gives it)');
+
+/** PromptEvalInput as the activity validates it (a run started by hand fails with the same messages). */
+export const PromptEvalInputSchema = z.strictObject({
+  releaseId: z.string().trim().min(1, 'releaseId: the prompt release workflow ID'),
+  prompt: z.strictObject({
+    name: z.string().regex(PROMPT_NAME, 'prompt.name: lowercase letters, digits and dashes'),
+    version: PromptVersionId,
+    spec: PromptSpecSchema,
+  }),
+  production: z.strictObject({ version: PromptVersionId, spec: PromptSpecSchema }).optional(),
+  config: PromptEvalConfigSchema,
+  testSet: z.strictObject({
+    text: z.string().min(1, 'testSet.text: the JSONL content is empty'),
+    source: z.string().min(1, 'testSet.source: say where the test set came from (path or artifact key)'),
+  }),
+  gatewayUrl: z.url({ error: 'gatewayUrl: expected a URL such as http://127.0.0.1:8300' }).optional(),
+});
+export type ParsedPromptEvalInput = z.output<typeof PromptEvalInputSchema>;
+
 export interface PromptEvalGateResult {
-  /** `faithfulness >= 0.7`, `task vs production`, ... */
+  /** `faithfulness >= 0.7`, `task vs production`, `regression vs production` ... */
   gate: string;
-  metric: PromptEvalMetric | 'judge';
+  /** Absent for a gate about the whole evaluation (no production version to compare with). */
+  metric?: PromptEvalMetric;
   kind: 'threshold' | 'regression';
   passed: boolean;
   reason: string;
@@ -256,6 +277,8 @@ export interface PromptEvalResult {
   gates: PromptEvalGateResult[];
   /** Cases evaluated (after maxCases). */
   cases: number;
+  /** Metrics asked for that have no interval (fewer than 2 runs produced a score), with why. */
+  undefinedMetrics: Array<{ metric: PromptEvalMetric; version: 'candidate' | 'production'; reason: string }>;
   runs: number;
   /** Judgements that failed (JudgeFailed after retries), over all cases, runs, metrics and both versions. */
   judgeFailures: number;

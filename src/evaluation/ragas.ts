@@ -29,9 +29,20 @@ import { ForgelineError } from '../ports/errors';
  * Student-t 95% confidence interval; ciGate and regressionGate decide on the interval's lower bound.
  */
 
+/**
+ * What a judge's answer must look like: a name for it (letters, digits, `_` and `-`) and the zod
+ * schema askJudge will parse it with. A judge that supports structured outputs constrains its
+ * decoding to the schema (OpenAICompatibleJudge: `response_format: json_schema`); one that does
+ * not may ignore it (the prompt states the shape too, and askJudge checks and retries).
+ */
+export interface JudgeFormat {
+  name: string;
+  schema: z.ZodType;
+}
+
 /** A judge model: one prompt in, its text out. Deterministic settings (temperature 0) are the adapter's job. */
 export interface Judge {
-  complete(prompt: string): Promise<string>;
+  complete(prompt: string, format?: JudgeFormat): Promise<string>;
 }
 
 /** The judge did not give a usable answer within the allowed attempts. Not a score of 0. */
@@ -70,7 +81,10 @@ export async function askJudge<T>(judge: Judge, step: string, prompt: string, sc
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw new MetricInputError(`maxAttempts ${maxAttempts}: expected a whole number >= 1`);
   let problem = '';
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-    const text = await judge.complete(attempt === 1 ? prompt : `${prompt}\n\nYour previous answer was rejected: ${problem}. Answer again with the JSON object only.`);
+    const text = await judge.complete(attempt === 1 ? prompt : `${prompt}\n\nYour previous answer was rejected: ${problem}. Answer again with the JSON object only.`, {
+      name: step.replace(/[^A-Za-z0-9_-]+/g, '_'),
+      schema,
+    });
     let raw: unknown;
     try {
       raw = extractJson(text);
@@ -92,6 +106,9 @@ export async function askJudge<T>(judge: Judge, step: string, prompt: string, sc
   }
   throw new JudgeFailureError(step, maxAttempts, problem);
 }
+
+/** `expected 3 questions, got 2`: the retry prompt's words for a list of the wrong length. */
+const countProblem = (n: number, what: string, input: unknown) => `expected ${n} ${what}, got ${Array.isArray(input) ? input.length : 'no list'}`;
 
 const Verdict = z.union([z.literal(0), z.literal(1)]);
 
@@ -135,7 +152,8 @@ export async function faithfulness(judge: Judge, sample: { question: string; ans
     'For each statement, decide whether it can be directly inferred from the context: verdict 1 if it can, 0 if it cannot.\n' +
       'Answer with JSON only, one entry per statement, in order: {"verdicts": [{"statement": "...", "reason": "...", "verdict": 0 or 1}]}\n\n' +
       `Context:\n${numbered(sample.contexts)}\n\nStatements:\n${statements.map((s, i) => `${i + 1}. ${s}`).join('\n')}`,
-    FaithfulnessVerdicts,
+    // One verdict per statement, in the schema too: a judge with structured outputs cannot miscount.
+    FaithfulnessVerdicts.extend({ verdicts: FaithfulnessVerdicts.shape.verdicts.length(statements.length, { error: (i) => countProblem(statements.length, 'verdicts (one per statement)', i.input) }) }),
     options,
     (v) => (v.verdicts.length === statements.length ? undefined : `expected ${statements.length} verdicts (one per statement), got ${v.verdicts.length}`),
   );
@@ -170,7 +188,7 @@ export async function answerRelevancy(judge: Judge, embedder: Embedder, sample: 
     `Write ${n} different questions that the answer below answers, and say whether the answer is noncommittal ` +
       '(evasive or vague, such as "I don\'t know" or "I\'m not sure"): noncommittal 1 if it is, 0 if not.\n' +
       `Answer with JSON only: {"questions": [${n} questions], "noncommittal": 0 or 1}\n\nAnswer: ${sample.answer}`,
-    RelevancyQuestions,
+    RelevancyQuestions.extend({ questions: RelevancyQuestions.shape.questions.length(n, { error: (i) => countProblem(n, 'questions', i.input) }) }),
     options,
     (v) => (v.questions.length === n ? undefined : `expected ${n} questions, got ${v.questions.length}`),
   );
