@@ -26,6 +26,10 @@
  *   vector-stores: upsert rows/s per VectorStore, pgvector HNSW build time and recall@10 on PGlite
  *   and PostgreSQL, alias swaps under query load (bench/vector-stores.ts).
  *
+ *   fleet: a simulated day of four teams' GPU work on two pools under first come, first served
+ *   (the peer), our fair-share admission policy and static partitioning, on the same arrivals
+ *   (bench/fleet.ts, src/fleet/sim).
+ *
  *   gpu-recipes / gpu-multi: where the venv's torch sees CUDA, the Python GPU benchmarks run
  *   after it (bench/gpu_recipes.py; bench/gpu_multi.py when there are 2+ GPUs). Elsewhere they
  *   are skipped with a line saying so, and the committed results stay as they are.
@@ -55,6 +59,7 @@ import { servingBenchmark } from './serving';
 import { gatewayBenchmark } from './gateway';
 import { vectorStoresBenchmark } from './vector-stores';
 import { chunkingBenchmark } from './chunking';
+import { fleetBenchmark } from './fleet';
 import { cpuMs, percentile, round } from './measure';
 
 const RUNS = Number(process.env.FORGELINE_BENCH_RUNS ?? 50);
@@ -417,6 +422,7 @@ const BENCHMARKS: Record<string, () => Promise<number | void> | number | void> =
   'vector-stores': vectorStoresBenchmark,
   chunking: chunkingBenchmark,
   'embeddings-pipeline': embeddingsPipelineBenchmark,
+  fleet: fleetBenchmark,
   gpu: gpuBenchmarks,
 };
 
