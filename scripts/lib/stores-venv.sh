@@ -28,8 +28,8 @@ STAMP_FORMAT="forgeline-stores-stamp-v1"
 say() { echo "bootstrap: [stores] $*" >&2; }
 fail() { echo "bootstrap: [stores] error: $*" >&2; exit 1; }
 missing() { echo "bootstrap: [stores] missing prerequisite: $*" >&2; exit 2; }
-sha256_of() { local h _; read -r h _ < <(sha256sum "$1"); echo "$h"; }
-now_s() { date +%s; }
+# shellcheck source=scripts/lib/venv-common.sh
+source "$ROOT/scripts/lib/venv-common.sh"
 
 PRINT_PATH=0
 case "${1:-}" in
@@ -38,27 +38,6 @@ case "${1:-}" in
   *) echo "stores-venv.sh: unknown argument '$1' (usage: stores-venv.sh [--path])" >&2; exit 2 ;;
 esac
 done_ok() { if (( PRINT_PATH )); then echo "$VENV"; fi; exit 0; }
-
-pick_python() { # PY: a Python 3.11 (the wheels in requirements-stores.txt are cp311 / py3)
-  local c
-  for c in ${FORGELINE_PYTHON:+"$FORGELINE_PYTHON"} python3.11 python3; do
-    command -v "$c" >/dev/null 2>&1 || continue
-    if [[ "$("$c" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" == "3.11" ]]; then
-      PY="$(command -v "$c")"; return 0
-    fi
-  done
-  missing "Python 3.11 for the vector-store venv: apt-get install python3.11 python3.11-venv, or set FORGELINE_PYTHON"
-}
-
-pip_quiet() { # pip, less the warning per package that this machine's extra file:// index causes
-  local py="$1" rc; shift
-  set +e
-  "$py" -m pip --disable-pip-version-check --no-input "$@" 2>&1 |
-    { grep -v -e "^WARNING: Location 'file://.*' is ignored: it is neither a file nor a directory" || true; } >&2
-  rc="${PIPESTATUS[0]}"
-  set -e
-  return "$rc"
-}
 
 [[ -f "$REQS" ]] || fail "$REQS is missing"
 want() { echo "$STAMP_FORMAT $(sha256_of "$REQS") python-$("$VPY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"; }
@@ -73,7 +52,7 @@ if [[ -x "$VPY" && -f "$STAMP" && "$(<"$STAMP")" == "$(want)" ]]; then done_ok; 
 
 t0="$(now_s)"
 if ! "$VPY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; then
-  pick_python
+  pick_python311 "the vector-store venv"
   if [[ -e "$VENV" ]]; then
     [[ -f "$VENV/pyvenv.cfg" ]] || fail "$VENV exists but is not a virtual environment; move it away or set FORGELINE_STORES_VENV"
     say "removing the broken venv $VENV"

@@ -33,32 +33,11 @@ EXCLUDE=(torchvision torchaudio torchcodec triton)
 say() { echo "bootstrap: [vllm] $*"; }
 fail() { echo "bootstrap: [vllm] error: $*" >&2; exit 1; }
 missing() { echo "bootstrap: [vllm] missing prerequisite: $*" >&2; exit 2; }
-sha256_of() { local h _; read -r h _ < <(sha256sum "$1"); echo "$h"; }
-now_s() { date +%s; }
-
-pick_python() { # PY: a Python 3.11 (torch 2.13.0+cpu is a cp311 wheel)
-  local c
-  for c in ${FORGELINE_PYTHON:+"$FORGELINE_PYTHON"} python3.11 python3; do
-    command -v "$c" >/dev/null 2>&1 || continue
-    if [[ "$("$c" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" == "3.11" ]]; then
-      PY="$(command -v "$c")"; return 0
-    fi
-  done
-  missing "Python 3.11 for the vLLM venv (torch 2.13.0+cpu is a cp311 wheel): apt-get install python3.11 python3.11-venv, or set FORGELINE_PYTHON"
-}
-
-pip_quiet() { # pip, less the warning per package that this machine's extra file:// index causes
-  local py="$1" rc; shift
-  set +e
-  "$py" -m pip --disable-pip-version-check --no-input "$@" 2>&1 |
-    { grep -v -e "^WARNING: Location 'file://.*' is ignored: it is neither a file nor a directory" || true; }
-  rc="${PIPESTATUS[0]}"
-  set -e
-  return "$rc"
-}
+# shellcheck source=scripts/lib/venv-common.sh
+source "$ROOT/scripts/lib/venv-common.sh"
 
 if [[ "${1:-}" == "--lock" ]]; then
-  pick_python
+  pick_python311 "the vLLM venv (torch 2.13.0+cpu is a cp311 wheel)"
   TMP="$(mktemp -d)"
   trap 'rm -rf "$TMP"' EXIT
   "$PY" -m venv "$TMP/venv"
@@ -96,7 +75,7 @@ if [[ -x "$VPY" && -f "$STAMP" && "$(<"$STAMP")" == "$(want)" ]]; then exit 0; f
 
 t0="$(now_s)"
 if ! "$VPY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; then
-  pick_python
+  pick_python311 "the vLLM venv (torch 2.13.0+cpu is a cp311 wheel)"
   if [[ -e "$VENV" ]]; then
     [[ -f "$VENV/pyvenv.cfg" ]] || fail "$VENV exists but is not a virtual environment; move it away or set FORGELINE_VLLM_VENV"
     say "removing the broken venv $VENV"
