@@ -41,8 +41,26 @@ function recipeFailure(stage: string, err: unknown): never {
 /** A recipe's input (src/contracts/recipes) as a stage builds it: runRecipe adds `device`, `seed` and `processes`. */
 export type StageRecipeInput<T> = Omit<T, 'device' | 'seed' | 'processes'>;
 
+/**
+ * How long a recipe asked to checkpoint and stop (its stage cancelled: preempted by GPU admission,
+ * or aborted) gets before it is killed. A step plus a checkpoint save; training of a large model
+ * on slow storage may need more, and then the stage resumes from its previous checkpoint.
+ */
+export const CHECKPOINT_ON_CANCEL_GRACE_MS = 120_000;
+
+/** Per-attempt names (checkpoints, recipe runs): `attempt-<n>`, or `run-<r>-attempt-<n>` after a preemption (StageInput.run). */
+export function attemptLabel(input: Pick<StageInput, 'run'>, attempt: number): string {
+  return (input.run ?? 1) > 1 ? `run-${input.run}-attempt-${attempt}` : `attempt-${attempt}`;
+}
+
 export interface RunRecipeOptions {
   dataParallel?: boolean;
+  /**
+   * A recipe that checkpoints (train): when the server cancels the stage (GPU admission preempted
+   * it, an operator aborted), ask it to save a checkpoint and stop first (SIGUSR1, as a worker's
+   * shutdown does), so the next run resumes from it; it is killed after CHECKPOINT_ON_CANCEL_GRACE_MS.
+   */
+  checkpointOnCancel?: boolean;
   /** The checkpoint this attempt resumes from, carried in every heartbeat until a newer one is published. */
   checkpoint?: { step: number; prefix: string };
   onEvent?: (e: RecipeEvent, beat: StageHeartbeat) => Promise<void> | void;
@@ -137,7 +155,7 @@ export function createRecipeTools(deps: ActivityDeps) {
       group: input.runId,
       job_type: stage,
       run_name: `${stage} ${input.releaseId}`,
-      run_id: safeId(`${input.releaseId}-${stage}-a${attempt}`),
+      run_id: safeId(`${input.releaseId}-${stage}-${(input.run ?? 1) > 1 ? `r${input.run}` : ''}a${attempt}`),
       mode: t.mode,
       dir: t.dir,
       tags: [input.spec.model, ...(input.spec.git.sha ? [input.spec.git.sha.slice(0, 12)] : [])],
@@ -161,7 +179,7 @@ export function createRecipeTools(deps: ActivityDeps) {
     outDir: string,
     options: RunRecipeOptions = {},
   ): Promise<Record<string, unknown>> {
-    const { dataParallel = false, checkpoint, onEvent } = options;
+    const { dataParallel = false, checkpoint, onEvent, checkpointOnCancel = false } = options;
     const ctx = Context.current();
     const gpus = dataParallel ? input.spec.gpu.count : 1;
     const beat: StageHeartbeat = { stage, message: `${stage}: waiting for ${gpus} GPU(s) on ${deps.workerIdentity}` };
@@ -174,6 +192,22 @@ export function createRecipeTools(deps: ActivityDeps) {
     const progressTimeout = (input.spec.gpu as Partial<StageInput['spec']['gpu']>).progressTimeout;
     let lease: DeviceLease | undefined;
     let run: TrackerRun | undefined;
+    // Cancelled by the server ('CANCELLED'; not a worker shutdown, which already asked): checkpoint first, then kill.
+    const kill = new AbortController();
+    const stopAtCheckpoint = new AbortController();
+    let killTimer: NodeJS.Timeout | undefined;
+    const onCancel = () => {
+      const reason: unknown = ctx.cancellationSignal.reason;
+      if (checkpointOnCancel && reason instanceof Error && reason.message === 'CANCELLED') {
+        ctx.log.info(`${stage}: cancelled; asking the recipe to save a checkpoint and stop`);
+        stopAtCheckpoint.abort(reason);
+        killTimer = setTimeout(() => kill.abort(reason), CHECKPOINT_ON_CANCEL_GRACE_MS);
+      } else {
+        kill.abort(reason);
+      }
+    };
+    ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+    if (ctx.cancellationSignal.aborted) onCancel();
     try {
       lease = await deps.gpus.acquire(gpus, ctx.cancellationSignal).catch((err: unknown) => {
         if (ctx.cancellationSignal.aborted) throw err;
@@ -197,7 +231,8 @@ export function createRecipeTools(deps: ActivityDeps) {
         outDir,
         gpuIndices: lease.indices,
         ...(tracking ? { env: deps.recipeTracking!.env } : {}),
-        signal: ctx.cancellationSignal,
+        signal: kill.signal,
+        ...(checkpointOnCancel ? { checkpointSignal: stopAtCheckpoint.signal } : {}),
         ...(progressTimeout ? { progressTimeoutMs: durationMs(progressTimeout) } : {}),
         onLog: (line) => ctx.log.debug(`[${recipe}] ${line}`),
         onEvent: async (e) => {
@@ -221,8 +256,12 @@ export function createRecipeTools(deps: ActivityDeps) {
         },
       });
     } catch (err) {
+      // Stopped at a checkpoint because the stage was cancelled: the activity ends cancelled, not failed.
+      if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
       return recipeFailure(stage, err);
     } finally {
+      ctx.cancellationSignal.removeEventListener('abort', onCancel);
+      clearTimeout(killTimer);
       clearInterval(ticker);
       lease?.release();
       await run?.flush();

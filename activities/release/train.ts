@@ -5,7 +5,7 @@ import type { StageHeartbeat } from '../../src/contracts/release-lifecycle';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure } from '../errors';
 import { fetchPublished, localBaseModel, localDataset } from './inputs';
-import { releasePrefix, type RecipeTools, type StageRecipeInput } from './run-recipe';
+import { attemptLabel, releasePrefix, type RecipeTools, type StageRecipeInput } from './run-recipe';
 import type { StageInput, TrainResult } from './types';
 
 export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
@@ -51,11 +51,12 @@ export function createTrainActivities(deps: ActivityDeps, tools: RecipeTools) {
           outDir,
           {
             dataParallel: true,
+            checkpointOnCancel: true,
             ...(checkpoint ? { checkpoint } : {}),
             onEvent: async (e, beat) => {
               if (e.event !== 'checkpoint') return;
               // Per attempt: a retry that redoes a step publishes its own copy, never over another's.
-              const ckpt = await tools.publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/attempt-${attempt}/step-${String(e.step).padStart(7, '0')}`));
+              const ckpt = await tools.publish(path.join(outDir, e.path), releasePrefix(releaseId, `checkpoints/${attemptLabel(input, attempt)}/step-${String(e.step).padStart(7, '0')}`));
               beat.checkpoint = { step: e.step, prefix: ckpt.prefix };
             },
           },

@@ -13,6 +13,12 @@ export interface StageInput {
   releaseId: string;
   runId: string;
   spec: ReleaseSpec;
+  /**
+   * The stage's run in this release, from 1 (absent: 1). Above 1 after a preemption: the stage
+   * checkpointed and gave its GPUs back, and runs again as a new activity (attempts count from 1
+   * again), so per-attempt names (checkpoints, work directories, recipe runs) carry the run too.
+   */
+  run?: number;
 }
 
 export interface TrainResult {

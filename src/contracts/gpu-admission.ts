@@ -37,3 +37,13 @@ export interface YieldGpusRequest {
   leaseId: string;
   reason: string;
 }
+
+/** Where a GPU stage's lease stands, for status views. */
+export interface GpuLeaseView {
+  leaseId: string;
+  stage: string;
+  gpus: number;
+  /** waiting: queued at the pool's admission workflow; held: granted, the stage runs; yielding: asked to give it back. */
+  state: 'waiting' | 'held' | 'yielding';
+}
+

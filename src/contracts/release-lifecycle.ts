@@ -2,6 +2,8 @@
  * What operators and other workflows see of a release: stages, status, decisions and result.
  * Names here live in histories and in the Temporal UI: never rename one.
  */
+import type { GpuLeaseView } from './gpu-admission';
+
 export const RELEASE_WORKFLOW_ID_PREFIX = 'release/';
 
 /** `release/<model>/<git sha or generated id>`: starting the same release twice yields one execution. */
@@ -203,4 +205,8 @@ export interface ReleaseStatus {
   versionUris?: Record<string, string>;
   /** Once the release serves traffic (spec.serving). */
   canary?: CanaryStatus;
+  /** With a GPU quota file: the lease the running GPU stage holds or waits for. */
+  gpuLease?: GpuLeaseView;
+  /** Times a GPU stage was preempted (checkpointed, gave its GPUs back, queued again); not retries. With a quota file only. */
+  preemptions?: number;
 }

@@ -23,6 +23,12 @@ export interface JobSpec {
   /** Abort kills the recipe's whole process group. */
   signal?: AbortSignal;
   /**
+   * Abort asks the recipe to save a checkpoint and stop (PROTOCOL.md, "Preemption"), as a worker's
+   * shutdown does: a recipe that did exits 75 and the job rejects with a retryable
+   * RecipePreemptedError once its checkpoint event was handled; `signal` still kills it.
+   */
+  checkpointSignal?: AbortSignal;
+  /**
    * Extra environment variables for this job only (e.g. WANDB_* when the job logs to W&B). The
    * recipe otherwise gets an allow-listed environment, never the worker's secrets.
    */

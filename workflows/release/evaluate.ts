@@ -13,9 +13,11 @@ export async function evaluate(ctx: ReleaseContext, quantized: QuantizeResult): 
   const { spec, state } = ctx;
   state.setStage(ReleaseStage.Evaluate);
   const report = await asStage('evaluate', () =>
-    gpuActivities(spec.gpu).runEvalSuite.executeWithOptions(
-      gpuStage(spec.gpu, `Score the candidate against ${spec.evaluation.compareTo} on eval suite ${spec.evaluation.suite}`),
-      [{ ...stageInput(ctx), merged: quantized.merged, quantized: quantized.quantized }],
+    ctx.leases.run('evaluate', 1, (leased, run) =>
+      gpuActivities(spec.gpu).runEvalSuite.executeWithOptions(
+        { ...gpuStage(spec.gpu, `Score the candidate against ${spec.evaluation.compareTo} on eval suite ${spec.evaluation.suite}`), ...leased },
+        [{ ...stageInput(ctx, run), merged: quantized.merged, quantized: quantized.quantized }],
+      ),
     ),
   );
   const verdict = evaluateGates(report, spec.evaluation.gates);

@@ -20,6 +20,8 @@ import {
   type ReleaseStatus,
   type ServingPlan,
 } from '../../src/contracts/release-lifecycle';
+import type { ReleaseSpec } from '../../src/contracts/release-spec';
+import { GpuLeases } from '../../workflows/gpu-lease';
 import { tracked } from './activities';
 import { awaitApproval } from './approval';
 import { canaryAction, deploy, runCanary, type CanaryControl } from './canary';
@@ -87,7 +89,7 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
       const spec = await validate(state, rawSpec);
       const run = await tracked('openReleaseRun', (a) => a.openReleaseRun({ releaseId, spec }));
       status.trackerRunUrl = run?.url;
-      ctx = { releaseId, spec, runId: run?.runId ?? trackerRunId(releaseId), state };
+      ctx = { releaseId, spec, runId: run?.runId ?? trackerRunId(releaseId), state, leases: releaseLeases(spec, state) };
       upsertMemo({
         model: spec.model,
         summary: `${spec.model}: ${spec.trainer.recipe} on ${spec.gpu.pool}, quantize ${spec.quantization.method}, ${spec.evaluation.gates.length} gate(s)${spec.approval.required ? ', approval required' : ''}`,
@@ -160,6 +162,21 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
     await condition(allHandlersFinished);
     throw failure;
   }
+}
+
+/** GPU leases of the release's GPU stages (a quota file: spec.admission), kept in its status. */
+function releaseLeases(spec: ReleaseSpec, state: ReleaseState): GpuLeases {
+  return new GpuLeases(spec.admission, {
+    lease(view) {
+      if (view) state.status.gpuLease = view;
+      else delete state.status.gpuLease;
+      state.publish();
+    },
+    preempted(count) {
+      state.status.preemptions = count;
+      state.publish();
+    },
+  });
 }
 
 /** The rollback saga, with the stage and details kept current. */

@@ -9,9 +9,11 @@ export async function quantize(ctx: ReleaseContext, trained: TrainResult): Promi
   const { spec, state } = ctx;
   state.setStage(ReleaseStage.Quantize);
   return asStage('quantize', () =>
-    gpuActivities(spec.gpu).quantizeModel.executeWithOptions(
-      gpuStage(spec.gpu, `Merge the adapter into the base model and quantize it (${spec.quantization.method}, ${spec.quantization.bits}-bit)`),
-      [{ ...stageInput(ctx), adapter: trained.adapter }],
+    ctx.leases.run('quantize', 1, (leased, run) =>
+      gpuActivities(spec.gpu).quantizeModel.executeWithOptions(
+        { ...gpuStage(spec.gpu, `Merge the adapter into the base model and quantize it (${spec.quantization.method}, ${spec.quantization.bits}-bit)`), ...leased },
+        [{ ...stageInput(ctx, run), adapter: trained.adapter }],
+      ),
     ),
   );
 }
