@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { OpenAICompatibleJudge } from '../../src/adapters/openai-judge';
-import { faithfulness } from '../../src/evaluation/ragas';
+import { gatewayModels, OpenAICompatibleJudge } from '../../src/adapters/openai-judge';
+import { faithfulness, FaithfulnessStatements } from '../../src/evaluation/ragas';
 import { ForgelineError } from '../../src/ports/errors';
 
 interface Seen {
@@ -61,7 +61,60 @@ describe('OpenAI-compatible judge adapter (local fastify endpoint)', function ()
     const judge = new OpenAICompatibleJudge({ baseUrl: server.url, model: 'nope' });
     await assert.rejects(judge.complete('p'), (e: unknown) => e instanceof ForgelineError && e.terminal && /answered 404: .*model nope does not exist/.test(e.message));
     status = 503;
+    const before = server.seen.length;
     await assert.rejects(judge.complete('p'), (e: unknown) => !(e instanceof ForgelineError) && /answered 503/.test((e as Error).message));
+    assert.equal(server.seen.length - before, 3, 'a transient status is retried twice before it is thrown');
+  });
+
+  it('retries 429 and 5xx (Retry-After honoured) and then answers', async function () {
+    const statuses = [429, 502];
+    server = await startServer(() => (statuses.length ? { status: statuses.shift()!, body: { error: { message: 'busy' } } } : chat('{"statements": []}')));
+    const judge = new OpenAICompatibleJudge({ baseUrl: server.url, model: 'judge', retryDelayMs: 10 });
+    assert.equal(await judge.complete('p'), '{"statements": []}');
+    assert.equal(server.seen.length, 3);
+  });
+
+  it('sends the answer schema as structured outputs (response_format json_schema, strict)', async function () {
+    server = await startServer(() => chat('{"statements": ["a"]}'));
+    const judge = new OpenAICompatibleJudge({ baseUrl: server.url, model: 'judge' });
+    await judge.complete('p', { name: 'faithfulness_statements', schema: FaithfulnessStatements });
+    assert.deepEqual(server.seen[0]!.body.response_format, {
+      type: 'json_schema',
+      json_schema: {
+        name: 'faithfulness_statements',
+        strict: true,
+        schema: { type: 'object', properties: { statements: { type: 'array', items: { type: 'string', minLength: 1 } } }, required: ['statements'], additionalProperties: false },
+      },
+    });
+  });
+
+  it('falls back to the prompt alone when the server refuses response_format, and stops sending it', async function () {
+    server = await startServer((s) => (s.body.response_format ? { status: 400, body: { error: { message: "Unrecognized request argument supplied: response_format" } } } : chat('{"statements": []}')));
+    const judge = new OpenAICompatibleJudge({ baseUrl: server.url, model: 'judge' });
+    assert.equal(await judge.complete('p', { name: 'x', schema: FaithfulnessStatements }), '{"statements": []}');
+    assert.equal(judge.usesStructuredOutputs, false);
+    await judge.complete('p', { name: 'x', schema: FaithfulnessStatements });
+    assert.deepEqual(
+      server.seen.map((s) => 'response_format' in s.body),
+      [true, false, false],
+    );
+    const none = new OpenAICompatibleJudge({ baseUrl: server.url, model: 'judge', structuredOutputs: 'none' });
+    await none.complete('p', { name: 'x', schema: FaithfulnessStatements });
+    assert.equal('response_format' in server.seen.at(-1)!.body, false);
+  });
+
+  it('gatewayModels: generation with the bound params; the client key goes only to the configured gateway', async function () {
+    server = await startServer(() => chat('Paris.'));
+    const models = gatewayModels({ baseUrl: server.url, apiKey: 'sk-worker' });
+    const g = models.connect();
+    assert.equal(await g.generate({ model: 'tiny-demo', messages: [{ role: 'user', content: 'Where?' }], params: { temperature: 0.5, topP: 0.9, maxTokens: 8, stop: ['\n'], seed: 3 } }), 'Paris.');
+    assert.deepEqual(server.seen[0]!.body, { model: 'tiny-demo', messages: [{ role: 'user', content: 'Where?' }], temperature: 0.5, top_p: 0.9, max_tokens: 8, stop: ['\n'], seed: 3, n: 1, stream: false });
+    assert.equal(server.seen[0]!.headers.authorization, 'Bearer sk-worker');
+    await g.judge('judge').complete('p');
+    assert.equal(server.seen[1]!.headers.authorization, 'Bearer sk-worker');
+    const elsewhere = models.connect(server.url.replace('127.0.0.1', 'localhost'));
+    await elsewhere.generate({ model: 'tiny-demo', messages: [{ role: 'user', content: 'Where?' }], params: {} });
+    assert.equal(server.seen[2]!.headers.authorization, undefined, 'another origin gets no key');
   });
 
   it('drives a metric end to end over HTTP: faithfulness with the judge answering JSON', async function () {
