@@ -60,6 +60,12 @@ export const ErrorType = {
   ValidationFailed: 'ValidationFailed',
   /** A judge model (LLM-judged metrics) gave no valid answer within its attempts: not a score of 0. */
   JudgeFailed: 'JudgeFailed',
+  /**
+   * Retryable, never in a `nonRetryableErrorTypes` list: the GPU worker running the attempt got its
+   * machine's preemption notice (spot), asked the recipe to checkpoint and stopped. The retry runs
+   * on another worker and resumes from that checkpoint; the message names the notice.
+   */
+  WorkerPreempted: 'WorkerPreempted',
 } as const;
 
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
