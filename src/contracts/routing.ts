@@ -46,8 +46,8 @@ export function promptVersionLabel(name: string, version: string): string {
  */
 export const RoutedPromptSchema = z.object({
   /** The prompt version id (12 hex digits). */
-  version: z.string().regex(PROMPT_VERSION, 'prompt.version: expected the 12-hex-digit prompt version id'),
-  template: z.string().min(1, 'template: must not be empty'),
+  version: z.string().regex(PROMPT_VERSION, 'expected the 12-hex-digit prompt version id'),
+  template: z.string().min(1, 'must not be empty'),
   variables: z.record(z.string(), PromptVariableSchema).default({}),
   model: PromptModelBindingSchema,
   examples: z.array(PromptExampleSchema).default([]),
@@ -57,7 +57,7 @@ export type RoutedPrompt = z.infer<typeof RoutedPromptSchema>;
 export const PromptRouteTargetSchema = z
   .object({
     /** The label metrics are kept under: `<promptName>@<12-hex prompt version>`, e.g. `support-answer@3f2a9c0d1b4e`. */
-    version: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}@[0-9a-f]{12}$/, 'version: expected <promptName>@<12-hex prompt version>, e.g. support-answer@3f2a9c0d1b4e'),
+    version: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}@[0-9a-f]{12}$/, 'expected <promptName>@<12-hex prompt version>, e.g. support-answer@3f2a9c0d1b4e'),
     prompt: RoutedPromptSchema,
     /** Relative weight, as for model routes. */
     weight: z.number().int().min(0).max(10_000),

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { TrafficSample, VersionMetrics } from '../contracts/routing';
 
@@ -15,6 +15,18 @@ export interface RequestRecord {
   latencyMs: number;
   promptTokens: number;
   completionTokens: number;
+  /** A request to a prompt route (/v1/prompts/<name>/...): the prompt's name and the version label it was served with. */
+  promptName?: string;
+  /** `<promptName>@<12-hex>`. */
+  promptVersion?: string;
+}
+
+/**
+ * The window store's key of a prompt route's records: `#` is never part of a model alias, so a
+ * prompt's records never mix with an alias's.
+ */
+export function promptWindowKey(name: string): string {
+  return `#prompt/${name}`;
 }
 
 /** Prometheus metrics of one gateway, on a registry of its own (so replicas in one process stay apart). */
@@ -32,6 +44,16 @@ export class GatewayMetrics {
   readonly tokens = new Counter({ name: 'forgeline_gateway_tokens_total', help: 'Tokens from the upstream usage, by alias, version and kind (prompt, completion)', labelNames: ['alias', 'version', 'kind'] as const, registers: [this.registry] });
   readonly rateLimited = new Counter({ name: 'forgeline_gateway_rate_limited_total', help: 'Requests refused by the token limit, by tenant', labelNames: ['tenant'] as const, registers: [this.registry] });
   readonly feedback = new Counter({ name: 'forgeline_gateway_feedback_total', help: 'Feedback scores received', registers: [this.registry] });
+  /*
+   * Prompt routes get families of their own, labelled by prompt name and version id, rather than a
+   * prompt_version label on the model families above: that label would multiply every alias ×
+   * version × status series by the prompt versions served through it. No latency histogram per
+   * prompt version (13 buckets each): the per-version latency samples are in the admin metrics
+   * window (GET /admin/prompts/<name>/metrics).
+   */
+  readonly promptRequests = new Counter({ name: 'forgeline_gateway_prompt_requests_total', help: 'Requests to prompt routes by prompt name, prompt version id and HTTP status', labelNames: ['prompt', 'prompt_version', 'status'] as const, registers: [this.registry] });
+  readonly promptErrors = new Counter({ name: 'forgeline_gateway_prompt_errors_total', help: 'Failed prompt requests (render errors, 5xx, upstream unreachable, stream cut) by prompt name and version id', labelNames: ['prompt', 'prompt_version'] as const, registers: [this.registry] });
+  readonly promptTokens = new Counter({ name: 'forgeline_gateway_prompt_tokens_total', help: 'Tokens from the upstream usage of prompt requests, by prompt name, version id and kind (prompt, completion)', labelNames: ['prompt', 'prompt_version', 'kind'] as const, registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'forgeline_gateway_' });
@@ -43,6 +65,16 @@ export class GatewayMetrics {
     this.latency.observe({ alias: r.alias, version: r.version }, r.latencyMs / 1000);
     if (r.promptTokens) this.tokens.inc({ alias: r.alias, version: r.version, kind: 'prompt' }, r.promptTokens);
     if (r.completionTokens) this.tokens.inc({ alias: r.alias, version: r.version, kind: 'completion' }, r.completionTokens);
+    if (r.promptName !== undefined) this.observePrompt(r.promptName, r.promptVersion!, r);
+  }
+
+  /** A prompt request's counters (also one that failed to render and never reached a model). */
+  observePrompt(prompt: string, label: string, r: Pick<RequestRecord, 'status' | 'error' | 'promptTokens' | 'completionTokens'>): void {
+    const prompt_version = label.slice(label.indexOf('@') + 1);
+    this.promptRequests.inc({ prompt, prompt_version, status: String(r.status) });
+    if (r.error) this.promptErrors.inc({ prompt, prompt_version });
+    if (r.promptTokens) this.promptTokens.inc({ prompt, prompt_version, kind: 'prompt' }, r.promptTokens);
+    if (r.completionTokens) this.promptTokens.inc({ prompt, prompt_version, kind: 'completion' }, r.completionTokens);
   }
 }
 
@@ -57,7 +89,9 @@ export type FeedbackOutcome = 'recorded' | 'unknown' | 'accepted';
 /**
  * What the canary analysis and the drift monitor read: per-version request records and feedback
  * over a time window, and sampled request texts. Bounded: the newest `maxEvents` records and
- * `maxSamples` texts per alias.
+ * `maxSamples` texts per alias. A prompt request (`promptName` set) is kept twice: under its model
+ * alias and model version, and under `promptWindowKey(promptName)` and its prompt version label;
+ * feedback on its request id reaches both.
  */
 export interface WindowStore {
   record(r: RequestRecord, text?: { prompt: string; completion: string }): void;
@@ -202,7 +236,7 @@ class EventColumns {
   }
 }
 
-/** In this process: per alias, a columnar ring of records and a ring of sampled texts. */
+/** In this process: per alias (and per prompt), a columnar ring of records and a ring of sampled texts. */
 export class MemoryWindowStore implements WindowStore {
   private readonly events = new Map<string, { cols: EventColumns; versions: Interned }>();
   /** Every alias's columns, by the index request ids point at. */
@@ -212,38 +246,53 @@ export class MemoryWindowStore implements WindowStore {
   /** Request id → where its record is: columns index × 2^32 + slot (a number, not an object per record). */
   private readonly byId = new Map<string, number>();
   private readonly sampleById = new Map<string, TrafficSample>();
+  /** The same for the second record of prompt requests (under their prompt's key). */
+  private readonly promptById = new Map<string, number>();
+  private readonly promptSampleById = new Map<string, TrafficSample>();
 
   constructor(private readonly limits: WindowLimits) {}
 
   record(r: RequestRecord, text?: { prompt: string; completion: string }): void {
-    let ev = this.events.get(r.alias);
+    this.put(r.alias, r.version, r, text, this.byId, this.sampleById);
+    if (r.promptName !== undefined) this.put(promptWindowKey(r.promptName), r.promptVersion!, r, text, this.promptById, this.promptSampleById);
+  }
+
+  /** Keep `r` under `key` as `version`, indexed by request id in `ids` and `sampleIds`. */
+  private put(key: string, version: string, r: RequestRecord, text: { prompt: string; completion: string } | undefined, ids: Map<string, number>, sampleIds: Map<string, TrafficSample>): void {
+    let ev = this.events.get(key);
     if (!ev) {
-      this.events.set(r.alias, (ev = { cols: new EventColumns(this.limits.maxEvents, this.columns.length), versions: new Interned() }));
+      this.events.set(key, (ev = { cols: new EventColumns(this.limits.maxEvents, this.columns.length), versions: new Interned() }));
       this.columns.push(ev.cols);
     }
-    const { slot, dropped } = ev.cols.push(r, ev.versions.id(r.version), this.tenants.id(r.tenant));
-    if (dropped !== undefined) this.byId.delete(dropped);
-    this.byId.set(r.requestId, ev.cols.index * 2 ** 32 + slot);
+    const { slot, dropped } = ev.cols.push(r, ev.versions.id(version), this.tenants.id(r.tenant));
+    if (dropped !== undefined) ids.delete(dropped);
+    ids.set(r.requestId, ev.cols.index * 2 ** 32 + slot);
     if (text) {
-      let sr = this.samples.get(r.alias);
-      if (!sr) this.samples.set(r.alias, (sr = new Ring(this.limits.maxSamples)));
-      const sample: TrafficSample = { requestId: r.requestId, version: r.version, at: r.at, prompt: text.prompt, completion: text.completion, status: r.status };
+      let sr = this.samples.get(key);
+      if (!sr) this.samples.set(key, (sr = new Ring(this.limits.maxSamples)));
+      const sample: TrafficSample = { requestId: r.requestId, version, at: r.at, prompt: text.prompt, completion: text.completion, status: r.status };
       const old = sr.push(sample);
-      if (old && this.sampleById.get(old.requestId) === old) this.sampleById.delete(old.requestId);
-      this.sampleById.set(r.requestId, sample);
+      if (old && sampleIds.get(old.requestId) === old) sampleIds.delete(old.requestId);
+      sampleIds.set(r.requestId, sample);
     }
   }
 
   async feedback(requestId: string, tenant: string, score: number): Promise<FeedbackOutcome> {
-    const at = this.byId.get(requestId);
-    if (at === undefined) return 'unknown';
+    const model = this.score(requestId, tenant, score, this.byId, this.sampleById);
+    const prompt = this.score(requestId, tenant, score, this.promptById, this.promptSampleById);
+    return model || prompt ? 'recorded' : 'unknown';
+  }
+
+  private score(requestId: string, tenant: string, score: number, ids: Map<string, number>, sampleIds: Map<string, TrafficSample>): boolean {
+    const at = ids.get(requestId);
+    if (at === undefined) return false;
     const cols = this.columns[Math.floor(at / 2 ** 32)]!;
     const slot = at % 2 ** 32;
-    if (cols.requestId[slot] !== requestId || this.tenants.values[cols.tenant[slot]!] !== tenant) return 'unknown';
+    if (cols.requestId[slot] !== requestId || this.tenants.values[cols.tenant[slot]!] !== tenant) return false;
     cols.feedback[slot] = score;
-    const sample = this.sampleById.get(requestId);
+    const sample = sampleIds.get(requestId);
     if (sample) sample.feedback = score;
-    return 'recorded';
+    return true;
   }
 
   async window(alias: string, from: number, to: number): Promise<VersionMetrics[]> {
@@ -286,9 +335,9 @@ export class MemoryWindowStore implements WindowStore {
 }
 
 /**
- * In Redis, so a window query sees every replica: per alias a stream of request records
- * (`<prefix>ev:<alias>`, XADD with MAXLEN ~ maxEvents) and one of sampled texts
- * (`<prefix>tr:<alias>`, MAXLEN ~ maxSamples), plus one feedback stream (`<prefix>fb`). Stream IDs
+ * In Redis, so a window query sees every replica: per alias (and per prompt, under
+ * `promptWindowKey`) a stream of request records (`<prefix>ev:<alias>`, XADD with MAXLEN ~
+ * maxEvents) and one of sampled texts (`<prefix>tr:<alias>`, MAXLEN ~ maxSamples), plus one feedback stream (`<prefix>fb`). Stream IDs
  * are Redis's millisecond clock, so a window is one XRANGE. Feedback is matched to requests by id
  * and tenant when a window is read (so a score can arrive at any replica, any time later).
  */
@@ -302,9 +351,14 @@ export class RedisWindowStore implements WindowStore {
 
   record(r: RequestRecord, text?: { prompt: string; completion: string }): void {
     const p = this.redis.pipeline();
-    p.xadd(`${this.prefix}ev:${r.alias}`, 'MAXLEN', '~', String(this.limits.maxEvents), '*', 'r', r.requestId, 'v', r.version, 't', r.tenant, 's', String(r.status), 'e', r.error ? '1' : '0', 'l', r.latencyMs.toFixed(3), 'p', String(r.promptTokens), 'c', String(r.completionTokens));
-    if (text) p.xadd(`${this.prefix}tr:${r.alias}`, 'MAXLEN', '~', String(this.limits.maxSamples), '*', 'r', r.requestId, 'v', r.version, 't', r.tenant, 's', String(r.status), 'q', text.prompt, 'a', text.completion);
+    this.add(p, r.alias, r.version, r, text);
+    if (r.promptName !== undefined) this.add(p, promptWindowKey(r.promptName), r.promptVersion!, r, text);
     p.exec().catch(this.onError);
+  }
+
+  private add(p: ChainableCommander, key: string, version: string, r: RequestRecord, text: { prompt: string; completion: string } | undefined): void {
+    p.xadd(`${this.prefix}ev:${key}`, 'MAXLEN', '~', String(this.limits.maxEvents), '*', 'r', r.requestId, 'v', version, 't', r.tenant, 's', String(r.status), 'e', r.error ? '1' : '0', 'l', r.latencyMs.toFixed(3), 'p', String(r.promptTokens), 'c', String(r.completionTokens));
+    if (text) p.xadd(`${this.prefix}tr:${key}`, 'MAXLEN', '~', String(this.limits.maxSamples), '*', 'r', r.requestId, 'v', version, 't', r.tenant, 's', String(r.status), 'q', text.prompt, 'a', text.completion);
   }
 
   async feedback(requestId: string, tenant: string, score: number): Promise<FeedbackOutcome> {

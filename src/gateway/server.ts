@@ -3,18 +3,25 @@
  *
  *   POST /v1/chat/completions, POST /v1/completions   client key (Bearer); `model` is a public alias
  *   GET  /v1/models                                    the aliases
+ *   POST /v1/prompts/<name>/completions, POST /v1/prompts/<name>/chat/completions
+ *                                                      client key; {variables, ...OpenAI params}: a prompt route
  *   POST /v1/feedback {request_id, score}               a score for an earlier request (x-request-id)
  *   GET  /admin/routes, PUT /admin/routes/<alias>, DELETE /admin/routes/<alias>,
  *   PUT  /admin/upstreams/<name>, DELETE /admin/upstreams/<name> (refused while a route uses it)
+ *   PUT  /admin/prompts/<name>, DELETE /admin/prompts/<name>
  *                                                      admin token; If-Match or expectedVersion: 409 on a mismatch
  *   GET  /admin/metrics?alias&from&to                  VersionMetrics[] over [from, to) (ms since the epoch)
  *   GET  /admin/traffic?alias&from&to&limit            sampled TrafficSample[]
+ *   GET  /admin/prompts/<name>/metrics?from&to, GET /admin/prompts/<name>/traffic?from&to&limit
+ *                                                      the same per prompt version label
  *   GET  /metrics (Prometheus), GET /health
  *
  * A request picks a version of its alias by weight (sticky per `user` or `x-session-id`), is
  * charged its token budget, has `model` rewritten to the version's served model and goes to one of
  * the upstream's URLs; the response carries `x-forgeline-version` and `x-request-id`. Streams pass
- * through event by event as they arrive.
+ * through event by event as they arrive. A prompt request first picks a prompt version the same
+ * way, renders it, and then goes through the model route of the prompt's model alias as above
+ * (so prompt and model canaries compose); its response also carries `x-forgeline-prompt-version`.
  */
 import { createHash, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -23,17 +30,20 @@ import { performance } from 'node:perf_hooks';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Redis } from 'ioredis';
-import type { RoutingTable, RouteTarget } from '../contracts/routing';
+import { PROMPT_NAME, PromptError, renderPrompt } from '../contracts/prompt';
+import type { PromptRouteTarget, RoutingTable, RouteTarget } from '../contracts/routing';
 import { ConfigError } from '../ports/errors';
 import { completionBudget, estimatePromptTokens, TokenLimiter } from './limits';
-import { GatewayMetrics, MemoryWindowStore, RedisWindowStore, type RequestRecord, type WindowStore } from './metrics';
+import { GatewayMetrics, MemoryWindowStore, promptWindowKey, RedisWindowStore, type RequestRecord, type WindowStore } from './metrics';
 import { checkKeys, DEV_KEY_TOKENS_PER_MINUTE, type ApiKey, type GatewayOptions } from './options';
-import { checkName, checkTable, InvalidChangeError, parseTargets, parseUpstream, pickTarget } from './routing';
+import { checkName, checkTable, InvalidChangeError, parsePromptTargets, parseTargets, parseUpstream, pickTarget } from './routing';
 import { FileRoutingStore, RedisRoutingStore, type RoutingStore } from './store';
 import { UpstreamAbort, Upstreams } from './upstream';
 
 export const VERSION_HEADER = 'x-forgeline-version';
 export const REQUEST_ID_HEADER = 'x-request-id';
+/** On a prompt route's response: the prompt version label (`<name>@<12-hex>`) that served it. */
+export const PROMPT_VERSION_HEADER = 'x-forgeline-prompt-version';
 
 type Json = Record<string, unknown>;
 
@@ -101,7 +111,47 @@ interface Flight {
   target: RouteTarget;
   client: ApiKey;
   sample: boolean;
-  prompt: string;
+  /** The request's text for the traffic sample ('' when not sampled). */
+  text: string;
+  /** A prompt route's request: the prompt and the version label it was served with. */
+  prompt: { name: string; version: string } | undefined;
+}
+
+/** A request on its way through a model route (from a model endpoint or a prompt endpoint). */
+interface Forward {
+  t0: number;
+  client: ApiKey;
+  table: RoutingTable;
+  alias: string;
+  route: RoutingTable['routes'][string];
+  /** The body sent upstream (its `model` is replaced by the picked version's). */
+  body: Json;
+  path: string;
+  stickyKey: string | undefined;
+  /** The text kept in traffic samples; undefined: the body's prompt or messages. */
+  sampleText: string | undefined;
+  prompt: { name: string; version: string } | undefined;
+}
+
+/** A prompt version's rendered few-shot examples, as a completion prefix and as chat messages. */
+interface FewShot {
+  prefix: string;
+  messages: Json[];
+}
+
+/** Fields a prompt endpoint's body may not carry: the prompt route supplies them. */
+const PROMPT_SUPPLIED = ['model', 'prompt', 'messages'] as const;
+
+/** The key that makes routing sticky: the x-session-id header, else the body's `user`. */
+function stickyKeyOf(req: FastifyRequest, body: Json): string | undefined {
+  const session = req.headers['x-session-id'];
+  return typeof session === 'string' && session !== '' ? session : typeof body.user === 'string' ? body.user : undefined;
+}
+
+function versionHeaders(reply: FastifyReply, f: Flight): FastifyReply {
+  reply.header(VERSION_HEADER, f.target.version).header(REQUEST_ID_HEADER, f.requestId);
+  if (f.prompt) reply.header(PROMPT_VERSION_HEADER, f.prompt.version);
+  return reply;
 }
 
 export interface RunningGateway {
@@ -128,6 +178,8 @@ class Gateway {
   private readonly sampleRate: number;
   private readonly maxTextChars: number;
   private readonly seed: GatewayOptions['seed'];
+  /** Rendered few-shot examples per prompt target; a new table's targets are new objects, the old ones' entries go with them. */
+  private readonly shots = new WeakMap<PromptRouteTarget, FewShot>();
 
   constructor(private readonly opts: GatewayOptions) {
     const keys = [...(opts.keys ?? [])];
@@ -239,6 +291,8 @@ class Gateway {
     const app = this.app;
     app.post('/v1/chat/completions', (req, reply) => this.inference(req, reply, '/v1/chat/completions'));
     app.post('/v1/completions', (req, reply) => this.inference(req, reply, '/v1/completions'));
+    app.post('/v1/prompts/:name/chat/completions', (req, reply) => this.promptInference(req, reply, '/v1/chat/completions'));
+    app.post('/v1/prompts/:name/completions', (req, reply) => this.promptInference(req, reply, '/v1/completions'));
     app.get('/v1/models', async (req, reply) => {
       if (!this.clientOf(req, reply)) return reply;
       const created = Math.floor(Date.parse(this.tableNow.updatedAt) / 1000) || 0;
@@ -266,27 +320,38 @@ class Gateway {
     app.delete('/admin/routes/*', (req, reply) => this.adminChange(req, reply, 'delete-route'));
     app.put('/admin/upstreams/*', (req, reply) => this.adminChange(req, reply, 'upstream'));
     app.delete('/admin/upstreams/*', (req, reply) => this.adminChange(req, reply, 'delete-upstream'));
-    app.get('/admin/metrics', async (req, reply) => {
-      if (!this.adminOk(req, reply)) return reply;
-      const q = this.windowQuery(req, reply, false);
-      if (!q) return reply;
-      return this.window.window(q.alias, q.from, q.to);
-    });
-    app.get('/admin/traffic', async (req, reply) => {
-      if (!this.adminOk(req, reply)) return reply;
-      const q = this.windowQuery(req, reply, true);
-      if (!q) return reply;
-      return this.window.traffic(q.alias, q.from, q.to, q.limit);
-    });
+    app.put('/admin/prompts/:name', (req, reply) => this.adminChange(req, reply, 'prompt'));
+    app.delete('/admin/prompts/:name', (req, reply) => this.adminChange(req, reply, 'delete-prompt'));
+    for (const prompts of [false, true]) {
+      app.get(prompts ? '/admin/prompts/:name/metrics' : '/admin/metrics', async (req, reply) => {
+        if (!this.adminOk(req, reply)) return reply;
+        const q = this.windowQuery(req, reply, false, prompts);
+        if (!q) return reply;
+        return this.window.window(q.key, q.from, q.to);
+      });
+      app.get(prompts ? '/admin/prompts/:name/traffic' : '/admin/traffic', async (req, reply) => {
+        if (!this.adminOk(req, reply)) return reply;
+        const q = this.windowQuery(req, reply, true, prompts);
+        if (!q) return reply;
+        return this.window.traffic(q.key, q.from, q.to, q.limit);
+      });
+    }
   }
 
-  private windowQuery(req: FastifyRequest, reply: FastifyReply, withLimit: boolean): { alias: string; from: number; to: number; limit: number } | undefined {
+  /** The window a metrics or traffic query asks for; `prompt`: of the prompt in the path, else of `?alias`. */
+  private windowQuery(req: FastifyRequest, reply: FastifyReply, withLimit: boolean, prompt: boolean): { key: string; from: number; to: number; limit: number } | undefined {
     const q = req.query as Record<string, string | undefined>;
     const bad = (field: string, msg: string) => {
       send(reply, openaiError(400, `${field}: ${msg}`, 'invalid_request_error', 'invalid_field', field));
       return undefined;
     };
-    if (!q.alias) return bad('alias', 'expected the public model alias, e.g. ?alias=tiny-demo');
+    let key: string;
+    if (prompt) {
+      const name = (req.params as { name: string }).name;
+      if (!PROMPT_NAME.test(name)) return bad('name', `'${name}' is not a prompt name: lowercase letters, digits and dashes, e.g. support-answer`);
+      key = promptWindowKey(name);
+    } else if (!q.alias) return bad('alias', 'expected the public model alias, e.g. ?alias=tiny-demo');
+    else key = q.alias;
     const now = Date.now();
     const to = q.to === undefined ? now : Number(q.to);
     const from = q.from === undefined ? to - 5 * 60_000 : Number(q.from);
@@ -294,14 +359,15 @@ class Gateway {
     if (!Number.isFinite(to) || to < from) return bad('to', 'expected ms since the epoch, not before from');
     const limit = q.limit === undefined ? 100 : Number(q.limit);
     if (withLimit && (!Number.isInteger(limit) || limit < 1 || limit > 10_000)) return bad('limit', 'expected a whole number in 1..10000');
-    return { alias: q.alias, from, to, limit };
+    return { key, from, to, limit };
   }
 
   // ---- admin changes: compare-and-swap on the table version --------------------------------------
 
-  private async adminChange(req: FastifyRequest, reply: FastifyReply, kind: 'route' | 'delete-route' | 'upstream' | 'delete-upstream'): Promise<FastifyReply> {
+  private async adminChange(req: FastifyRequest, reply: FastifyReply, kind: 'route' | 'delete-route' | 'upstream' | 'delete-upstream' | 'prompt' | 'delete-prompt'): Promise<FastifyReply> {
     if (!this.adminOk(req, reply)) return reply;
-    const name = decodeURIComponent((req.params as Record<string, string>)['*'] ?? '');
+    const params = req.params as Record<string, string>;
+    const name = params.name ?? decodeURIComponent(params['*'] ?? '');
     const body = ((req.body ?? {}) as Json) || {};
     const bad = (field: string, msg: string) => send(reply, openaiError(400, `${field}: ${msg}`, 'invalid_request_error', 'invalid_field', field));
     if (typeof body !== 'object' || Array.isArray(body)) return bad('(body)', 'expected a JSON object');
@@ -321,11 +387,20 @@ class Gateway {
     const by = (body.by as string | undefined) ?? 'admin';
     const reason = body.reason as string | undefined;
     try {
-      checkName(kind === 'upstream' || kind === 'delete-upstream' ? 'upstream' : 'alias', name);
-      const apply = (t: RoutingTable): Pick<RoutingTable, 'upstreams' | 'routes'> => {
+      checkName(kind === 'upstream' || kind === 'delete-upstream' ? 'upstream' : kind === 'prompt' || kind === 'delete-prompt' ? 'prompt' : 'alias', name);
+      const apply = (t: RoutingTable): Pick<RoutingTable, 'upstreams' | 'routes'> & Partial<Pick<RoutingTable, 'prompts'>> => {
         if (kind === 'route') return { upstreams: t.upstreams, routes: { ...t.routes, [name]: { targets: parseTargets(body.targets, t.upstreams) } } };
+        if (kind === 'prompt') return { upstreams: t.upstreams, routes: t.routes, prompts: { ...t.prompts, [name]: { targets: parsePromptTargets(name, body.targets, t.routes) } } };
+        if (kind === 'delete-prompt') {
+          if (!t.prompts[name]) throw new InvalidChangeError('prompt', `no prompt route '${name}'`);
+          const prompts = { ...t.prompts };
+          delete prompts[name];
+          return { upstreams: t.upstreams, routes: t.routes, prompts };
+        }
         if (kind === 'delete-route') {
           if (!t.routes[name]) throw new InvalidChangeError('alias', `no route '${name}'`);
+          const bound = Object.entries(t.prompts).filter(([, p]) => p.targets[0]!.prompt.model.alias === name);
+          if (bound.length) throw new InvalidChangeError('alias', `'${name}' serves prompt route(s) ${bound.map(([p]) => p).join(', ')}: delete them first (DELETE /admin/prompts/<name>) or bind them to another alias`);
           const routes = { ...t.routes };
           delete routes[name];
           return { upstreams: t.upstreams, routes };
@@ -395,9 +470,93 @@ class Gateway {
       const known = Object.keys(table.routes).join(', ') || 'none';
       return send(reply, openaiError(404, `The model '${body.model}' does not exist here (served: ${known})`, 'invalid_request_error', 'model_not_found', 'model'));
     }
-    const session = req.headers['x-session-id'];
-    const stickyKey = typeof session === 'string' && session !== '' ? session : typeof body.user === 'string' ? body.user : undefined;
-    const target = pickTarget(route.targets, stickyKey, this.random);
+    return this.forward(req, reply, { t0, client, table, alias: body.model, route, body, path, stickyKey: stickyKeyOf(req, body), sampleText: undefined, prompt: undefined });
+  }
+
+  /**
+   * A request to a prompt route: pick a prompt version by weight (sticky as model routes are),
+   * render it with the request's variables, apply the binding's sampling params as defaults, and
+   * forward it through the model route of the binding's alias as a completion (few-shot examples
+   * first, each `<rendered example>\n<output>\n\n`, then the rendered request) or as chat (each
+   * example a user/assistant pair, then the rendered request as the user message).
+   */
+  private async promptInference(req: FastifyRequest, reply: FastifyReply, path: '/v1/completions' | '/v1/chat/completions'): Promise<FastifyReply> {
+    const t0 = performance.now();
+    const client = this.clientOf(req, reply);
+    if (!client) return reply;
+    const body = req.body as Json | undefined;
+    const bad = (field: string, msg: string, code = 'invalid_field') => send(reply, openaiError(400, `${field}: ${msg}`, 'invalid_request_error', code, field));
+    if (!body || typeof body !== 'object' || Array.isArray(body)) return send(reply, openaiError(400, 'expected a JSON object body: {"variables": {...}} plus OpenAI parameters (temperature, max_tokens, stream, ...)', 'invalid_request_error', 'invalid_body'));
+    for (const field of PROMPT_SUPPLIED) {
+      if (body[field] !== undefined) return bad(field, `not allowed on a prompt endpoint: the prompt route supplies ${field === 'model' ? 'the model (its binding\'s alias)' : 'the text'}; send the prompt's variables as {"variables": {...}}, or call ${path} with ${field === 'model' ? 'a model alias' : 'your own text'}`);
+    }
+    const vars = body.variables ?? {};
+    if (typeof vars !== 'object' || vars === null || Array.isArray(vars)) return bad('variables', 'expected an object of the prompt\'s variables, e.g. {"question": "Where is Paris?"}');
+    const name = (req.params as { name: string }).name;
+    const table = this.tableNow;
+    const promptRoute = table.prompts[name];
+    if (!promptRoute) {
+      const known = Object.keys(table.prompts).join(', ') || 'none';
+      return send(reply, openaiError(404, `The prompt '${name}' has no route here (routed prompts: ${known}): release it with \`forgeline prompt release <release.yaml>\`, or route it with PUT /admin/prompts/${name}`, 'invalid_request_error', 'prompt_not_found', null));
+    }
+    const stickyKey = stickyKeyOf(req, body);
+    const target = pickTarget(promptRoute.targets, stickyKey, this.random);
+    const prompt = { name, version: target.version };
+    let text: string;
+    try {
+      text = renderPrompt(target.prompt, vars as Json);
+    } catch (err) {
+      if (!(err instanceof PromptError)) throw err;
+      // The version could not serve the request: an error of that version, so a candidate that breaks its callers fails its canary.
+      const requestId = newRequestId();
+      const r: RequestRecord = { requestId, alias: promptWindowKey(name), version: target.version, tenant: client.tenant, at: Date.now(), status: 400, error: true, latencyMs: performance.now() - t0, promptTokens: 0, completionTokens: 0 };
+      this.metrics.observePrompt(name, target.version, r);
+      this.window.record(r);
+      reply.header(PROMPT_VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
+      const variable = /variable '([^']+)'/.exec(err.message)?.[1];
+      return send(reply, openaiError(400, `${err.message} (prompt ${target.version})`, 'invalid_request_error', 'invalid_variables', variable ? `variables.${variable}` : 'variables'));
+    }
+    const alias = target.prompt.model.alias;
+    const route = table.routes[alias];
+    if (!route) return send(reply, openaiError(503, `prompt ${target.version} is bound to model alias '${alias}', which has no route here: route it with PUT /admin/routes/${alias}`, 'server_error', 'prompt_model_unavailable'));
+
+    const forwarded: Json = {};
+    const params = target.prompt.model.params;
+    if (params.temperature !== undefined) forwarded.temperature = params.temperature;
+    if (params.topP !== undefined) forwarded.top_p = params.topP;
+    if (params.maxTokens !== undefined && body.max_completion_tokens === undefined) forwarded.max_tokens = params.maxTokens;
+    if (params.stop !== undefined) forwarded.stop = params.stop;
+    if (params.seed !== undefined) forwarded.seed = params.seed;
+    for (const k in body) if (k !== 'variables') forwarded[k] = body[k];
+    forwarded.model = alias;
+    const shots = this.fewShot(target);
+    const chat = path === '/v1/chat/completions';
+    if (chat) forwarded.messages = [...shots.messages, { role: 'user', content: text }];
+    else forwarded.prompt = shots.prefix + text;
+    return this.forward(req, reply, { t0, client, table, alias, route, body: forwarded, path, stickyKey, sampleText: chat ? `user: ${text}` : text, prompt });
+  }
+
+  /** A prompt version's few-shot examples, rendered once per target of the table in use. */
+  private fewShot(target: PromptRouteTarget): FewShot {
+    let f = this.shots.get(target);
+    if (!f) {
+      const rendered = target.prompt.examples.map((ex) => ({ input: renderPrompt(target.prompt, ex.variables), output: ex.output }));
+      f = {
+        prefix: rendered.map((ex) => `${ex.input}\n${ex.output}\n\n`).join(''),
+        messages: rendered.flatMap((ex) => [
+          { role: 'user', content: ex.input },
+          { role: 'assistant', content: ex.output },
+        ]),
+      };
+      this.shots.set(target, f);
+    }
+    return f;
+  }
+
+  /** Forward a request through a model route: pick its version, charge its tokens, proxy it, record it. */
+  private async forward(req: FastifyRequest, reply: FastifyReply, c: Forward): Promise<FastifyReply> {
+    const { t0, client, table, body, path } = c;
+    const target = pickTarget(c.route.targets, c.stickyKey, this.random);
     const upstream = table.upstreams[target.upstream]!;
     const stream = body.stream === true;
 
@@ -423,7 +582,7 @@ class Gateway {
     const forwarded: Json = { ...body, model: target.model };
     if (stream) forwarded.stream_options = { ...((body.stream_options as Json | undefined) ?? {}), include_usage: true };
     const sample = this.sampleRate > 0 && (this.sampleRate >= 1 || Math.random() < this.sampleRate);
-    const f: Flight = { t0, requestId, alias: body.model, target, client, sample, prompt: sample ? promptText(body, this.maxTextChars) : '' };
+    const f: Flight = { t0, requestId, alias: c.alias, target, client, sample, text: sample ? (c.sampleText?.slice(0, this.maxTextChars) ?? promptText(body, this.maxTextChars)) : '', prompt: c.prompt };
 
     // An EventEmitter as undici's abort signal: the same effect as an AbortController, at a fraction of its cost per request.
     const ac = new UpstreamAbort();
@@ -440,7 +599,7 @@ class Gateway {
       const msg = `upstream '${target.upstream}' for ${target.version} failed before answering: ${(err as Error).message}${(err as { code?: string }).code ? ` (${(err as { code?: string }).code})` : ''}`;
       this.finish(f, 502, true, undefined, '');
       if (ac.aborted) return reply;
-      reply.header(VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
+      versionHeaders(reply, f);
       return send(reply, openaiError(502, msg, 'upstream_error', 'upstream_unavailable'));
     }
 
@@ -458,7 +617,7 @@ class Gateway {
     } catch (err) {
       this.finish(f, 502, true, undefined, '');
       if (ac.aborted) return reply;
-      reply.header(VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
+      versionHeaders(reply, f);
       return send(reply, openaiError(502, `upstream '${target.upstream}' for ${target.version} broke off its answer: ${(err as Error).message}`, 'upstream_error', 'upstream_broken'));
     }
     let usage: Usage | undefined;
@@ -474,7 +633,7 @@ class Gateway {
     }
     void charge.settle(res.statusCode >= 200 && res.statusCode < 300 ? (usage ? usage.prompt + usage.completion : undefined) : 0).catch((err: unknown) => req.log.warn({ err }, 'settling the token charge failed'));
     this.finish(f, res.statusCode, res.statusCode >= 500, usage, completion);
-    reply.code(res.statusCode).header(VERSION_HEADER, target.version).header(REQUEST_ID_HEADER, requestId);
+    versionHeaders(reply.code(res.statusCode), f);
     if (contentType) reply.header('content-type', contentType);
     return reply.send(buf);
   }
@@ -493,6 +652,7 @@ class Gateway {
       'x-accel-buffering': 'no',
       [VERSION_HEADER]: f.target.version,
       [REQUEST_ID_HEADER]: f.requestId,
+      ...(f.prompt ? { [PROMPT_VERSION_HEADER]: f.prompt.version } : {}),
     });
     let usage: Usage | undefined;
     let completion = '';
@@ -575,8 +735,12 @@ class Gateway {
       promptTokens: usage?.prompt ?? 0,
       completionTokens: usage?.completion ?? 0,
     };
+    if (f.prompt) {
+      r.promptName = f.prompt.name;
+      r.promptVersion = f.prompt.version;
+    }
     this.metrics.observe(r);
-    this.window.record(r, f.sample ? { prompt: f.prompt, completion } : undefined);
+    this.window.record(r, f.sample ? { prompt: f.text, completion } : undefined);
   }
 }
 
