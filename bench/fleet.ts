@@ -34,6 +34,7 @@ function headline(s: Summary) {
     evalP95Minutes: s.queueingDelay.byClass.eval?.p95Minutes ?? null,
     trainP95Minutes: s.queueingDelay.byClass.train?.p95Minutes ?? null,
     neverStarted: s.queueingDelay.all.neverStarted,
+    quotaShortfallGpuHours: Object.fromEntries(Object.entries(s.pools).map(([p, v]) => [p, v.quotaShortfallGpuHours])),
     preemptions: s.preemptions,
     lostGpuHours: s.lostGpuHours,
     jobsFinished: s.jobsFinished,
@@ -71,6 +72,7 @@ export async function fleetBenchmark(): Promise<number> {
       `a preempted job keeps its GPUs for yieldSeconds (${scenario.yieldSeconds}), then waits again at the back of its queue; preemptions and spot interruptions lose the work since the last periodic checkpoint (all of it for eval/quantize/embed, which do not checkpoint); a job resumed from a checkpoint spends restartSeconds (${scenario.restartSeconds}) loading it`,
       `spot pools: each running job is interrupted at ${scenario.spotInterruptionsPerGpuHour} per GPU-hour, from the job's own seeded stream (the same under every policy); the GPU is replaced at once`,
       'utilisation = GPU-seconds held by jobs (lost work included) / (GPUs × 24 h); share = a team\'s GPU-hours / the pool\'s GPU-hours used',
+      'quotaShortfallGpuHours = the integral over the day of the GPUs of a team\'s waiting jobs that fit (in queue order) within its nominal GPUs minus those it holds: nominal quota it wanted and did not get (0 is the guarantee; the yield before a reclaim shows up as a little)',
       'fair-share and static-partition call decide() of src/fleet/fair-share.ts (E1\'s policy, the one the admission workflow runs) at every event; lease priority: eval/quantize 10, embed 5, train 0',
     ],
     scenario: {
@@ -103,7 +105,8 @@ export async function fleetBenchmark(): Promise<number> {
   for (const p of policies) {
     const s = out[p.name]!.summary;
     const util = Object.entries(s.pools).map(([pool, v]) => `${pool} ${(v.utilization * 100).toFixed(1)}%`).join(', ');
-    console.log(`fleet: ${p.name.padEnd(16)} utilisation ${util}; delay p50/p95 ${s.queueingDelay.all.p50Minutes}/${s.queueingDelay.all.p95Minutes} min (eval p95 ${s.queueingDelay.byClass.eval?.p95Minutes}, train p95 ${s.queueingDelay.byClass.train?.p95Minutes}); ${s.preemptions} preemptions, ${s.spotInterruptions} spot interruptions, ${s.lostGpuHours} GPU-h lost; ${s.jobsFinished}/${s.jobsArrived} finished (${out[p.name]!.wallMs} ms)`);
+    const short = Object.entries(s.pools).map(([pool, v]) => `${pool} ${v.quotaShortfallGpuHours}`).join(', ');
+    console.log(`fleet: ${p.name.padEnd(16)} utilisation ${util}; quota shortfall GPU-h ${short}; delay p50/p95 ${s.queueingDelay.all.p50Minutes}/${s.queueingDelay.all.p95Minutes} min (eval p95 ${s.queueingDelay.byClass.eval?.p95Minutes}, train p95 ${s.queueingDelay.byClass.train?.p95Minutes}); ${s.preemptions} preemptions, ${s.spotInterruptions} spot interruptions, ${s.lostGpuHours} GPU-h lost; ${s.jobsFinished}/${s.jobsArrived} finished (${out[p.name]!.wallMs} ms)`);
   }
   console.log(`fleet: wrote ${file}`);
   return 0;

@@ -41,7 +41,9 @@ export async function dev(cfg: ForgelineConfig, out: Output): Promise<number> {
     };
     const ready = await Promise.race([Promise.all([stack.workersReady(), serving.ready()]).then(() => undefined, failed), exit]);
     if (ready !== undefined) return ready;
-    log(`forgeline dev is up: control queue ${cfg.taskQueues.control}, gpu-${cfg.gpu.pool}, gateway ${serving.gatewayUrl}. Ctrl-C stops it.`);
+    const scaled = Object.keys(cfg.autoscale?.pools ?? {});
+    const gpuQueues = [...(scaled.includes(cfg.gpu.pool) ? [] : [`gpu-${cfg.gpu.pool}`]), ...scaled.map((p) => `gpu-${p} (autoscaled)`)].join(', ');
+    log(`forgeline dev is up: control queue ${cfg.taskQueues.control}, ${gpuQueues}, gateway ${serving.gatewayUrl}. Ctrl-C stops it.`);
     serving.printUsage();
     return await exit;
   } finally {

@@ -88,10 +88,13 @@ describe('fleet simulator (bench/fleet.ts)', function () {
     assert.equal(evalJob!.finishedAt, 36 * 60);
     // Resumed at 36 min: 2 min loading the checkpoint, then the 40 min left.
     assert.equal(train!.finishedAt, 36 * 60 + 120 + 40 * 60);
+    // The owner went without its nominal GPUs only during the yield: 60 s × 4 GPUs.
+    assert.deepEqual(r.shortfall.p, { owner: 60 * 4 });
     // FCFS on the same jobs: no preemption, the eval waits for the whole training.
     const f = simulate(s, fcfs, jobs);
     assert.equal(f.records[0]!.preemptions, 0);
     assert.equal(f.records[1]!.firstStart, 3600);
+    assert.deepEqual(f.shortfall.p, { owner: (3600 - 25 * 60) * 4 });
   });
 
   it('refuses a policy that starts more GPUs than the pool has', function () {

@@ -191,6 +191,11 @@ export interface SimulationResult {
   busyByTeam: Record<string, Record<string, number>>;
   /** The most GPUs in use at once, per pool (never above its GPUs). */
   peak: Record<string, number>;
+  /**
+   * Per pool and team, GPU-seconds of its nominal quota that it wanted and did not get: at each
+   * moment, the GPUs of its waiting jobs that fit, in queue order, within nominal - GPUs it holds.
+   */
+  shortfall: Record<string, Record<string, number>>;
 }
 
 /**
@@ -208,7 +213,31 @@ export function simulate(scenario: FleetScenario, policy: Policy, jobs: Job[] = 
   const busy: Record<string, number> = Object.fromEntries(pools.map((p) => [p, 0]));
   const busyByTeam: Record<string, Record<string, number>> = Object.fromEntries(pools.map((p) => [p, {}]));
   const peak: Record<string, number> = Object.fromEntries(pools.map((p) => [p, 0]));
+  const shortfall: Record<string, Record<string, number>> = Object.fromEntries(pools.map((p) => [p, {}]));
+  const nominal = (team: string, pool: string) => scenario.quotas.teams[team]!.quotas[pool]?.nominal ?? 0;
   let token = 0;
+  let clock = 0;
+  /** Accumulate the quota shortfall of [clock, to): the state is constant between events. */
+  const advance = (to: number) => {
+    const dt = Math.min(to, horizon) - clock;
+    if (dt <= 0) return;
+    for (const pool of pools) {
+      // Per team: the nominal GPUs it does not hold, filled by its waiting jobs in queue order
+      // (a job too big for what is left is skipped: a 4-GPU job cannot use 2 free GPUs of quota).
+      const room = new Map<string, number>();
+      for (const team of Object.keys(scenario.quotas.teams)) room.set(team, nominal(team, pool));
+      for (const r of running.get(pool)!) room.set(r.rec.job.team, (room.get(r.rec.job.team) ?? 0) - r.rec.job.gpus);
+      const short = new Map<string, number>();
+      for (const w of waiting.get(pool)!) {
+        const left = room.get(w.job.team) ?? 0;
+        if (w.job.gpus > left) continue;
+        room.set(w.job.team, left - w.job.gpus);
+        short.set(w.job.team, (short.get(w.job.team) ?? 0) + w.job.gpus);
+      }
+      for (const [team, gpus] of short) shortfall[pool]![team] = (shortfall[pool]![team] ?? 0) + gpus * dt;
+    }
+    clock = Math.min(to, horizon);
+  };
 
   const records: JobRecord[] = jobs.map((job) => {
     if (!capacity[job.pool]) throw new Error(`job ${job.id}: pool ${job.pool} is not in the scenario's quota file`);
@@ -271,6 +300,7 @@ export function simulate(scenario: FleetScenario, policy: Policy, jobs: Job[] = 
 
   while (events.size > 0 && events.peek()!.at < horizon) {
     const now = events.peek()!.at;
+    advance(now);
     while (events.size > 0 && events.peek()!.at === now) {
       const e = events.pop()!;
       if (e.kind === 'arrive') {
@@ -309,9 +339,10 @@ export function simulate(scenario: FleetScenario, policy: Policy, jobs: Job[] = 
     }
   }
   // The horizon: account what still runs, and what still waits.
+  advance(horizon);
   for (const list of running.values()) for (const r of list) account(r, r.start, horizon);
   for (const list of waiting.values()) for (const rec of list) rec.waited += horizon - rec.enqueuedAt;
-  return { policy: policy.name, horizon, records, busy, busyByTeam, peak };
+  return { policy: policy.name, horizon, records, busy, busyByTeam, peak, shortfall };
 }
 
 /** Nearest-rank percentile of an ascending array; null when empty. */
@@ -355,10 +386,22 @@ export function summarize(scenario: FleetScenario, result: SimulationResult) {
           .map(([team, t]) => {
             const teamUsed = result.busyByTeam[pool]![team] ?? 0;
             const demand = arrived.filter((r) => r.job.pool === pool && r.job.team === team).reduce((s, r) => s + r.job.work * r.job.gpus, 0);
-            return [team, { gpuHours: hours(teamUsed), share: used ? r3(teamUsed / used) : 0, nominalShare: r3(t.quotas[pool]!.nominal / gpus), ofCapacity: r3(teamUsed / (gpus * horizon)), demandGpuHours: hours(demand) }];
+            return [
+              team,
+              {
+                gpuHours: hours(teamUsed),
+                share: used ? r3(teamUsed / used) : 0,
+                nominalShare: r3(t.quotas[pool]!.nominal / gpus),
+                ofCapacity: r3(teamUsed / (gpus * horizon)),
+                demandGpuHours: hours(demand),
+                nominalGpuHours: hours(t.quotas[pool]!.nominal * horizon),
+                quotaShortfallGpuHours: hours(result.shortfall[pool]![team] ?? 0),
+              },
+            ];
           }),
       );
-      return [pool, { gpus, spot: scenario.spotPools.includes(pool), utilization: r3(used / (gpus * horizon)), gpuHours: hours(used), peakGpus: result.peak[pool], teams }];
+      const shortfall = Object.values(result.shortfall[pool]!).reduce((a, b) => a + b, 0);
+      return [pool, { gpus, spot: scenario.spotPools.includes(pool), utilization: r3(used / (gpus * horizon)), gpuHours: hours(used), peakGpus: result.peak[pool], quotaShortfallGpuHours: hours(shortfall), teams }];
     }),
   );
   const by = <K extends string>(key: (r: JobRecord) => K, keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, delays(arrived.filter((r) => key(r) === k), horizon)]));
