@@ -1,8 +1,9 @@
+import { Context } from '@temporalio/activity';
 import { ErrorType } from '../../src/contracts/errors';
 import { EMBEDDING_MODELS, type PreparedVersion, type ReembedSpec } from '../../src/contracts/reembed-spec';
 import { ReembedSpecSchema } from '../../src/contracts/specs/reembed-spec';
 import { ForgelineError } from '../../src/ports/errors';
-import { gpuAdmissionPlan } from '../admission';
+import { gpuAdmissionPlan } from '../admission/plan';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure, parseSpecOrFail } from '../errors';
 import { requireStore } from './common';
@@ -22,6 +23,25 @@ export function createPrepareActivities(deps: ActivityDeps) {
      * version. Idempotent (a retry, or a resumed run, finds the version made). A version that
      * exists with another width or metric is refused (VectorStoreRejected, terminal) and left as it is.
      */
+    /**
+     * Control queue: the version is filled; build its search index where the store defers that to
+     * here (see VersionSpec.deferIndex). Idempotent. Heartbeats while the store builds (pgvector on
+     * PostgreSQL: about 45 s per 100k 384-d rows with two workers), so a lost worker is noticed.
+     */
+    async sealIndexVersion(input: { index: string; version: string }): Promise<void> {
+      return asActivityFailure(async () => {
+        const store = requireStore(deps);
+        const ctx = Context.current();
+        ctx.heartbeat({ sealing: `${input.index}/${input.version}` });
+        const beat = setInterval(() => ctx.heartbeat({ sealing: `${input.index}/${input.version}` }), 10_000);
+        try {
+          await store.sealVersion?.(input.index, input.version);
+        } finally {
+          clearInterval(beat);
+        }
+      });
+    },
+
     async prepareIndexVersion(input: { spec: ReembedSpec; version: string }): Promise<PreparedVersion> {
       return asActivityFailure(async () => {
         const store = requireStore(deps);
@@ -50,8 +70,11 @@ export function createPrepareActivities(deps: ActivityDeps) {
             };
           }
         }
-        await store.createVersion(index, input.version, { dimensions, metric });
-        return { version: input.version, dimensions, previous, aliasAt: pointer?.version ?? null, store: store.label };
+        // Filled first, sealed after (sealIndexVersion): a store that builds its index faster over
+        // all rows (pgvector on PostgreSQL) does so then. The workflow seals only when told to here.
+        const seal = typeof store.sealVersion === 'function';
+        await store.createVersion(index, input.version, { dimensions, metric, ...(seal ? { deferIndex: true } : {}) });
+        return { version: input.version, dimensions, previous, aliasAt: pointer?.version ?? null, store: store.label, ...(seal ? { sealAfterFill: true } : {}) };
       });
     },
   };

@@ -31,6 +31,10 @@ export class LazyVectorStore implements VectorStore {
   async createVersion(index: string, version: string, spec: VersionSpec): Promise<void> {
     return (await this.store()).createVersion(index, version, spec);
   }
+  async sealVersion(index: string, version: string): Promise<void> {
+    const store = await this.store();
+    await store.sealVersion?.(index, version);
+  }
   async listVersions(index: string): Promise<VersionInfo[]> {
     return (await this.store()).listVersions(index);
   }

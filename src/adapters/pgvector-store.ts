@@ -430,11 +430,19 @@ function parseVector(text: string): number[] {
 
 export interface PgvectorStoreOptions {
   hnsw?: HnswSettings;
+  /**
+   * Honour `VersionSpec.deferIndex`: create a version's HNSW index at `sealVersion`, over all its
+   * rows, instead of at `createVersion` (then every insert maintains it). On by default for
+   * PostgreSQL, where the build runs in the server; off for PGlite, where the build would hold the
+   * worker's event loop (and its heartbeats) for minutes at a time on a large version.
+   */
+  deferIndexBuild?: boolean;
 }
 
 export class PgvectorStore implements VectorStore {
   readonly label: string;
   private readonly hnsw: HnswSettings;
+  private readonly deferIndexBuild: boolean;
 
   private constructor(
     private readonly db: SqlDatabase,
@@ -442,6 +450,7 @@ export class PgvectorStore implements VectorStore {
   ) {
     this.label = `pgvector:${db.label}`;
     this.hnsw = options.hnsw ?? DEFAULT_HNSW;
+    this.deferIndexBuild = options.deferIndexBuild ?? false;
   }
 
   /** The embedded store: PGlite under `dir`. */
@@ -451,7 +460,7 @@ export class PgvectorStore implements VectorStore {
 
   /** A PostgreSQL server with pgvector, e.g. `postgres://user:pass@host:5432/db`. */
   static async openPostgres(url: string, options: PgvectorStoreOptions & { maxConnections?: number } = {}): Promise<PgvectorStore> {
-    return PgvectorStore.on(await openPostgresDatabase(url, options), options);
+    return PgvectorStore.on(await openPostgresDatabase(url, options), { deferIndexBuild: true, ...options });
   }
 
   /** A store on an open database (closed with the store); creates the catalog tables if absent. */
@@ -511,13 +520,10 @@ export class PgvectorStore implements VectorStore {
         return;
       }
       const table = versionTable(index, version);
-      const { opclass } = OPERATORS[spec.metric];
-      const m = Math.trunc(this.hnsw.m);
-      const efConstruction = Math.trunc(this.hnsw.efConstruction);
       // Table and catalog row are created in one transaction, so a table of this name that is not
       // in the catalog is not ours: CREATE TABLE fails on it rather than touching it.
       await tx.query(`CREATE TABLE ${table} (id text PRIMARY KEY, embedding vector(${spec.dimensions}) NOT NULL, metadata jsonb NOT NULL DEFAULT '{}'::jsonb)`);
-      await tx.query(`CREATE INDEX ${table}_hnsw ON ${table} USING hnsw (embedding ${opclass}) WITH (m = ${m}, ef_construction = ${efConstruction})`);
+      if (!(spec.deferIndex && this.deferIndexBuild)) await this.buildIndex(tx, table, spec.metric);
       await tx.query(`INSERT INTO ${VERSIONS} (index_name, version, dimensions, metric, table_name) VALUES ($1, $2, $3, $4, $5)`, [
         index,
         version,
@@ -526,6 +532,23 @@ export class PgvectorStore implements VectorStore {
         table,
       ]);
     });
+  }
+
+  /** The version's HNSW index, if it has none yet (a build over all rows is 3-4x faster than row by row). */
+  private async buildIndex(db: SqlQueryable, table: string, metric: Metric): Promise<void> {
+    const { opclass } = OPERATORS[metric];
+    const m = Math.trunc(this.hnsw.m);
+    const efConstruction = Math.trunc(this.hnsw.efConstruction);
+    await db.query(`CREATE INDEX IF NOT EXISTS ${table}_hnsw ON ${table} USING hnsw (embedding ${opclass}) WITH (m = ${m}, ef_construction = ${efConstruction})`);
+  }
+
+  /**
+   * Build the HNSW index of a version created with `deferIndex` (idempotent: a version that has it
+   * is left alone). One statement, so a build cut short by a crash rolls back and is redone.
+   */
+  async sealVersion(index: string, version: string): Promise<void> {
+    const row = await this.existing(index, version);
+    await this.buildIndex(this.db, row.table_name, row.metric);
   }
 
   async listVersions(index: string): Promise<VersionInfo[]> {
@@ -663,9 +686,13 @@ export class PgvectorStore implements VectorStore {
     if (expected !== null) checkName(this.label, 'version', expected);
     return this.db.transaction(async (tx) => {
       await tx.query(`SELECT pg_advisory_xact_lock(${CATALOG_LOCK})`);
-      if (!(await this.versionRow(tx, index, version))) {
+      const row = await this.versionRow(tx, index, version);
+      if (!row) {
         throw this.reject(`cannot point alias ${index}/${alias} at ${version}: that version does not exist; create and fill it first`);
       }
+      // A version created with deferIndex whose seal never ran (a caller that stopped short) still
+      // goes live indexed; for a sealed version this is a catalog lookup.
+      await this.buildIndex(tx, row.table_name, row.metric);
       return swapAliasRow(tx, this.label, ALIAS_SCOPE, index, alias, version, expected);
     });
   }

@@ -89,6 +89,8 @@ export interface PreparedVersion {
   /** Where the alias pointed when the re-embed began (the swap's compare-and-swap expectation). */
   aliasAt: string | null;
   store: string;
+  /** The store builds the version's index once it is filled: seal it before validating (absent in runs begun before the seal existed). */
+  sealAfterFill?: boolean;
 }
 
 /** Per-slice figures, summed over the run. */

@@ -53,6 +53,12 @@ export interface QueryMatch {
 export interface VersionSpec {
   dimensions: number;
   metric: Metric;
+  /**
+   * The caller fills the version, then calls `sealVersion`: a store that builds its search index
+   * faster once over all rows (pgvector on PostgreSQL: HNSW) may then build it at the seal
+   * instead of row by row. Queries work before the seal, only slower. Not stored.
+   */
+  deferIndex?: boolean;
 }
 
 export interface VersionInfo extends VersionSpec {
@@ -88,6 +94,11 @@ export interface VectorStore {
   listVersions(index: string): Promise<VersionInfo[]>;
   dropVersion(index: string, version: string): Promise<void>;
   upsert(index: string, version: string, records: readonly VectorRecord[]): Promise<void>;
+  /**
+   * The version is filled: build what a store builds best once (see `VersionSpec.deferIndex`).
+   * Idempotent, and a no-op for stores that index as they go. Optional: absent means a no-op.
+   */
+  sealVersion?(index: string, version: string): Promise<void>;
   delete(index: string, version: string, ids: readonly string[]): Promise<void>;
   /** The records of `ids` the version holds, with their vectors (absent ids are left out). */
   fetch(index: string, version: string, ids: readonly string[]): Promise<VectorRecord[]>;

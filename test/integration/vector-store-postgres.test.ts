@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { PgvectorStore, SqlAliasRegistry } from '../../src/adapters/pgvector-store';
+import { PgvectorStore, SqlAliasRegistry, versionTable } from '../../src/adapters/pgvector-store';
 import { createVectorStore } from '../../src/adapters/vector-store';
 import { ConfigError } from '../../src/ports/errors';
 import { AliasConflictError } from '../../src/ports/vector-store';
@@ -57,6 +57,33 @@ describe('pgvector on PostgreSQL', function () {
   });
   afterEach(async function () {
     await db.drop();
+  });
+
+  it('builds the HNSW index of a deferIndex version at sealVersion (or, never sealed, at the swap); without deferIndex at createVersion', async function () {
+    const store = await PgvectorStore.openPostgres(db.url);
+    const sql = new Client({ connectionString: db.url });
+    await sql.connect();
+    const hnsw = async (version: string) =>
+      (await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_indexes WHERE tablename = $1 AND indexdef LIKE '%USING hnsw%'`, [versionTable('docs', version)])).rows[0]!.n;
+    try {
+      const vector = (i: number) => Array.from({ length: 4 }, (_, d) => Math.sin(i + d));
+      await store.createVersion('docs', 'v1', { dimensions: 4, metric: 'cosine', deferIndex: true });
+      await store.upsert('docs', 'v1', Array.from({ length: 50 }, (_, i) => ({ id: `d${i}`, values: vector(i), metadata: {} })));
+      assert.equal(await hnsw('v1'), 0, 'filled without an index');
+      await store.sealVersion('docs', 'v1');
+      await store.sealVersion('docs', 'v1');
+      assert.equal(await hnsw('v1'), 1, 'one index after two seals');
+
+      await store.createVersion('docs', 'v2', { dimensions: 4, metric: 'cosine', deferIndex: true });
+      await store.swapAlias('docs', 'live', 'v2', null);
+      assert.equal(await hnsw('v2'), 1, 'a version never sealed is indexed before it goes live');
+
+      await store.createVersion('docs', 'v3', { dimensions: 4, metric: 'cosine' });
+      assert.equal(await hnsw('v3'), 1);
+    } finally {
+      await sql.end();
+      await store.close();
+    }
   });
 
   it('runs on the bundled PostgreSQL with pgvector >= 0.8 (iterative scans)', function () {

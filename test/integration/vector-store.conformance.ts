@@ -149,6 +149,18 @@ export function describeVectorStoreConformance(name: string, open: () => Promise
         ]);
       });
 
+      it('a version created with deferIndex answers before and after sealVersion, which is idempotent', async function () {
+        const records = makeRecords('s', deterministicVectors(12, 7));
+        await store.createVersion(index, 'v1', { dimensions: DIMS, metric: 'cosine', deferIndex: true });
+        await store.upsert(index, 'v1', records);
+        const expected = bruteForce('cosine', records, records[3]!.values, 5);
+        assertRanking('cosine', await store.query(index, { version: 'v1' }, records[3]!.values, { topK: 5 }), expected);
+        await store.sealVersion?.(index, 'v1');
+        await store.sealVersion?.(index, 'v1');
+        assertRanking('cosine', await store.query(index, { version: 'v1' }, records[3]!.values, { topK: 5 }), expected);
+        assert.deepEqual(await store.listVersions(index), [{ version: 'v1', dimensions: DIMS, metric: 'cosine' }], 'deferIndex is not part of the version');
+      });
+
       it('createVersion with another width or metric for an existing version is refused, naming both', async function () {
         await store.createVersion(index, 'v1', { dimensions: DIMS, metric: 'cosine' });
         await assert.rejects(store.createVersion(index, 'v1', { dimensions: 16, metric: 'cosine' }), isRejected(/\b8\b[\s\S]*\b16\b|\b16\b[\s\S]*\b8\b/));
