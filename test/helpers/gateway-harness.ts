@@ -84,3 +84,25 @@ export function sseData(text: string): string[] {
 export async function gateway(opts: GatewayOptions): Promise<RunningGateway> {
   return startGateway({ port: 0, adminToken: ADMIN_TOKEN, ...opts });
 }
+
+/**
+ * Gateways a test starts, closed after it: `start(opts)` adds `base()`'s options (a state
+ * directory, keys, a Redis prefix), `stop(gw)` closes one early (a restart), `closeAll()` in afterEach.
+ */
+export function gatewaySet(base: () => GatewayOptions): { start(opts?: GatewayOptions): Promise<RunningGateway>; stop(gw: RunningGateway): Promise<void>; closeAll(): Promise<void> } {
+  const open: RunningGateway[] = [];
+  return {
+    async start(opts = {}) {
+      const gw = await gateway({ ...base(), ...opts });
+      open.push(gw);
+      return gw;
+    },
+    async stop(gw) {
+      open.splice(open.indexOf(gw), 1);
+      await gw.close();
+    },
+    async closeAll() {
+      for (const gw of open.splice(0)) await gw.close();
+    },
+  };
+}

@@ -13,9 +13,8 @@ import { GatewayTrafficRouter, RouteConflictError } from '../../src/adapters/gat
 import type { PromptSpec } from '../../src/contracts/prompt';
 import { promptRouteTarget, type PromptRouteTarget } from '../../src/contracts/routing';
 import { estimatePromptTokens } from '../../src/gateway/limits';
-import type { RunningGateway } from '../../src/gateway/server';
 import { ForgelineError } from '../../src/ports/errors';
-import { ADMIN_TOKEN, admin, call, eventually, gateway, pool, route, seeded, sseData, type Reply } from '../helpers/gateway-harness';
+import { ADMIN_TOKEN, admin, call, eventually, gatewaySet, pool, route, seeded, sseData, type Reply } from '../helpers/gateway-harness';
 import { startStubUpstream, type StubUpstream } from '../helpers/gateway-upstream';
 import { tempHome } from '../helpers/processes';
 import { getRedis, type RedisServer } from '../helpers/redis';
@@ -74,21 +73,12 @@ describe('gateway prompt routes (stub OpenAI-compatible upstream)', function () 
 
   describe('one process, table in a file', function () {
     let home: { dir: string; cleanup(): void };
-    const open: RunningGateway[] = [];
-    const start = async (opts: Parameters<typeof gateway>[0] = {}) => {
-      const gw = await gateway({ keys, stateDir: path.join(home.dir, 'gw'), ...opts });
-      open.push(gw);
-      return gw;
-    };
-    const stop = async (gw: RunningGateway) => {
-      open.splice(open.indexOf(gw), 1);
-      await gw.close();
-    };
+    const { start, stop, closeAll } = gatewaySet(() => ({ keys, stateDir: path.join(home.dir, 'gw') }));
     beforeEach(function () {
       home = tempHome('gateway-prompts');
     });
     afterEach(async function () {
-      for (const gw of open.splice(0)) await gw.close();
+      await closeAll();
       home.cleanup();
     });
 
@@ -365,12 +355,7 @@ describe('gateway prompt routes (stub OpenAI-compatible upstream)', function () 
   describe('replicas on one Redis (real redis-server)', function () {
     let redis: RedisServer;
     let prefix: string;
-    const open: RunningGateway[] = [];
-    const replica = async () => {
-      const gw = await gateway({ redisUrl: redis.url, redisPrefix: prefix, keys, tableRefreshMs: 200 });
-      open.push(gw);
-      return gw;
-    };
+    const { start: replica, closeAll } = gatewaySet(() => ({ redisUrl: redis.url, redisPrefix: prefix, keys, tableRefreshMs: 200 }));
     before(async function () {
       redis = await getRedis();
     });
@@ -378,7 +363,7 @@ describe('gateway prompt routes (stub OpenAI-compatible upstream)', function () 
       prefix = `test:${randomBytes(4).toString('hex')}:`;
     });
     afterEach(async function () {
-      for (const gw of open.splice(0)) await gw.close();
+      await closeAll();
     });
 
     it('shares prompt routes, their window and feedback across replicas, and keeps them across restarts', async function () {
@@ -418,7 +403,7 @@ describe('gateway prompt routes (stub OpenAI-compatible upstream)', function () 
       assert.deepEqual(race.map((r) => r.status).sort(), [200, 409]);
       const winner = race.find((r) => r.status === 200)!.json;
       // Every replica restarted: the table in Redis, prompts included.
-      for (const gw of open.splice(0)) await gw.close();
+      await closeAll();
       const c = await replica();
       assert.deepEqual((await admin(c, 'GET', '/admin/routes')).json, winner);
       const r = await ask(c, KEY, { variables: { question: 'after restart' } });
