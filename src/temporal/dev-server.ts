@@ -43,8 +43,17 @@ export function devDatabasePath(cfg: ForgelineConfig): string {
  * is CPU: bench/results/orchestration.json). The reader still reads only when new tasks arrive,
  * so a higher budget costs nothing when idle.
  */
-export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number>> = {
+export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, number | boolean>> = {
   'history.transferProcessorMaxPollRPS': 1000,
+  // Task-queue priority and fairness (teams' GPU tasks carry priorityKey, fairnessKey = team and
+  // fairnessWeight): Server 1.32 ships both off. `enableFairness` implies the new matcher, which
+  // also orders by priority key; `useNewMatcher` says so for queues where fairness is switched off.
+  'matching.useNewMatcher': true,
+  'matching.enableFairness': true,
+  // One partition per task queue: partitions spread a queue over matching hosts (the dev server
+  // has one) and make fairness approximate (Temporal's docs); with one, dispatch is exact.
+  'matching.numTaskqueueReadPartitions': 1,
+  'matching.numTaskqueueWritePartitions': 1,
 };
 
 /** `DEV_SERVER_DYNAMIC_CONFIG` as `temporal server start-dev` flags. */

@@ -27,7 +27,9 @@ function devServerCommandLines(): string[][] {
 describe('dev server configuration (real Temporal dev server)', function () {
   it('names the transfer-queue read budget as a start-dev flag', function () {
     assert.equal(DEV_SERVER_DYNAMIC_CONFIG['history.transferProcessorMaxPollRPS'], 1000);
-    assert.deepEqual(devServerDynamicConfigArgs(), ['--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000']);
+    assert.deepEqual(devServerDynamicConfigArgs().slice(0, 2), ['--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000']);
+    // Task-queue fairness (teams' GPU tasks): test/integration/task-queue-fairness.test.ts shows what it changes.
+    assert.deepEqual(devServerDynamicConfigArgs().slice(2, 6), ['--dynamic-config-value', 'matching.useNewMatcher=true', '--dynamic-config-value', 'matching.enableFairness=true']);
   });
 
   it('the server the tests run on was started with it', async function () {
