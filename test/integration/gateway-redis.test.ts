@@ -108,7 +108,9 @@ describe('gateway replicas on one Redis (real redis-server; stub OpenAI-compatib
       { version: 'tiny-demo@stable', weight: 1 },
       { version: 'tiny-demo@canary', weight: 1 },
     ]);
-    await eventually('b to route tiny-demo', async () => ((await chat(b, KEY, {})).status === 200 ? true : undefined));
+    // Readiness from b's table, not from a request: a probe request's record may reach Redis after
+    // `from` and be counted in the window.
+    await eventually('b to route tiny-demo', async () => ((await admin(b, 'GET', '/admin/routes')).json?.routes?.['tiny-demo'] ? true : undefined));
     const from = Date.now();
     const served: Array<{ id: string; version: string }> = [];
     for (let i = 0; i < 20; i++) {
