@@ -14,15 +14,8 @@ import type { StackCheckResult } from '../../src/contracts/stack-check';
 import { Autoscaler, readBacklog, type ScaledWorker } from '../../src/fleet/autoscaler';
 import { useWorkerProcesses } from '../helpers/processes';
 import { getLocalEnv, getWorkflowBundle, isolate } from '../helpers/temporal';
+import { until } from '../helpers/until';
 import { uniquePool } from '../helpers/workers';
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(200);
-  }
-}
 
 describe('autoscaler of GPU worker processes (real Temporal dev server, real worker processes)', function () {
   this.timeout(300_000);

@@ -14,15 +14,7 @@ import { LocalGpuAllocator } from '../../src/adapters/gpu-allocator';
 import { gpuWorkerTuner } from '../../workers/build';
 import type { GpuJobActivities } from '../fixtures/workflows/gpu-jobs';
 import { getLocalEnv, isolate } from '../helpers/temporal';
-
-/** Resolves when `check` holds, polling; fails naming `what` after `timeoutMs`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
-  }
-}
+import { until } from '../helpers/until';
 
 describe('GPU workers schedule by free GPUs (real Temporal dev server, fake GPU counts)', function () {
   this.timeout(90_000);
