@@ -40,6 +40,8 @@ export const Lifecycle = {
   EmbeddingDrift: 'embedding-drift',
   /** A Schedule's retraining: resolves the newest dataset snapshot, starts a release on it (scheduledRetrainWorkflow). */
   ScheduledRetrain: 'scheduled-retrain',
+  /** A prompt version's release: evaluation, approval, canary through the gateway (promptReleaseWorkflow). */
+  PromptRelease: 'prompt-release',
 } as const;
 export type Lifecycle = (typeof Lifecycle)[keyof typeof Lifecycle];
 

@@ -250,8 +250,15 @@ export class WebhookReceiver {
         return { input, searchAttributes: [{ key: ForgelineLifecycle, value: Lifecycle.Reembed }, { key: ForgelineModel, value: spec.embedding.model }] };
       }
       case 'prompt-release':
-        // promptReleaseWorkflow takes what changed; it reads the prompt files at the commit itself.
-        return { input: { repo: push.repo, ref: `refs/heads/${push.branch}`, sha: push.sha, paths }, searchAttributes: [{ key: ForgelineGitSha, value: push.sha }] };
+        // promptReleaseWorkflow takes what changed: its resolve activity reads and validates each
+        // changed prompts/<name>/ folder at the commit, then releases each prompt as a child workflow.
+        return {
+          input: { repo: push.repo, ref: `refs/heads/${push.branch}`, sha: push.sha, paths },
+          searchAttributes: [
+            { key: ForgelineLifecycle, value: Lifecycle.PromptRelease },
+            { key: ForgelineGitSha, value: push.sha },
+          ],
+        };
     }
   }
 

@@ -1,14 +1,23 @@
 import { ApplicationFailure, condition } from '@temporalio/workflow';
 import { ErrorType } from '../../src/contracts/errors';
-import { RejectReason, ReleaseStage } from '../../src/contracts/release-lifecycle';
+import { RejectReason, ReleaseStage, type RecordedDecision } from '../../src/contracts/release-lifecycle';
 import { durationMs } from '../../src/contracts/specs/release-spec';
-import type { ReleaseContext } from './context';
+
+/** What the approval stage needs of a release (the model release's and the prompt release's contexts both fit). */
+export interface ApprovalContext {
+  spec: { approval: { timeout: string } };
+  state: {
+    status: { decision?: RecordedDecision; rejectReason?: RejectReason };
+    setStage(stage: typeof ReleaseStage.Approval): void;
+    setAwaitingApproval(awaiting: boolean, deadline?: string): void;
+  };
+}
 
 /**
  * Stage approval: wait for an `approve` or `reject` Update until `approval.timeout`. No decision
  * in time, or a rejection, ends the release Rejected with who and why.
  */
-export async function awaitApproval(ctx: ReleaseContext): Promise<void> {
+export async function awaitApproval(ctx: ApprovalContext): Promise<void> {
   const { spec, state } = ctx;
   const { status } = state;
   state.setStage(ReleaseStage.Approval);
