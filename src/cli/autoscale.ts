@@ -19,13 +19,19 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The configured pools, or a usage error saying how to configure some. */
+function autoscaledPools(cfg: ForgelineConfig): NonNullable<ForgelineConfig['autoscale']>['pools'] {
+  const pools = cfg.autoscale?.pools;
+  if (!pools || Object.keys(pools).length === 0) throw new UsageError('no autoscaled pools: set FORGELINE_AUTOSCALE (or `autoscale` in forgeline.config.json), e.g. {"pools": {"cpu": {"min": 0, "max": 2}}}');
+  return pools;
+}
+
 /**
  * `forgeline autoscale status [--json]`: per configured pool, the backlog read from Temporal now
  * and, when `forgeline dev` runs its autoscaler on this FORGELINE_HOME, its workers and last decision.
  */
 export async function autoscaleStatus(client: Client, cfg: ForgelineConfig, opts: { json?: boolean }, out: Output): Promise<number> {
-  const pools = cfg.autoscale?.pools;
-  if (!pools || Object.keys(pools).length === 0) throw new UsageError('no autoscaled pools: set FORGELINE_AUTOSCALE (or `autoscale` in forgeline.config.json), e.g. {"pools": {"cpu": {"min": 0, "max": 2}}}');
+  const pools = autoscaledPools(cfg);
   const file = autoscalerStatusFile(cfg.home);
   const written = readAutoscalerStatus(file);
   const running = written !== undefined && alive(written.pid);
@@ -60,6 +66,7 @@ export function addAutoscaleCommands(program: Command, out: Output, run: Run, cf
     .action(
       run(async (opts: { json?: boolean }) => {
         const c = cfg();
+        autoscaledPools(c); // before connecting: a missing config is a usage error, not an unreachable server
         return withClient(c, (client) => autoscaleStatus(client, c, opts, out));
       }),
     );

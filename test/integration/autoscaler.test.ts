@@ -11,7 +11,8 @@ import { createStackCheckActivities } from '../../activities/stack-check';
 import { startGpuWorkerProcess } from '../../src/cli/stack';
 import { AutoscalePoolSchema } from '../../src/config/schema';
 import type { StackCheckResult } from '../../src/contracts/stack-check';
-import { Autoscaler, readBacklog, type ScaledWorker } from '../../src/fleet/autoscaler';
+import { Autoscaler, autoscalerStatusFile, readBacklog, type ScaledWorker } from '../../src/fleet/autoscaler';
+import { forgelineProcess } from '../helpers/cli-process';
 import { useWorkerProcesses } from '../helpers/processes';
 import { getLocalEnv, getWorkflowBundle, isolate } from '../helpers/temporal';
 import { until } from '../helpers/until';
@@ -43,6 +44,7 @@ describe('autoscaler of GPU worker processes (real Temporal dev server, real wor
       namespace: env.namespace ?? 'default',
       pools: { [pool]: policy },
       intervalMs: 500,
+      statusFile: autoscalerStatusFile(home.dir),
       log: (l) => log.push(l),
       start: (p, pol) => {
         const w = startGpuWorkerProcess(p, pol.gpusPerWorker, workerEnv, 5000, (l) => log.push(l));
@@ -84,6 +86,16 @@ describe('autoscaler of GPU worker processes (real Temporal dev server, real wor
         await until('every worker process has exited', () => exits.length === started.length, 30_000);
         // Stopped by SIGTERM: each worker finished its tasks and exited on its own, with status 0.
         assert.deepEqual(exits, started.map(() => 0), log.slice(-40).join('\n'));
+
+        // What `forgeline autoscale status` shows of it: the live backlog, and this autoscaler's workers and last decision.
+        const cli = await forgelineProcess(['autoscale', 'status', '--json'], { ...workerEnv, FORGELINE_AUTOSCALE: JSON.stringify({ pools: { [pool]: { max: 2, targetQueueSize: 1, cooldownSeconds: 4, stabilizationSeconds: 2 } } }) });
+        assert.equal(cli.code, 0, cli.stderr);
+        const status = JSON.parse(cli.stdout) as { autoscaler: { pid: number } | null; pools: Array<{ taskQueue: string; backlog: number; workers: number; lastDecision: { reason: string } | null }> };
+        assert.equal(status.autoscaler?.pid, process.pid);
+        assert.equal(status.pools[0]!.taskQueue, `gpu-${pool}`);
+        assert.equal(status.pools[0]!.backlog, 0);
+        assert.equal(status.pools[0]!.workers, 0);
+        assert.match(status.pools[0]!.lastDecision?.reason ?? '', /backlog 0: at most the activation threshold 0/);
       });
     } finally {
       await autoscaler.close();

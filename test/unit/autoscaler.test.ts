@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { runCli } from '../../src/cli/program';
 import { loadConfig } from '../../src/config/load';
 import { AutoscalePoolSchema } from '../../src/config/schema';
 import { ConfigError } from '../../src/ports/errors';
@@ -101,6 +102,39 @@ describe('autoscale config', function () {
     assert.throws(() => loadConfig({ env: { FORGELINE_AUTOSCALE: 'pools: cpu' }, cwd: '/tmp' }), (e: Error) => e instanceof ConfigError && /FORGELINE_AUTOSCALE=.*expected a JSON object/.test(e.message));
   });
 });
+
+describe('forgeline autoscale status', function () {
+  it('without autoscaled pools: a usage error saying how to configure them, before any connection', async function () {
+    const sink = () => {
+      const s = { text: '', isTTY: false, columns: 100, write: (chunk: string) => ((s.text += chunk), true) };
+      return s;
+    };
+    const [stdout, stderr] = [sink(), sink()];
+    const saved = process.env.FORGELINE_AUTOSCALE;
+    delete process.env.FORGELINE_AUTOSCALE;
+    try {
+      // An address nothing listens on: reaching for it would be exit 1, not 2.
+      const code = await withEnv({ TEMPORAL_ADDRESS: '127.0.0.1:1', FORGELINE_CONFIG: '' }, () => runCli(['autoscale', 'status'], { stdout, stderr }));
+      assert.equal(code, 2, stderr.text);
+      assert.match(stderr.text, /no autoscaled pools: set FORGELINE_AUTOSCALE/);
+    } finally {
+      if (saved !== undefined) process.env.FORGELINE_AUTOSCALE = saved;
+    }
+  });
+});
+
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(before)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
 
 describe('Autoscaler driver (fake signal and workers)', function () {
   it('starts and stops workers as decided, gracefully, and keeps them when the signal fails', async function () {
