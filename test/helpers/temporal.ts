@@ -29,7 +29,8 @@ function once<T>(name: string, make: () => Promise<T>, teardown?: (v: T) => Prom
 }
 
 let runtimeInstalled = false;
-function quietRuntime(): void {
+/** Install the test runtime (SDK logs at FORGELINE_TEST_LOG_LEVEL, default WARN) before the first worker or server of a run. */
+export function quietRuntime(): void {
   if (runtimeInstalled) return;
   Runtime.install({ logger: new DefaultLogger((process.env.FORGELINE_TEST_LOG_LEVEL as 'WARN') ?? 'WARN') });
   runtimeInstalled = true;

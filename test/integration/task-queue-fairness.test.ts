@@ -10,7 +10,7 @@ import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
 import { FORGELINE_SEARCH_ATTRIBUTES } from '../../src/contracts/search-attributes';
 import type { FairnessActivities } from '../fixtures/workflows/fairness';
 import { fairnessFanOutWorkflow } from '../fixtures/workflows/fairness';
-import { getLocalEnv, isolate, venvBin } from '../helpers/temporal';
+import { getLocalEnv, isolate, quietRuntime, venvBin } from '../helpers/temporal';
 
 const BIG = 12;
 const SMALL = 3;
@@ -59,6 +59,7 @@ describe('task-queue fairness (real Temporal dev servers)', function () {
   });
 
   it('without matching.enableFairness the same backlog is dispatched FIFO (so the flag is what makes it fair)', async function () {
+    quietRuntime();
     const env = await TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: venvBin('temporal') },

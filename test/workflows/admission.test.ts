@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createAdmissionActivities } from '../../activities/admission/leases';
@@ -12,6 +9,7 @@ import { parseQuotaFile } from '../../src/fleet/quota-file';
 import { ForgelineError } from '../../src/ports/errors';
 import type { GpuAdmission } from '../../src/ports/gpu-admission';
 import { finishSignal, holderGrantQuery, leaseHolderWorkflow, type LeaseHolderInput } from '../fixtures/workflows/admission';
+import { quotaYaml, writeQuotaFile } from '../helpers/quotas';
 import { getLocalEnv, isolate } from '../helpers/temporal';
 import { uniquePool } from '../helpers/workers';
 
@@ -19,16 +17,6 @@ let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 function admissionBundle(): Promise<WorkflowBundleWithSourceMap> {
   bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../fixtures/workflows/admission'), logger: new DefaultLogger('WARN') });
   return bundle;
-}
-
-/** A quota file of `pool` with teams a and b (nominal `a`/`b`), written to a temporary file. */
-export function quotaYaml(pool: string, gpus: number, a: number, b: number, extra = ''): string {
-  return `version: 1\npools:\n  ${pool}: { gpus: ${gpus} }\nteams:\n  a:\n    priority: 10\n    quotas:\n      ${pool}: { nominal: ${a} }\n  b:\n    quotas:\n      ${pool}: { nominal: ${b} }\n${extra}`;
-}
-export function writeQuotaFile(text: string): string {
-  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'forgeline-quotas-')), 'quotas.yaml');
-  writeFileSync(file, text);
-  return file;
 }
 
 interface Ctx {
