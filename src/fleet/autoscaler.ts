@@ -131,11 +131,15 @@ export async function readBacklog(client: Client, namespace: string, pool: strin
 export function nvidiaSmiUtilization(): Promise<number | undefined> {
   return new Promise((resolve) => {
     execFile('nvidia-smi', ['--query-gpu=utilization.gpu', '--format=csv,noheader,nounits'], { timeout: 5000 }, (err, stdout) => {
-      if (err) return resolve(undefined);
-      const xs = stdout.split('\n').map((l) => l.trim()).filter(Boolean).map(Number).filter(Number.isFinite);
-      resolve(xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined);
+      resolve(err ? undefined : parseNvidiaSmiUtilization(stdout));
     });
   });
+}
+
+/** The mean of nvidia-smi's `utilization.gpu` lines (`csv,noheader,nounits`: one number per GPU); GPUs that say `[N/A]` are left out. */
+export function parseNvidiaSmiUtilization(stdout: string): number | undefined {
+  const xs = stdout.split('\n').map((l) => l.trim()).filter((l) => /^\d+(\.\d+)?$/.test(l)).map(Number);
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
 }
 
 /** A worker process the autoscaler started. */

@@ -3,7 +3,7 @@ import { runCli } from '../../src/cli/program';
 import { loadConfig } from '../../src/config/load';
 import { AutoscalePoolSchema } from '../../src/config/schema';
 import { ConfigError } from '../../src/ports/errors';
-import { Autoscaler, decideScale, initialScaleState, type PoolScalePolicy, type PoolScaleState, type PoolSignal, type ScaledWorker } from '../../src/fleet/autoscaler';
+import { Autoscaler, decideScale, initialScaleState, parseNvidiaSmiUtilization, type PoolScalePolicy, type PoolScaleState, type PoolSignal, type ScaledWorker } from '../../src/fleet/autoscaler';
 
 const policy = (p: Partial<PoolScalePolicy> = {}): PoolScalePolicy => AutoscalePoolSchema.parse({ max: 4, targetQueueSize: 2, cooldownSeconds: 60, stabilizationSeconds: 30, ...p });
 const sig = (backlog: number, extra: Partial<PoolSignal> = {}): PoolSignal => ({ backlog, backlogAgeSeconds: backlog ? 5 : 0, ...extra });
@@ -87,6 +87,15 @@ describe('decideScale (KEDA Temporal scaler + HPA rules)', function () {
       state = r.state;
       current = r.decision.desired;
     }
+  });
+});
+
+describe('GPU utilisation signal', function () {
+  it('averages nvidia-smi utilization.gpu over the GPUs that report it', function () {
+    assert.equal(parseNvidiaSmiUtilization('90\n30\n'), 60);
+    assert.equal(parseNvidiaSmiUtilization('100\n[N/A]\n'), 100);
+    assert.equal(parseNvidiaSmiUtilization(''), undefined);
+    assert.equal(parseNvidiaSmiUtilization('[Not Supported]\n'), undefined);
   });
 });
 
