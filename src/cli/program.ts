@@ -15,6 +15,7 @@ import { startGateway } from '../gateway/server';
 import { demo, dev } from './local';
 import { Output, type Stream } from './output';
 import { addPromptCommands } from './prompt';
+import { addQuotaCommands } from './quota';
 import { addReembedCommands } from './reembed';
 import { addReportCommand } from './report';
 import { demoEmbeddings } from './demo-embeddings';
@@ -307,6 +308,7 @@ export function buildProgram(out: Output, result: { code: number }): Command {
   addPromptCommands(program, out, run, cfg);
   addReportCommand(program, out, run, cfg, withClient);
   addAutoscaleCommands(program, out, run, cfg, withClient);
+  addQuotaCommands(program, out, run, cfg, withClient);
 
   // Every command reports its usage errors to runCli, which knows which command to point at.
   const override = (cmd: Command) => {
