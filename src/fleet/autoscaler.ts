@@ -192,7 +192,13 @@ interface PoolRuntime {
   workers: ScaledWorker[];
   stopping: Set<ScaledWorker>;
   status: PoolStatus;
+  /** After a worker exited on its own: no new worker before this time (ms), the wait doubling up to a minute. */
+  backoffUntil: number;
+  backoffMs: number;
 }
+
+const FIRST_BACKOFF_MS = 2000;
+const MAX_BACKOFF_MS = 60_000;
 
 /** Drives `decideScale` for every configured pool every `intervalMs`, starting and stopping worker processes. */
 export class Autoscaler {
@@ -205,7 +211,7 @@ export class Autoscaler {
 
   constructor(private readonly opts: AutoscalerOptions) {
     for (const [pool, policy] of Object.entries(opts.pools)) {
-      this.pools.set(pool, { policy, state: initialScaleState(), workers: [], stopping: new Set(), status: { pool, taskQueue: gpuTaskQueue(pool), policy, workers: 0, stopping: 0 } });
+      this.pools.set(pool, { policy, state: initialScaleState(), workers: [], stopping: new Set(), status: { pool, taskQueue: gpuTaskQueue(pool), policy, workers: 0, stopping: 0 }, backoffUntil: 0, backoffMs: FIRST_BACKOFF_MS });
     }
   }
 
@@ -243,6 +249,11 @@ export class Autoscaler {
         const current = rt.workers.length;
         const { decision, state } = decideScale(rt.policy, rt.state, current, signal, now());
         rt.state = state;
+        if (decision.desired > current && now() < rt.backoffUntil) {
+          // A worker of this pool just died on its own (bad config, a crash): no restart loop.
+          decision.reason += `; held for ${Math.ceil((rt.backoffUntil - now()) / 1000)}s after a worker exited on its own`;
+          decision.desired = current;
+        }
         if (decision.desired !== current) {
           this.opts.log(`autoscaler: gpu-${pool} ${current} → ${decision.desired} worker(s): ${decision.reason}`);
           this.events.push({ pool, at: now(), from: current, to: decision.desired, reason: decision.reason });
@@ -256,16 +267,21 @@ export class Autoscaler {
   }
 
   private resize(pool: string, rt: PoolRuntime, desired: number): void {
+    const now = this.opts.now ?? Date.now;
     while (rt.workers.length < desired) {
       const w = this.opts.start(pool, rt.policy);
+      const startedAt = now();
       rt.workers.push(w);
       void w.exited.then((code) => {
         const i = rt.workers.indexOf(w);
-        if (i >= 0) {
-          // Exited without being asked: forget it; the next tick starts another if still needed.
-          rt.workers.splice(i, 1);
-          if (!this.closed) this.opts.log(`autoscaler: a gpu-${pool} worker (pid ${w.pid}) exited on its own (code ${code})`);
-        }
+        if (i < 0 || this.closed) return;
+        // Exited without being asked: forget it; a later tick starts another if still needed,
+        // after a wait that doubles while workers keep dying young.
+        rt.workers.splice(i, 1);
+        if (now() - startedAt >= MAX_BACKOFF_MS) rt.backoffMs = FIRST_BACKOFF_MS;
+        rt.backoffUntil = now() + rt.backoffMs;
+        this.opts.log(`autoscaler: a gpu-${pool} worker (pid ${w.pid}) exited on its own (code ${code}); no new one for ${rt.backoffMs / 1000}s`);
+        rt.backoffMs = Math.min(MAX_BACKOFF_MS, rt.backoffMs * 2);
       });
     }
     // The newest first: the oldest are the likeliest to be deep into long work.

@@ -187,4 +187,47 @@ describe('Autoscaler driver (fake signal and workers)', function () {
     assert.ok(lines.some((l) => /gpu-p 3 → 0 worker\(s\): backlog 0: .*scale to zero/.test(l)), lines.join('\n'));
     await a.close();
   });
+
+  it('does not restart a pool whose worker died on its own until a doubling wait has passed', async function () {
+    const exits: Array<(code: number | null) => void> = [];
+    let now = 0;
+    const a = new Autoscaler({
+      client: undefined as never,
+      namespace: 'default',
+      pools: { p: policy({ max: 1, targetQueueSize: 1, cooldownSeconds: 600 }) },
+      start: () => {
+        let exit!: (c: number | null) => void;
+        const exited = new Promise<number | null>((r) => (exit = r));
+        exits.push(exit);
+        return { pid: exits.length, exited, stop: async () => exit(0) };
+      },
+      log: () => undefined,
+      intervalMs: 1000,
+      utilization: async () => undefined,
+      backlog: async () => ({ backlog: 5, backlogAgeSeconds: 1 }),
+      now: () => now,
+    });
+    const died = async () => {
+      exits[exits.length - 1]!(1);
+      await new Promise((r) => setImmediate(r));
+    };
+    await a.tick();
+    assert.equal(exits.length, 1);
+    await died();
+    now = 1000;
+    await a.tick();
+    assert.equal(exits.length, 1, 'restarted at once');
+    assert.match(a.status()[0]!.decision!.reason, /held for 1s after a worker exited on its own/);
+    now = 2000;
+    await a.tick();
+    assert.equal(exits.length, 2, 'not restarted after 2 s');
+    await died();
+    now = 5000;
+    await a.tick();
+    assert.equal(exits.length, 2, 'the second wait is 4 s');
+    now = 6000;
+    await a.tick();
+    assert.equal(exits.length, 3);
+    await a.close();
+  });
 });
