@@ -1,6 +1,6 @@
 import type { ReleaseSpec } from '../../src/contracts/release-spec';
 import { ReleaseSpecSchema } from '../../src/contracts/specs/release-spec';
-import { gpuAdmissionPlan } from '../admission';
+import { gpuAdmissionPlan } from '../admission/plan';
 import type { ActivityDeps } from '../deps';
 import { asActivityFailure, parseSpecOrFail } from '../errors';
 

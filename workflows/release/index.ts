@@ -100,6 +100,8 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
       const trained = await train(ctx);
       const quantized = await quantize(ctx, trained);
       const { report, verdict } = await evaluate(ctx, quantized);
+      // The last GPU stage: its lease (quota file only) goes back before registration and approval.
+      await ctx.leases.releaseHeld();
       const versions = await register(ctx, { trained, quantized, report, gatesPassed: verdict.passed });
       if (!verdict.passed) {
         status.rejectReason = RejectReason.GateFailed;
@@ -157,6 +159,7 @@ export async function modelReleaseWorkflow(rawSpec: unknown): Promise<ReleaseRes
     state.recordOutcomeInMemo();
     if (ctx) {
       const opened = ctx;
+      await CancellationScope.nonCancellable(() => opened.leases.releaseHeld(aborted ? 'cancelled' : 'failed'));
       await CancellationScope.nonCancellable(() => closeRun(opened, outcome));
     }
     await condition(allHandlersFinished);

@@ -4,12 +4,12 @@
  * without one, nothing changes. A team with no quota on the spec's pool is refused here, at once
  * and non-retryably, naming the team, the pool and the quota file.
  */
-import type { GpuAdmissionPlan } from '../src/contracts/gpu-admission';
-import { ErrorType } from '../src/contracts/errors';
-import { poolQuotas, temporalPriority } from '../src/contracts/quota';
-import { loadQuotaFile } from '../src/fleet/quota-file';
-import { ForgelineError } from '../src/ports/errors';
-import type { ActivityDeps } from './deps';
+import type { GpuAdmissionPlan } from '../../src/contracts/gpu-admission';
+import { ErrorType } from '../../src/contracts/errors';
+import { poolQuotas, temporalPriority } from '../../src/contracts/quota';
+import { loadQuotaFile } from '../../src/fleet/quota-file';
+import { ForgelineError } from '../../src/ports/errors';
+import type { ActivityDeps } from '../deps';
 
 /** The admission plan of `team` on `pool`, or undefined when no quota file is configured. */
 export async function gpuAdmissionPlan(deps: Pick<ActivityDeps, 'quotaFile'>, team: string, pool: string): Promise<GpuAdmissionPlan | undefined> {
