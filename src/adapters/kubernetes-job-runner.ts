@@ -637,22 +637,35 @@ class KubeJobRun {
 
   private startLog(): void {
     if (this.logState !== 'none' || !this.pod) return;
-    this.logState = 'following';
     this.progressed(); // the clock runs from the container's start
+    this.followLog();
+  }
+
+  /** Follows the container's log from its start, skipping the lines already taken (after a reconnect). */
+  private followLog(): void {
+    this.logState = 'following';
+    const skip = this.logLines;
+    let n = 0;
     const stream = new PassThrough();
-    const done = readLines(stream, (line) => this.line(line));
+    const done = readLines(stream, (line) => {
+      if (n++ >= skip) this.line(line);
+    });
     const log = new this.c.k8s.Log(this.c.kc);
-    log.log(this.namespace, this.pod, KUBE_CONTAINER, stream, { follow: true }).then(
+    log.log(this.namespace, this.pod!, KUBE_CONTAINER, stream, { follow: true }).then(
       (ctl) => {
         if (this.closed) ctl.abort();
         else this.watches.push(ctl);
       },
-      () => stream.end(), // not ready (yet): the catch-up read after the end takes it all
+      () => stream.end(), // not ready (yet): follow again, or read it all once the container ended
     );
-    void done.then(() => {
+    void done.then(async () => {
       this.logState = 'ended';
-      if (this.terminated) void this.catchUpLog();
-      else this.logEndedEarly = true;
+      if (this.terminated) return void this.catchUpLog();
+      // The stream ended while the container runs (an API server restart, a proxy's timeout), or
+      // just before its end is reported: follow again from where it broke.
+      this.logEndedEarly = true;
+      await sleep(this.options.rewatchDelayMs ?? 1_000);
+      if (!this.terminated && !this.closed && this.logState === 'ended') this.followLog();
     });
   }
 
@@ -682,6 +695,3 @@ class KubeJobRun {
     this.wake();
   }
 }
-
-/** The Job's pod, for tests and operators: `kubectl logs job/<name>` works as well. */
-export const KUBE_JOB_LABEL_SELECTOR = 'app.kubernetes.io/managed-by=forgeline,app.kubernetes.io/component=recipe-job';

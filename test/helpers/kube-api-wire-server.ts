@@ -41,6 +41,8 @@ export interface PodScript {
   waiting?: string;
   /** What the container does on SIGTERM (pod deletion): print these, exit with this (default 143). */
   onTerm?: { lines?: string[]; exitCode: number };
+  /** The API server cuts every log stream following the pod once, after this many lines (a restart, a proxy's timeout). */
+  cutLogAfter?: number;
   /** The node evicts the pod after its lines (a DisruptionTarget condition, then exit 137). */
   evict?: { reason: string; message: string };
 }
@@ -98,7 +100,7 @@ export async function startKubeApiWireServer(script: (job: Record<string, unknow
   let rv = 1;
   const history: { rv: number; kind: Kind; type: string; object: Obj }[] = [];
   const watchers = new Set<{ kind: Kind; match: (o: Obj) => boolean; res: http.ServerResponse }>();
-  const logs = new Map<string, { text: string; ended: boolean; followers: Set<http.ServerResponse> }>();
+  const logs = new Map<string, { text: string; lines: number; cutAfter: number | undefined; ended: boolean; followers: Set<http.ServerResponse> }>();
   const timers = new Set<NodeJS.Timeout>();
   const later = (ms: number, fn: () => void) => {
     const t = setTimeout(() => {
@@ -127,6 +129,12 @@ export async function startKubeApiWireServer(script: (job: Record<string, unknow
     const log = logs.get(pod)!;
     log.text += `${line}\n`;
     for (const f of log.followers) f.write(`${line}\n`);
+    log.lines++;
+    if (log.cutAfter !== undefined && log.lines >= log.cutAfter) {
+      log.cutAfter = undefined;
+      for (const f of log.followers) f.end();
+      log.followers.clear();
+    }
   };
   const endLog = (pod: string) => {
     const log = logs.get(pod);
@@ -164,8 +172,8 @@ export async function startKubeApiWireServer(script: (job: Record<string, unknow
       status: { phase: 'Pending' },
     };
     emit('Pod', 'ADDED', pod);
-    logs.set(name, { text: '', ended: false, followers: new Set() });
     const plan = script(created.get(job.metadata.name)!);
+    logs.set(name, { text: '', lines: 0, cutAfter: plan.cutLogAfter, ended: false, followers: new Set() });
     const secretName = (template.spec as { volumes?: { secret?: { secretName: string } }[] }).volumes?.find((v) => v.secret)?.secret?.secretName;
     const run = () => {
       const p = store.Pod.get(name);

@@ -89,6 +89,17 @@ describe('KubernetesJobRunner (Kubernetes API wire endpoint, not a real cluster)
     assert.equal((secret.metadata.ownerReferences![0] as unknown as { kind: string }).kind, 'Job', 'the Secret goes with its Job');
   });
 
+  it('follows the log again when its stream breaks mid-run: every event once, in order', async () => {
+    const events: RecipeEvent[] = [];
+    const steps = [1, 2, 3].map((step) => ev({ event: 'progress', step, total_steps: 3 }));
+    const result = await runner().run(job({ lines: [START, ...steps, RESULT], cutLogAfter: 2, everyMs: 60 }, events));
+    assert.deepEqual(result, { final_loss: 0.5 });
+    assert.deepEqual(events.map((e) => (e.event === 'progress' ? `progress ${e.step}` : e.event)), ['start', 'progress 1', 'progress 2', 'progress 3', 'result']);
+    const pod = server.pods().find((p) => p.metadata.labels?.['batch.kubernetes.io/job-name'] === createdFor(`job-${n}`).metadata.name);
+    const follows = server.requests.filter((r) => r.path.endsWith('/log') && r.query.follow === 'true' && (!pod || r.path.includes(pod.metadata.name)));
+    assert.ok(follows.length >= 2, 'it followed again');
+  });
+
   it('rejects exit 2 with a terminal RecipeFailedError carrying the recipe\'s error', async () => {
     const err = ev({ event: 'error', message: 'lora.r: expected an integer between 1 and 1024, got 0', type: 'InvalidSpec', retryable: false });
     await assert.rejects(runner().run(job({ lines: [err], exitCode: 2 })), (e: unknown) => e instanceof RecipeFailedError && e.type === ErrorType.InvalidSpec && e.terminal && /lora\.r/.test(e.message));
