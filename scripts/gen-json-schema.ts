@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT } from '../src/config/load';
+import { PromptReleaseSpecSchema } from '../src/contracts/prompt-release';
 import { ReembedSpecSchema } from '../src/contracts/specs/reembed-spec';
 import { ReleaseSpecSchema } from '../src/contracts/specs/release-spec';
 import { RECIPE_CONTRACTS, RecipeEventSchema } from '../src/contracts/recipes';
@@ -30,6 +31,7 @@ export const PUBLISHED_SCHEMAS: ReadonlyArray<{ file: string; schema: z.ZodType 
   { file: 'reembed-spec.schema.json', schema: ReembedSpecSchema },
   { file: 'embedding-drift-spec.schema.json', schema: EmbeddingDriftSpecSchema },
   { file: 'scheduled-retrain-spec.schema.json', schema: ScheduledRetrainSpecSchema },
+  { file: 'prompt-release-spec.schema.json', schema: PromptReleaseSpecSchema },
   ...Object.entries(RECIPE_CONTRACTS).flatMap(([recipe, { input, result }]) => [
     { file: `recipes/${recipe}.input.schema.json`, schema: input },
     { file: `recipes/${recipe}.result.schema.json`, schema: result },

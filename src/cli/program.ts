@@ -305,7 +305,7 @@ export function buildProgram(out: Output, result: { code: number }): Command {
   addScheduleCommands(program, out, run, cfg, withClient);
   addReembedCommands(program, out, run, cfg, withClient);
   addWebhookCommands(program, out, run, cfg, withClient);
-  addPromptCommands(program, out, run, cfg);
+  addPromptCommands(program, out, run, cfg, withClient);
   addReportCommand(program, out, run, cfg, withClient);
   addAutoscaleCommands(program, out, run, cfg, withClient);
   addQuotaCommands(program, out, run, cfg, withClient);

@@ -92,7 +92,7 @@ const base = {
   /** The prompt's name (its registry name and its gateway route `/v1/prompts/<name>/...`). */
   prompt: z.string({ error: 'prompt: expected the prompt name, e.g. support-answer' }).regex(PROMPT_NAME, 'prompt: use lowercase letters, digits and dashes, e.g. support-answer'),
   /** `{file: prompts/<name>/prompt.yaml}`, or the prompt spec itself (template, variables, model, examples). */
-  source: z.unknown(),
+  source: z.unknown().meta({ description: '{file: prompts/<name>/prompt.yaml} (repository-relative), or the prompt itself: {name, template, variables, model, examples}' }),
   evaluation: PromptEvalConfigSchema,
   canary: PromptCanarySchema,
   approval: ApprovalSchema,
