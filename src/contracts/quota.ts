@@ -163,14 +163,7 @@ export interface LeaseGrant {
 }
 
 /** Per pool and team: what `forgeline quota status` and the `quotaStatus` query show. */
-export interface TeamQuotaStatus {
-  team: string;
-  cohort: string;
-  priority: number;
-  weight: number;
-  nominal: number;
-  borrowingLimit: number | null;
-  lendingLimit: number | null;
+export interface TeamQuotaStatus extends PoolTeamQuota {
   /** GPUs of granted leases (including those asked to yield and not yet released). */
   inUse: number;
   /** inUse above nominal. */

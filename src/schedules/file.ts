@@ -125,25 +125,32 @@ export function lineOf(doc: Document, lines: LineCounter, path: readonly Propert
   return undefined;
 }
 
-/** Parse and validate a schedules file's text; every problem as `path (line N): message`. */
-export function parseSchedulesFile(text: string, file: string): SchedulesFile {
+/**
+ * Parse YAML (JSON is YAML) and validate it against `schema`: the value, or every problem as
+ * `field.path (line N): message` (a syntax error as `line N, column M: invalid YAML (...)`).
+ */
+export function parseYamlWith<S extends z.ZodType>(schema: S, text: string): { ok: true; value: z.output<S> } | { ok: false; problems: string[] } {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new SchedulesFileError(
-      file,
-      doc.errors.map((e) => `line ${e.linePos?.[0].line ?? '?'}, column ${e.linePos?.[0].col ?? '?'}: invalid YAML (${e.message.split('\n')[0]})`),
-    );
+    return { ok: false, problems: doc.errors.map((e) => `line ${e.linePos?.[0].line ?? '?'}, column ${e.linePos?.[0].col ?? '?'}: invalid YAML (${e.message.split('\n')[0]})`) };
   }
-  const parsed = SchedulesFileSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {});
-  if (parsed.success) return parsed.data;
-  throw new SchedulesFileError(
-    file,
-    parsed.error.issues.map((i) => {
+  const parsed = schema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {});
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return {
+    ok: false,
+    problems: parsed.error.issues.map((i) => {
       const path = i.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
       const field = path.length ? path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '') : '(file)';
       const line = lineOf(doc, lines, path);
       return `${field}${line !== undefined ? ` (line ${line})` : ''}: ${i.message}`;
     }),
-  );
+  };
+}
+
+/** Parse and validate a schedules file's text; every problem as `path (line N): message`. */
+export function parseSchedulesFile(text: string, file: string): SchedulesFile {
+  const r = parseYamlWith(SchedulesFileSchema, text);
+  if (r.ok) return r.value;
+  throw new SchedulesFileError(file, r.problems);
 }

@@ -64,7 +64,7 @@ describe('lease activities (MockActivityEnvironment, fake admission port)', func
       ),
     });
     const running = env.run(acquireGpuLease, REQ).catch((e: unknown) => e);
-    setTimeout(() => env.cancel('holder aborted'), 50);
+    setTimeout(() => env.cancel(), 50);
     const err = await running;
     assert.ok(err instanceof CancelledFailure, String(err));
     assert.match(err.message, /stopped waiting for lease release\/m\/abc\/train\/1/);
