@@ -1,8 +1,9 @@
 /**
  * Fleet benchmark (npm run bench -- fleet; also `npx tsx bench/fleet.ts`): a simulated day of
- * four teams' GPU work on two pools (src/fleet/sim), under three admission policies on the SAME
+ * four teams' GPU work on two pools (src/fleet/sim), under four admission policies on the SAME
  * arrivals and the same spot interruptions:
  *   - fcfs: one shared queue per pool in arrival order, the peer (what a single task queue gives);
+ *   - fcfs-backfill: the same queue, but any job that fits the free GPUs starts (a smarter peer);
  *   - fair-share: our admission policy (src/fleet/fair-share.ts) on the scenario's quota file;
  *   - static-partition: the same policy with no borrowing (each team on its nominal GPUs only).
  * Reports per policy: GPU utilisation per pool, each team's GPU-hour share against its nominal
@@ -16,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { runMain } from '../src/cli/run-main';
-import { fairShare, fcfs, simulate, staticPartition, summarize } from '../src/fleet/sim/simulator';
+import { fairShare, fcfs, fcfsBackfill, simulate, staticPartition, summarize } from '../src/fleet/sim/simulator';
 import { defaultScenario, generateJobs, JOB_CLASSES } from '../src/fleet/sim/workload';
 import { round } from './measure';
 
@@ -45,7 +46,7 @@ function runPolicies(seed: number) {
   const scenario = defaultScenario(seed);
   const jobs = generateJobs(scenario);
   const out: Record<string, { summary: Summary; wallMs: number }> = {};
-  for (const policy of [fcfs, fairShare(scenario), staticPartition(scenario)]) {
+  for (const policy of [fcfs, fcfsBackfill, fairShare(scenario), staticPartition(scenario)]) {
     const t0 = performance.now();
     const result = simulate(scenario, policy, jobs);
     out[policy.name] = { summary: summarize(scenario, result), wallMs: round(performance.now() - t0, 1) };
@@ -55,7 +56,7 @@ function runPolicies(seed: number) {
 
 export async function fleetBenchmark(): Promise<number> {
   const { scenario, jobs, out } = runPolicies(SEED);
-  const policies = [fcfs, fairShare(scenario), staticPartition(scenario)];
+  const policies = [fcfs, fcfsBackfill, fairShare(scenario), staticPartition(scenario)];
   const demand: Record<string, number> = {};
   for (const j of jobs) demand[j.pool] = (demand[j.pool] ?? 0) + (j.work * j.gpus) / 3600;
   const seeds = Array.from({ length: EXTRA_SEEDS }, (_, i) => SEED + 1 + i);
@@ -65,7 +66,7 @@ export async function fleetBenchmark(): Promise<number> {
   });
   const result = {
     benchmark: 'fleet',
-    what: 'one simulated day of mixed team GPU work (no-op jobs with durations, discrete-event simulation) under three admission policies on the same arrivals and the same spot interruptions; peer: first come, first served',
+    what: 'one simulated day of mixed team GPU work (no-op jobs with durations, discrete-event simulation) under four admission policies on the same arrivals and the same spot interruptions; peer: first come, first served (and with backfill)',
     model: [
       'a pool is a count of GPUs (no node packing or topology)',
       'queueing delay = arrival to first start, in minutes; jobs never started within the day count their wait so far (a lower bound) and are counted in neverStarted',
@@ -94,6 +95,7 @@ export async function fleetBenchmark(): Promise<number> {
       demandOfCapacity: Object.fromEntries(Object.entries(demand).map(([p, h]) => [p, round(h / (scenario.quotas.pools[p]!.gpus * 24), 3)])),
     },
     peer: 'fcfs',
+    otherBaselines: ['fcfs-backfill', 'static-partition'],
     policies: Object.fromEntries(policies.map((p) => [p.name, { describe: p.describe, wallMs: out[p.name]!.wallMs, ...out[p.name]!.summary }])),
     otherSeeds: { seeds, note: 'the same scenario with other seeds: headline numbers only', runs: bySeed },
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },

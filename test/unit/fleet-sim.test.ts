@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { QuotaFileSchema } from '../../src/contracts/quota';
-import { fairShare, fcfs, simulate, staticPartition, summarize, type Policy } from '../../src/fleet/sim/simulator';
+import { fairShare, fcfs, fcfsBackfill, simulate, staticPartition, summarize, type Policy } from '../../src/fleet/sim/simulator';
 import { defaultScenario, generateJobs, type FleetScenario, type Job } from '../../src/fleet/sim/workload';
 
 /** The benchmark's scenario over 8 hours (fast enough for a unit test, still contended). */
@@ -24,7 +24,7 @@ function watched(policy: Policy, s: FleetScenario): Policy & { checks: number } 
 describe('fleet simulator (bench/fleet.ts)', function () {
   this.timeout(60_000);
 
-  for (const make of [() => fcfs, fairShare, staticPartition]) {
+  for (const make of [() => fcfs, () => fcfsBackfill, fairShare, staticPartition]) {
     const name = make(short(1)).name;
     it(`${name}: capacity never exceeded, every job accounted for, GPU-hours add up`, function () {
       const s = short(3);

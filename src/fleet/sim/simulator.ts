@@ -15,7 +15,8 @@
  * - a job that waits again after a preemption or an interruption goes to the back of the queue.
  *
  * Policies decide per pool which waiting jobs start and which running jobs yield; `fcfs` is one
- * shared queue in arrival order (what a single task queue gives), `fairShare` is the admission
+ * shared queue in arrival order (what a single task queue gives), `fcfsBackfill` the same queue
+ * letting any job that fits start past a blocked head, `fairShare` is the admission
  * policy of src/fleet/fair-share.ts on the scenario's quota file, and `staticPartition` is the
  * same policy with no borrowing: each team on its nominal GPUs only.
  */
@@ -83,6 +84,22 @@ export const fcfs: Policy = {
     const start: JobRecord[] = [];
     for (const w of view.waiting) {
       if (w.job.gpus > free) break;
+      start.push(w);
+      free -= w.job.gpus;
+    }
+    return { start, preempt: [] };
+  },
+};
+
+/** FCFS with backfill: in arrival order, every job that fits the free GPUs starts, a big one at the head does not block smaller ones behind it. */
+export const fcfsBackfill: Policy = {
+  name: 'fcfs-backfill',
+  describe: 'first come, first served with backfill: in arrival order, any job that fits the free GPUs starts (a big job at the head does not block), no quotas, no preemption',
+  decide(view) {
+    let free = view.capacity - view.running.reduce((s, r) => s + r.rec.job.gpus, 0);
+    const start: JobRecord[] = [];
+    for (const w of view.waiting) {
+      if (w.job.gpus > free) continue;
       start.push(w);
       free -= w.job.gpus;
     }
