@@ -22,7 +22,6 @@ import {
   ActivityCancellationType,
   CancellationScope,
   condition,
-  defineSignal,
   isCancellation,
   log,
   patched,
@@ -32,8 +31,9 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import { ErrorType } from '../src/contracts/errors';
-import { gpuLeaseId, type GpuAdmissionPlan, type GpuLeaseView, type YieldGpusRequest } from '../src/contracts/gpu-admission';
+import { gpuLeaseId, type GpuAdmissionPlan, type GpuLeaseView } from '../src/contracts/gpu-admission';
 import type { LeaseGrant, LeaseRequest } from '../src/contracts/quota';
+import { yieldGpusSignal } from './admission/messages';
 
 /** The pool admission's lease activities (control queue). */
 export interface GpuLeaseActivities {
@@ -44,8 +44,8 @@ export interface GpuLeaseActivities {
 /** Executions recorded before GPU admission existed replay without leases. */
 export const GPU_ADMISSION_PATCH = 'gpu-admission';
 
-/** Sent by a pool's admission workflow to the holder of a lease it preempts. */
-export const yieldGpusSignal = defineSignal<[YieldGpusRequest]>('yieldGpus');
+/** Sent by a pool's admission workflow to the holder of a lease it preempts (defined with the admission workflow's messages). */
+export { yieldGpusSignal };
 
 /**
  * Lease calls on the control queue. acquire waits as long as the pool is full (it heartbeats, so a

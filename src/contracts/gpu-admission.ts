@@ -32,12 +32,6 @@ export function gpuLeaseId(workflowId: string, stage: string, n: number): string
   return `${workflowId}/${stage}/${n}`;
 }
 
-/** What a holder's `yieldGpus` signal carries: the lease to give back, and why. */
-export interface YieldGpusRequest {
-  leaseId: string;
-  reason: string;
-}
-
 /** Where a GPU stage's lease stands, for status views. */
 export interface GpuLeaseView {
   leaseId: string;
