@@ -7,7 +7,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { Command } from 'commander';
 import type { ForgelineConfig } from '../config/schema';
 import { ReembedOutcome, ReembedStage, reembedWorkflowId, type ReembedProgress, type ReembedSpec } from '../contracts/reembed-spec';
-import { ForgelineLifecycle, ForgelineModel, Lifecycle } from '../contracts/search-attributes';
+import { ForgelineLifecycle, ForgelineModel, ForgelineTeam, Lifecycle } from '../contracts/search-attributes';
 import { ReembedSpecSchema, type ReembedSpecInput } from '../contracts/specs/reembed-spec';
 import { formatProblems, validateSpec } from '../contracts/validate';
 import { ConfigError } from '../ports/errors';
@@ -35,6 +35,7 @@ export async function startReembed(client: Client, cfg: ForgelineConfig, input: 
     typedSearchAttributes: [
       { key: ForgelineLifecycle, value: Lifecycle.Reembed },
       { key: ForgelineModel, value: spec.embedding.model },
+      { key: ForgelineTeam, value: spec.team },
     ],
     staticSummary: `Re-embed ${spec.corpus.name} into ${spec.store.index} (alias ${spec.store.alias}): chunk ${spec.chunking.chunkTokens}/${spec.chunking.overlapTokens} tokens → ${spec.embedding.model} on gpu-${spec.pool} → validate → swap → retire after ${spec.retireAfter}`,
   });

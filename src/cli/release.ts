@@ -10,7 +10,7 @@ import type { ForgelineConfig } from '../config/schema';
 import { parseRecipeResult } from '../contracts/recipes';
 import { rollbackWorkflowId } from '../contracts/drift-monitor';
 import { releaseWorkflowId, type OperatorDecision, type ReleaseOutcome, type ReleaseStatus, type ServingPlan } from '../contracts/release-lifecycle';
-import { ForgelineGitSha, ForgelineLifecycle, ForgelineModel, ForgelineOutcome, ForgelineStage, Lifecycle } from '../contracts/search-attributes';
+import { ForgelineGitSha, ForgelineLifecycle, ForgelineModel, ForgelineOutcome, ForgelineStage, ForgelineTeam, Lifecycle } from '../contracts/search-attributes';
 import type { ReleaseSpec } from '../contracts/release-spec';
 import { ReleaseSpecSchema, type ReleaseSpecInput } from '../contracts/specs/release-spec';
 import { formatProblems, validateSpec } from '../contracts/validate';
@@ -53,6 +53,7 @@ export async function startRelease(client: Client, cfg: ForgelineConfig, input: 
     typedSearchAttributes: [
       { key: ForgelineLifecycle, value: Lifecycle.Release },
       { key: ForgelineModel, value: spec.model },
+      { key: ForgelineTeam, value: spec.team },
       ...(spec.git.sha ? [{ key: ForgelineGitSha, value: spec.git.sha }] : []),
     ],
     memo: { summary: `${spec.model} release${spec.git.sha ? ` of ${spec.git.sha}` : ''}` },

@@ -15,6 +15,8 @@ export const ForgelineLifecycle = defineSearchAttributeKey('ForgelineLifecycle',
 export const ForgelineAwaitingApproval = defineSearchAttributeKey('ForgelineAwaitingApproval', SearchAttributeType.BOOL);
 /** Who approved (or rejected, or aborted) the release. */
 export const ForgelineDecidedBy = defineSearchAttributeKey('ForgelineDecidedBy', SearchAttributeType.KEYWORD);
+/** The team a lifecycle runs for (its spec's `team`): whose GPU quota its GPU stages use. */
+export const ForgelineTeam = defineSearchAttributeKey('ForgelineTeam', SearchAttributeType.KEYWORD);
 
 export const FORGELINE_SEARCH_ATTRIBUTES = [
   ForgelineModel,
@@ -24,6 +26,7 @@ export const FORGELINE_SEARCH_ATTRIBUTES = [
   ForgelineLifecycle,
   ForgelineAwaitingApproval,
   ForgelineDecidedBy,
+  ForgelineTeam,
 ] as const;
 
 /** Values of ForgelineLifecycle. */
