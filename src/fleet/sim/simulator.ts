@@ -75,37 +75,32 @@ export interface Policy {
   decide(view: PoolView): { start: JobRecord[]; preempt: Run[] };
 }
 
-/** One shared queue per pool in arrival order: the head starts when its GPUs are free, and everything behind it waits. */
-export const fcfs: Policy = {
-  name: 'fcfs',
-  describe: 'first come, first served: one queue per pool in arrival order, head-of-line blocking, no quotas, no preemption (one shared task queue)',
-  decide(view) {
-    let free = view.capacity - view.running.reduce((s, r) => s + r.rec.job.gpus, 0);
-    const start: JobRecord[] = [];
-    for (const w of view.waiting) {
-      if (w.job.gpus > free) break;
-      start.push(w);
-      free -= w.job.gpus;
-    }
-    return { start, preempt: [] };
-  },
-};
+/** Jobs in queue order while they fit the free GPUs; with `backfill`, one that does not fit is passed over instead of blocking the rest. */
+function arrivalOrder(name: string, describe: string, backfill: boolean): Policy {
+  return {
+    name,
+    describe,
+    decide(view) {
+      let free = view.capacity - view.running.reduce((s, r) => s + r.rec.job.gpus, 0);
+      const start: JobRecord[] = [];
+      for (const w of view.waiting) {
+        if (w.job.gpus > free) {
+          if (backfill) continue;
+          break;
+        }
+        start.push(w);
+        free -= w.job.gpus;
+      }
+      return { start, preempt: [] };
+    },
+  };
+}
 
-/** FCFS with backfill: in arrival order, every job that fits the free GPUs starts, a big one at the head does not block smaller ones behind it. */
-export const fcfsBackfill: Policy = {
-  name: 'fcfs-backfill',
-  describe: 'first come, first served with backfill: in arrival order, any job that fits the free GPUs starts (a big job at the head does not block), no quotas, no preemption',
-  decide(view) {
-    let free = view.capacity - view.running.reduce((s, r) => s + r.rec.job.gpus, 0);
-    const start: JobRecord[] = [];
-    for (const w of view.waiting) {
-      if (w.job.gpus > free) continue;
-      start.push(w);
-      free -= w.job.gpus;
-    }
-    return { start, preempt: [] };
-  },
-};
+/** One shared queue per pool in arrival order: the head starts when its GPUs are free, and everything behind it waits. */
+export const fcfs = arrivalOrder('fcfs', 'first come, first served: one queue per pool in arrival order, head-of-line blocking, no quotas, no preemption (one shared task queue)', false);
+
+/** FCFS with backfill: in arrival order, every job that fits the free GPUs starts; a big one at the head does not block smaller ones behind it. */
+export const fcfsBackfill = arrivalOrder('fcfs-backfill', 'first come, first served with backfill: in arrival order, any job that fits the free GPUs starts (a big job at the head does not block), no quotas, no preemption', true);
 
 /** The fair-share admission policy (src/fleet/fair-share.ts) on `quotas`, one pool at a time. */
 export function quotaPolicy(name: string, describe: string, quotas: QuotaFile): Policy {
