@@ -20,10 +20,15 @@ export const control = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20, nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
-/** Embedding on the pool's queue (`gpu-<pool>`): heartbeats name the next batch, a retry resumes there. */
-export function pool(spec: Pick<ReembedSpec, 'pool'>): ActivityInterfaceFor<Activities> {
+/**
+ * Embedding on the pool's queue (`gpu-<pool>`): heartbeats name the next batch, a retry resumes
+ * there. With a GPU quota file (spec.admission) its tasks carry the team's Temporal priority
+ * (fairness key = team, weight and priority key from the quota file); re-embeds take no leases yet.
+ */
+export function pool(spec: Pick<ReembedSpec, 'pool' | 'admission'>): ActivityInterfaceFor<Activities> {
   return proxyActivities<Activities>({
     taskQueue: embedTaskQueue(spec),
+    ...(spec.admission ? { priority: spec.admission.priority } : {}),
     startToCloseTimeout: '2 hours',
     heartbeatTimeout: '2 minutes',
     retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20, nonRetryableErrorTypes: NON_RETRYABLE },
