@@ -37,6 +37,13 @@ export interface OpenAIJudgeOptions extends OpenAIEndpointOptions {
    * never send it (the prompt alone asks for JSON; askJudge validates and retries).
    */
   structuredOutputs?: 'json_schema' | 'none';
+  /**
+   * Caps added to the structured-outputs schema where it has none: every string at most
+   * `maxStringLength` characters, every list at most `maxItems` items. Keeps a weak judge's
+   * constrained decoding from running to max_tokens inside one string or list (then the JSON is
+   * cut off); the zod check is unchanged.
+   */
+  schemaBounds?: { maxStringLength?: number; maxItems?: number };
 }
 
 /** One chat message. */
@@ -156,10 +163,21 @@ export class OpenAICompatibleClient {
   }
 }
 
+/** `maxLength` on every string schema and `maxItems` on every array schema that has none, recursively. */
+function bound(node: unknown, bounds: NonNullable<OpenAIJudgeOptions['schemaBounds']>): void {
+  if (Array.isArray(node)) return node.forEach((n) => bound(n, bounds));
+  if (!node || typeof node !== 'object') return;
+  const o = node as Record<string, unknown>;
+  if (o.type === 'string' && o.maxLength === undefined && bounds.maxStringLength !== undefined) o.maxLength = bounds.maxStringLength;
+  if (o.type === 'array' && o.maxItems === undefined && bounds.maxItems !== undefined) o.maxItems = Math.max(bounds.maxItems, typeof o.minItems === 'number' ? o.minItems : 0);
+  Object.values(o).forEach((v) => bound(v, bounds));
+}
+
 /** The JSON Schema of a judge answer, as structured outputs want it: the input shape, no `$schema` key. */
-export function judgeJsonSchema(schema: z.ZodType): Record<string, unknown> {
+export function judgeJsonSchema(schema: z.ZodType, bounds: OpenAIJudgeOptions['schemaBounds'] = {}): Record<string, unknown> {
   const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
   delete json.$schema;
+  bound(json, bounds);
   return json;
 }
 
@@ -204,7 +222,7 @@ export class OpenAICompatibleJudge implements Judge {
       params: { temperature: 0, maxTokens: this.options.maxTokens ?? 512, ...(this.options.seed !== undefined ? { seed: this.options.seed } : {}) },
     };
     if (!format || !this.structured) return this.client.generate(request);
-    const responseFormat = { type: 'json_schema', json_schema: { name: format.name.slice(0, 64) || 'answer', schema: judgeJsonSchema(format.schema), strict: true } };
+    const responseFormat = { type: 'json_schema', json_schema: { name: format.name.slice(0, 64) || 'answer', schema: judgeJsonSchema(format.schema, this.options.schemaBounds), strict: true } };
     try {
       return await this.client.generate(request, { response_format: responseFormat });
     } catch (err) {
@@ -229,7 +247,7 @@ function origin(url: string): string {
  * `connect(url)` for another origin (a workflow input naming its own endpoint) gets no key, so a
  * workflow input can never send the worker's key elsewhere.
  */
-export function gatewayModels(options: { baseUrl: string; apiKey?: string; timeoutMs?: number; judge?: Pick<OpenAIJudgeOptions, 'api' | 'maxTokens' | 'structuredOutputs'> }): PromptEvalModels {
+export function gatewayModels(options: { baseUrl: string; apiKey?: string; timeoutMs?: number; judge?: Pick<OpenAIJudgeOptions, 'api' | 'maxTokens' | 'structuredOutputs' | 'schemaBounds'> }): PromptEvalModels {
   return {
     connect(url?: string) {
       const baseUrl = url ?? options.baseUrl;

@@ -9,7 +9,7 @@ import { createPromptEvalActivities, promptEvalRunId } from '../../activities/pr
 import { LocalTracker } from '../../src/adapters/local-tracker';
 import { ErrorType } from '../../src/contracts/errors';
 import { parsePromptSpec, type PromptSpecInput } from '../../src/contracts/prompt';
-import { parsePromptEvalConfig, parsePromptTestSet, type PromptEvalConfigInput, type PromptEvalInput, type PromptTestCaseInput } from '../../src/contracts/prompt-eval';
+import { parsePromptEvalConfig, parsePromptTestSet, type PromptEvalConfigInput, type PromptEvalInput, type PromptEvalResult, type PromptTestCaseInput } from '../../src/contracts/prompt-eval';
 import { fromRows } from '../../src/drift/embeddings';
 import { BatchingEmbedder, checkExpectations, evaluatePrompt, PromptJudgeFailedError, promptMessages, type PromptEvalDeps, type PromptEvalModels, type PromptGeneration } from '../../src/evaluation/prompt-eval';
 import { meanConfidenceInterval, type Judge, type JudgeFormat } from '../../src/evaluation/ragas';
@@ -398,7 +398,7 @@ describe('prompt evaluation', function () {
       const urls: Array<string | undefined> = [];
       const tracker = new LocalTracker({ home: dir });
       const { evaluatePromptVersion } = createPromptEvalActivities({ tracker, trackerProject: 'forgeline', embedder: new TableEmbedder({}), promptModels: models(urls) });
-      const r = await env.run(evaluatePromptVersion, input({ gatewayUrl: 'http://127.0.0.1:9999' }));
+      const r = (await env.run(evaluatePromptVersion, input({ gatewayUrl: 'http://127.0.0.1:9999' }))) as PromptEvalResult;
       assert.equal(r.passed, true);
       assert.deepEqual(urls, ['http://127.0.0.1:9999']);
       assert.deepEqual(Object.keys(r.metrics).sort(), ['faithfulness', 'task']);
@@ -425,7 +425,7 @@ describe('prompt evaluation', function () {
       const { evaluatePromptVersion } = createPromptEvalActivities({ tracker: broken, trackerProject: 'forgeline', embedder: new TableEmbedder({}), promptModels: models([]) });
       await assert.rejects(env.run(evaluatePromptVersion, input({ config: { testSet: 'x', judge: { model: 'judge' }, runs: 0 } })), (e: unknown) => e instanceof ApplicationFailure && e.nonRetryable === true && e.type === ErrorType.InvalidSpec && /config\.runs: runs: at least 2/.test(e.message));
       await assert.rejects(env.run(evaluatePromptVersion, input({ testSet: { text: '{"variables": {}', source: 'tests.jsonl' } })), (e: unknown) => e instanceof ApplicationFailure && e.nonRetryable === true && /tests\.jsonl:1: not JSON/.test(e.message));
-      const r = await env.run(evaluatePromptVersion, input());
+      const r = (await env.run(evaluatePromptVersion, input())) as PromptEvalResult;
       assert.equal(r.trackerRun, undefined);
       assert.equal(r.passed, true);
     });
