@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { runCli } from '../../src/cli/program';
 import { loadConfig } from '../../src/config/load';
 import { AutoscalePoolSchema } from '../../src/config/schema';
@@ -96,6 +98,10 @@ describe('GPU utilisation signal', function () {
     assert.equal(parseNvidiaSmiUtilization('100\n[N/A]\n'), 100);
     assert.equal(parseNvidiaSmiUtilization(''), undefined);
     assert.equal(parseNvidiaSmiUtilization('[Not Supported]\n'), undefined);
+    // Recorded on a real H200 (test/fixtures/nvidia-smi/README.md): idle, then each busy sample.
+    const fixture = (name: string) => readFileSync(path.join(__dirname, '../fixtures/nvidia-smi', name), 'utf8');
+    assert.equal(parseNvidiaSmiUtilization(fixture('h200-idle.txt')), 0);
+    for (const line of fixture('h200-busy-samples.txt').trim().split('\n')) assert.equal(parseNvidiaSmiUtilization(`${line}\n`), 100);
   });
 });
 
