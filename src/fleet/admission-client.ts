@@ -51,6 +51,7 @@ export function createAdmissionClient(opts: AdmissionClientOptions): GpuAdmissio
       taskQueue,
       args: [{ pool, quotas, ...(source ? { source } : {}), ...opts.workflowDefaults } satisfies GpuAdmissionInput],
       workflowIdConflictPolicy: 'USE_EXISTING',
+      staticSummary: `GPU admission of pool ${pool}: teams' leases and quotas (query quotaStatus)`,
       // A pool's admission workflow runs until continue-as-new; an earlier closed one may be reused.
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
     });

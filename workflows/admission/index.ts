@@ -43,10 +43,12 @@ import { acquireLeaseUpdate, ADMISSION_MESSAGE_DESCRIPTIONS, quotaStatusQuery, r
 
 export { acquireLeaseUpdate, releaseLeaseUpdate, setQuotasUpdate, quotaStatusQuery, yieldGpusSignal } from './messages';
 
-const { describeLeaseHolders } = proxyActivities<AdmissionActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3, initialInterval: '2 seconds' },
-});
+const HOLDER_CHECK = { startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3, initialInterval: '2 seconds' } } as const;
+const admissionActivities = proxyActivities<AdmissionActivities>(HOLDER_CHECK);
+/** describeLeaseHolders with a sentence for the UI. */
+function executeWithSummary(summary: string, req: { workflowIds: string[] }) {
+  return admissionActivities.describeLeaseHolders.executeWithOptions({ ...HOLDER_CHECK, summary }, [req]);
+}
 
 const ENDED_KEPT = 500;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -266,7 +268,7 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
       lastHolderCheck = Date.now();
       const holders = [...new Set([...state.granted, ...state.waiting].map((g) => g.request.holder.workflowId))];
       try {
-        const { closed } = await describeLeaseHolders({ workflowIds: holders });
+        const { closed } = await executeWithSummary(`check whether the ${holders.length} lease holder(s) still run`, { workflowIds: holders });
         for (const c of closed) {
           for (const g of [...state.granted, ...state.waiting].filter((x) => x.request.holder.workflowId === c.workflowId)) {
             drop(g.request.leaseId);
