@@ -244,6 +244,9 @@ export const PromptEvalInputSchema = z.strictObject({
     source: z.string().min(1, 'testSet.source: say where the test set came from (path or artifact key)'),
   }),
   gatewayUrl: z.url({ error: 'gatewayUrl: expected a URL such as http://127.0.0.1:8300' }).optional(),
+}).superRefine((input, ctx) => {
+  if (input.prompt.spec.name !== input.prompt.name) ctx.addIssue({ code: 'custom', path: ['prompt', 'spec', 'name'], message: `the spec is prompt '${input.prompt.spec.name}', not '${input.prompt.name}'` });
+  if (input.production && input.production.spec.name !== input.prompt.name) ctx.addIssue({ code: 'custom', path: ['production', 'spec', 'name'], message: `the production spec is prompt '${input.production.spec.name}', not '${input.prompt.name}'` });
 });
 export type ParsedPromptEvalInput = z.output<typeof PromptEvalInputSchema>;
 

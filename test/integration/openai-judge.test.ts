@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { gatewayModels, OpenAICompatibleJudge } from '../../src/adapters/openai-judge';
-import { faithfulness, FaithfulnessStatements } from '../../src/evaluation/ragas';
+import { gatewayModels, judgeJsonSchema, OpenAICompatibleJudge } from '../../src/adapters/openai-judge';
+import { faithfulness, FaithfulnessStatements, FaithfulnessVerdicts } from '../../src/evaluation/ragas';
 import { ForgelineError } from '../../src/ports/errors';
 
 interface Seen {
@@ -86,6 +86,17 @@ describe('OpenAI-compatible judge adapter (local fastify endpoint)', function ()
         schema: { type: 'object', properties: { statements: { type: 'array', items: { type: 'string', minLength: 1 } } }, required: ['statements'], additionalProperties: false },
       },
     });
+  });
+
+  it('schemaBounds caps strings and lists that have no cap, keeping exact lengths', function () {
+    const schema = judgeJsonSchema(FaithfulnessVerdicts.extend({ verdicts: FaithfulnessVerdicts.shape.verdicts.length(5) }), { maxStringLength: 8, maxItems: 3 }) as {
+      properties: { verdicts: { minItems: number; maxItems: number; items: { properties: { statement: { maxLength: number }; verdict: unknown } } } };
+    };
+    assert.deepEqual([schema.properties.verdicts.minItems, schema.properties.verdicts.maxItems], [5, 5], 'an exact length is kept');
+    assert.equal(schema.properties.verdicts.items.properties.statement.maxLength, 8);
+    const open = judgeJsonSchema(FaithfulnessStatements, { maxItems: 3 }) as { properties: { statements: { maxItems: number; items: { maxLength?: number } } } };
+    assert.equal(open.properties.statements.maxItems, 3);
+    assert.equal(open.properties.statements.items.maxLength, undefined);
   });
 
   it('falls back to the prompt alone when the server refuses response_format, and stops sending it', async function () {

@@ -424,6 +424,7 @@ describe('prompt evaluation', function () {
       const broken: Tracker = { kind: 'local', openRun: async () => Promise.reject(new Error('tracker down')) };
       const { evaluatePromptVersion } = createPromptEvalActivities({ tracker: broken, trackerProject: 'forgeline', embedder: new TableEmbedder({}), promptModels: models([]) });
       await assert.rejects(env.run(evaluatePromptVersion, input({ config: { testSet: 'x', judge: { model: 'judge' }, runs: 0 } })), (e: unknown) => e instanceof ApplicationFailure && e.nonRetryable === true && e.type === ErrorType.InvalidSpec && /config\.runs: runs: at least 2/.test(e.message));
+      await assert.rejects(env.run(evaluatePromptVersion, input({ prompt: { name: 'other-prompt', version: 'aaaaaaaaaaaa', spec: SPEC } })), (e: unknown) => e instanceof ApplicationFailure && e.nonRetryable === true && /prompt\.spec\.name: the spec is prompt 'geo-answer', not 'other-prompt'/.test(e.message));
       await assert.rejects(env.run(evaluatePromptVersion, input({ testSet: { text: '{"variables": {}', source: 'tests.jsonl' } })), (e: unknown) => e instanceof ApplicationFailure && e.nonRetryable === true && /tests\.jsonl:1: not JSON/.test(e.message));
       const r = (await env.run(evaluatePromptVersion, input())) as PromptEvalResult;
       assert.equal(r.trackerRun, undefined);
