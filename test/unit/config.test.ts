@@ -55,6 +55,7 @@ describe('config (one zod schema for environment and file)', function () {
       WANDB_API_KEY: 'secret-wandb',
       FORGELINE_GATEWAY_ADMIN_TOKEN: 'secret-admin',
       FORGELINE_GATEWAY_KEYS: 'secretkey=team:1000',
+      FORGELINE_GATEWAY_CLIENT_KEY: 'secret-client-key',
       FORGELINE_GATEWAY_REDIS_URL: 'redis://:secretpw@127.0.0.1:6379',
       FORGELINE_PG_URL: 'postgres://u:secretpg@127.0.0.1:5432/db',
       FORGELINE_WEAVIATE_API_KEY: 'secret-weaviate',
