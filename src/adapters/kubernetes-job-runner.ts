@@ -102,9 +102,13 @@ const IMAGE_PULL_FAILED = new Set(['ImagePullBackOff', 'ErrImageNeverPull']);
  * recipe's exit code.
  */
 export const PREEMPT_WRAPPER = [
-  'stop() { while kill -USR1 "$pid" 2>/dev/null; do sleep 1; done & }',
+  'ask() { while kill -USR1 "$pid" 2>/dev/null; do sleep 1; done & }',
+  // A SIGTERM that comes before the recipe's pid is known is remembered and acted on just after.
+  'stop() { stopping=1; if [ -n "$pid" ]; then ask; fi; }',
+  'pid=; stopping=',
   'trap stop TERM',
   '"$@" & pid=$!',
+  'if [ -n "$stopping" ]; then ask; fi',
   'while :; do wait "$pid"; rc=$?; kill -0 "$pid" 2>/dev/null || exit "$rc"; done',
 ].join('\n');
 
