@@ -1,6 +1,7 @@
 /**
- * Runs recipes (workers/recipes/PROTOCOL.md): the local subprocess adapter today, a Kubernetes
- * Job later. The activity that asks for a job heartbeats its events and streams them to the Tracker.
+ * Runs recipes (workers/recipes/PROTOCOL.md): a local process group (LocalJobRunner) or a
+ * Kubernetes Job (KubernetesJobRunner). The activity that asks for a job heartbeats its events and
+ * streams them to the Tracker.
  */
 import type { RecipeEvent } from '../contracts/recipes/events';
 
