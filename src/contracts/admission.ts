@@ -76,6 +76,8 @@ export interface EndedLease {
   at: number;
   how: 'released' | 'revoked' | 'holder-closed' | 'refused';
   detail?: string;
+  /** The holder's run: a later run of the same workflow ID may use the lease ID again. */
+  holderRunId?: string;
 }
 
 export interface LeaseView {

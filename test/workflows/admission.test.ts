@@ -99,6 +99,18 @@ describe('gpuAdmissionWorkflow (real Temporal dev server, real lease activities)
     });
   });
 
+  it('a later run of the holder (same workflow ID, new run ID) may use an ended lease ID again; the same run may not', async function () {
+    await withAdmission(this, (p) => quotaYaml(p, 4, 2, 2), {}, async ({ admission, pool }) => {
+      const run = (runId: string) => req(pool, 'release/m/abc/train/1', 'a', 1, { holder: { workflowId: 'release/m/abc', runId, stage: 'train' } });
+      await admission.acquire(run('r1'));
+      await admission.release(pool, 'release/m/abc/train/1');
+      await assert.rejects(admission.acquire(run('r1')), /already ended \(released\): acquire a new lease ID/);
+      const g = await admission.acquire(run('r2'));
+      assert.equal(g.leaseId, 'release/m/abc/train/1');
+      assert.deepEqual(await admission.release(pool, g.leaseId), { leaseId: g.leaseId, was: 'held' });
+    });
+  });
+
   it('a request waits while the pool is full and is granted when GPUs are released; release of a waiting request stops its wait', async function () {
     await withAdmission(this, (p) => quotaYaml(p, 4, 2, 2), {}, async ({ admission, pool, status }) => {
       await admission.acquire(req(pool, 'l1', 'a', 2));

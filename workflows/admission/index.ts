@@ -92,24 +92,30 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
   let lastHolderCheck = Date.now();
 
   const endedOf = (leaseId: string) => ended.find((e) => e.leaseId === leaseId);
+  /** The ended lease that refuses `req`: the same lease ID of the same holder run (a new run of the holder may reuse its lease IDs). */
+  const endedFor = (req: { leaseId: string; holder: { runId?: string } }) => {
+    const e = endedOf(req.leaseId);
+    return e && (e.holderRunId === undefined || req.holder.runId === undefined || e.holderRunId === req.holder.runId) ? e : undefined;
+  };
   const end = (e: EndedLease) => {
     ended.unshift(e);
     if (ended.length > ENDED_KEPT) ended.length = ENDED_KEPT;
   };
-  const drop = (leaseId: string): 'held' | 'waiting' | 'none' => {
+  /** Remove a lease (held or waiting); what it was, and its holder's run. */
+  const drop = (leaseId: string): { was: 'held' | 'waiting' | 'none'; holderRunId?: string } => {
     const g = state.granted.findIndex((x) => x.request.leaseId === leaseId);
     if (g >= 0) {
-      state.granted.splice(g, 1);
+      const [x] = state.granted.splice(g, 1);
       dirty = true;
-      return 'held';
+      return { was: 'held', ...(x!.request.holder.runId ? { holderRunId: x!.request.holder.runId } : {}) };
     }
     const w = state.waiting.findIndex((x) => x.request.leaseId === leaseId);
     if (w >= 0) {
-      state.waiting.splice(w, 1);
+      const [x] = state.waiting.splice(w, 1);
       dirty = true;
-      return 'waiting';
+      return { was: 'waiting', ...(x!.request.holder.runId ? { holderRunId: x!.request.holder.runId } : {}) };
     }
-    return 'none';
+    return { was: 'none' };
   };
   const view = (): AdmissionStatus => ({
     ...status(state),
@@ -141,6 +147,9 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
       const grant0 = held();
       if (grant0) return { grant: grant0 };
       if (draining) return { retry: `the admission workflow of pool ${pool} is continuing as new: ask again` };
+      // A new run of the holder reusing a lease ID of an earlier run: forget the earlier one's end.
+      const old = endedOf(req.leaseId);
+      if (old && !endedFor(req)) ended.splice(ended.indexOf(old), 1);
       if (!state.waiting.some((w) => w.request.leaseId === req.leaseId)) {
         state.waiting.push({ request: req, requestedAt: Date.now() });
         dirty = true;
@@ -149,7 +158,7 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
       let grant: LeaseGrant | undefined;
       await condition(() => (grant = held()) !== undefined || endedOf(req.leaseId) !== undefined || !state.waiting.some((w) => w.request.leaseId === req.leaseId) || draining);
       if (grant) return { grant };
-      const e = endedOf(req.leaseId);
+      const e = endedFor(req);
       if (e?.how === 'refused') throw ApplicationFailure.nonRetryable(`lease ${req.leaseId} refused: ${e.detail}`, ErrorType.InvalidSpec);
       if (e) throw ApplicationFailure.nonRetryable(`lease ${req.leaseId} ended (${e.how}${e.detail ? `: ${e.detail}` : ''}) before it was granted`, ErrorType.Aborted);
       return { retry: `the admission workflow of pool ${pool} is continuing as new: ask again` };
@@ -161,7 +170,7 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
         if (!parsed.success) throw new Error(`invalid lease request: ${parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(request)'}: ${i.message}`).join('; ')}`);
         const req = parsed.data;
         if (state.granted.some((g) => g.request.leaseId === req.leaseId)) return; // idempotent: the same grant
-        const e = endedOf(req.leaseId);
+        const e = endedFor(req);
         if (e) throw new Error(`lease ${req.leaseId} already ended (${e.how}${e.detail ? `: ${e.detail}` : ''}): acquire a new lease ID`);
         const why = unsatisfiable(state.quotas, req);
         if (why) throw new Error(source ? `${why} (quota file ${source})` : why);
@@ -172,9 +181,9 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
   setHandler(
     releaseLeaseUpdate,
     (req): ReleaseLeaseReply => {
-      const was = drop(req.leaseId);
+      const { was, holderRunId } = drop(req.leaseId);
       if (was !== 'none') {
-        end({ leaseId: req.leaseId, at: Date.now(), how: 'released', ...(req.reason ? { detail: req.reason } : {}) });
+        end({ leaseId: req.leaseId, at: Date.now(), how: 'released', ...(req.reason ? { detail: req.reason } : {}), ...(holderRunId ? { holderRunId } : {}) });
         log.info(`admission ${pool}: lease ${req.leaseId} released (${was}${req.reason ? `: ${req.reason}` : ''})`);
       }
       return { leaseId: req.leaseId, was };
@@ -198,8 +207,8 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
       for (const w of [...state.waiting]) {
         const why = unsatisfiable(state.quotas, w.request);
         if (why) {
-          drop(w.request.leaseId);
-          end({ leaseId: w.request.leaseId, at: Date.now(), how: 'refused', detail: why });
+          const { holderRunId } = drop(w.request.leaseId);
+          end({ leaseId: w.request.leaseId, at: Date.now(), how: 'refused', detail: why, ...(holderRunId ? { holderRunId } : {}) });
         }
       }
       dirty = true;
@@ -220,8 +229,9 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
     getExternalWorkflowHandle(workflowId)
       .signal(yieldGpusSignal, { leaseId, reason })
       .catch((err: unknown) => {
-        if (drop(leaseId) !== 'none') {
-          end({ leaseId, at: Date.now(), how: 'holder-closed', detail: `yieldGpus could not be delivered: ${err instanceof Error ? err.message : String(err)}` });
+        const { was, holderRunId } = drop(leaseId);
+        if (was !== 'none') {
+          end({ leaseId, at: Date.now(), how: 'holder-closed', detail: `yieldGpus could not be delivered: ${err instanceof Error ? err.message : String(err)}`, ...(holderRunId ? { holderRunId } : {}) });
           log.warn(`admission ${pool}: holder ${workflowId} of lease ${leaseId} is gone; lease freed`);
         }
       });
@@ -259,9 +269,9 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
     else await condition(() => dirty);
 
     for (const g of overdueYields(state, Date.now(), yieldGraceMs)) {
-      drop(g.request.leaseId);
+      const { holderRunId } = drop(g.request.leaseId);
       revocations += 1;
-      end({ leaseId: g.request.leaseId, at: Date.now(), how: 'revoked', detail: `holder ${g.request.holder.workflowId} did not release within ${input.yieldGrace ?? '15m'} of being asked to yield` });
+      end({ leaseId: g.request.leaseId, at: Date.now(), how: 'revoked', ...(holderRunId ? { holderRunId } : {}), detail: `holder ${g.request.holder.workflowId} did not release within ${input.yieldGrace ?? '15m'} of being asked to yield` });
       log.warn(`admission ${pool}: revoked lease ${g.request.leaseId} of ${g.request.holder.workflowId} (${g.request.team}, ${g.grant.gpus} GPU(s)): not released within the yield grace`);
     }
     if (state.granted.length > 0 && Date.now() >= lastHolderCheck + holderCheckMs) {
@@ -271,8 +281,8 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
         const { closed } = await executeWithSummary(`check whether the ${holders.length} lease holder(s) still run`, { workflowIds: holders });
         for (const c of closed) {
           for (const g of [...state.granted, ...state.waiting].filter((x) => x.request.holder.workflowId === c.workflowId)) {
-            drop(g.request.leaseId);
-            end({ leaseId: g.request.leaseId, at: Date.now(), how: 'holder-closed', detail: `holder ${c.workflowId} is ${c.status}` });
+            const { holderRunId } = drop(g.request.leaseId);
+            end({ leaseId: g.request.leaseId, at: Date.now(), how: 'holder-closed', detail: `holder ${c.workflowId} is ${c.status}`, ...(holderRunId ? { holderRunId } : {}) });
             log.warn(`admission ${pool}: lease ${g.request.leaseId} freed: its holder ${c.workflowId} is ${c.status}`);
           }
         }
