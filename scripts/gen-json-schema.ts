@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT } from '../src/config/load';
 import { PromptReleaseSpecSchema } from '../src/contracts/prompt-release';
+import { QuotaFileSchema } from '../src/contracts/quota';
 import { ReembedSpecSchema } from '../src/contracts/specs/reembed-spec';
 import { ReleaseSpecSchema } from '../src/contracts/specs/release-spec';
 import { RECIPE_CONTRACTS, RecipeEventSchema } from '../src/contracts/recipes';
@@ -32,6 +33,8 @@ export const PUBLISHED_SCHEMAS: ReadonlyArray<{ file: string; schema: z.ZodType 
   { file: 'embedding-drift-spec.schema.json', schema: EmbeddingDriftSpecSchema },
   { file: 'scheduled-retrain-spec.schema.json', schema: ScheduledRetrainSpecSchema },
   { file: 'prompt-release-spec.schema.json', schema: PromptReleaseSpecSchema },
+  /** The teams' GPU quota file (FORGELINE_QUOTAS, forgeline quota apply); its cross-checks are the CLI's. */
+  { file: 'quota-file.schema.json', schema: QuotaFileSchema },
   ...Object.entries(RECIPE_CONTRACTS).flatMap(([recipe, { input, result }]) => [
     { file: `recipes/${recipe}.input.schema.json`, schema: input },
     { file: `recipes/${recipe}.result.schema.json`, schema: result },
