@@ -4,7 +4,7 @@ import { ErrorType } from '../../src/contracts/errors';
 import { parsePromptTestSet, PromptEvalInputSchema, type ParsedPromptEvalInput, type PromptEvalInput, type PromptEvalMetric, type PromptEvalResult } from '../../src/contracts/prompt-eval';
 import { trackerRunId } from '../../src/contracts/release-lifecycle';
 import type { PromptSpec } from '../../src/contracts/prompt';
-import { evaluatePrompt, type PromptEvalModels } from '../../src/evaluation/prompt-eval';
+import { evaluatePrompt, type CaseRunRecord, type PromptEvalModels } from '../../src/evaluation/prompt-eval';
 import type { Embedder } from '../../src/ports/embedder';
 import type { Tracker } from '../../src/ports/tracker';
 import { promptDigest } from '../../src/registry/prompt-registry';
@@ -34,14 +34,16 @@ export function promptEvalRunId(releaseId: string, version: string): string {
 /**
  * Control queue (HTTP calls only): `evaluatePromptVersion` scores a prompt version, and the
  * production version on the same cases, with src/evaluation/prompt-eval.ts, and logs each version
- * to the tracker. Heartbeats carry `{done, total, version, run, caseId}`; cancellation stops it
- * between cases.
+ * to the tracker. Heartbeats carry `{done, total, version, run, caseId, completed}`: `completed`
+ * holds each finished (version, run, case)'s scores, so a retried attempt (worker lost, gateway
+ * down past the client's retries) resumes where the last heartbeat left off instead of judging
+ * everything again. Cancellation stops it between cases.
  *
  * Errors: bad input (config, test set, a case the prompt cannot render) is a non-retryable
  * InvalidSpec naming the line or field; a judge that fails more than `judge.maxFailureRate` of
  * its judgements is a non-retryable JudgeFailed; a 4xx from the gateway (unknown alias, bad key) a
  * non-retryable InvalidConfig. Transient failures (5xx and network errors after the client's own
- * retries) are retried by Temporal, which evaluates again from the start. Tracking is
+ * retries) are retried by Temporal, from the last heartbeat. Tracking is
  * best-effort: a tracker failure is logged and leaves `trackerRun` out of the result.
  */
 export function createPromptEvalActivities(deps: PromptEvalActivityDeps) {
@@ -54,7 +56,10 @@ export function createPromptEvalActivities(deps: PromptEvalActivityDeps) {
       return asActivityFailure(async () => {
         const cases = parsePromptTestSet(input.testSet.text, input.testSet.source);
         const gateway = models.connect(input.gatewayUrl);
-        let last: Record<string, unknown> = { phase: 'starting' };
+        // A retried attempt resumes: the last heartbeat holds every finished (version, run, case).
+        const previous = ctx.info.heartbeatDetails as { completed?: CaseRunRecord[] } | undefined;
+        const completed: CaseRunRecord[] = Array.isArray(previous?.completed) ? [...previous.completed] : [];
+        let last: Record<string, unknown> = { phase: 'starting', completed };
         const timer = setInterval(() => ctx.heartbeat(last), HEARTBEAT_EVERY_MS);
         try {
           ctx.heartbeat(last);
@@ -70,9 +75,12 @@ export function createPromptEvalActivities(deps: PromptEvalActivityDeps) {
               judge: gateway.judge(input.config.judge.model),
               embedder,
               signal: ctx.cancellationSignal,
-              onProgress: (p) => {
-                last = p;
-                ctx.heartbeat(p);
+              resume: completed,
+              onProgress: ({ record, ...p }) => {
+                completed.push(record);
+                // A copy: details are serialized when the (throttled) heartbeat is sent, not now.
+                last = { ...p, completed: [...completed] };
+                ctx.heartbeat(last);
               },
             },
           );

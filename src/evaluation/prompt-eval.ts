@@ -63,8 +63,10 @@ export interface PromptEvalDeps {
   judge: Judge;
   /** For answer_relevancy (wrapped in a batching cache here: one embed call serves many cases). */
   embedder: Embedder;
-  /** After each (version, run, case) task: heartbeat material. */
-  onProgress?(p: { done: number; total: number; version: 'candidate' | 'production'; run: number; caseId: string }): void;
+  /** After each (version, run, case) task: heartbeat material, with the task's record (what a retry resumes from). */
+  onProgress?(p: { done: number; total: number; version: 'candidate' | 'production'; run: number; caseId: string; record: CaseRunRecord }): void;
+  /** Tasks an earlier attempt finished (its last heartbeat's records): not run again. Records that do not match this evaluation's cases are ignored. */
+  resume?: readonly CaseRunRecord[];
   /** Stops the evaluation between tasks (an activity's cancellation). */
   signal?: AbortSignal;
 }
@@ -182,7 +184,17 @@ export class BatchingEmbedder implements Embedder {
 
 // ---- one version ----
 
-interface CaseRun {
+/** One finished (version, run, case) task, small and JSON: heartbeats carry them so a retried attempt resumes. */
+export interface CaseRunRecord {
+  version: Version;
+  run: number;
+  /** Index of the case in the evaluated cases, and its id (both must match to resume). */
+  case: number;
+  id: string;
+  result: CaseRun;
+}
+
+export interface CaseRun {
   /** Scores per metric; null = undefined for this case (Ragas' NaN); absent = not applicable. */
   scores: Partial<Record<PromptEvalMetric, number | null>>;
   judgements: number;
@@ -190,7 +202,7 @@ interface CaseRun {
   taskFailure?: string;
 }
 
-type Version = 'candidate' | 'production';
+export type Version = 'candidate' | 'production';
 
 interface VersionRuns {
   /** runs[r][c] */
@@ -232,7 +244,7 @@ async function scoreCase(spec: PromptSpec, c: PromptTestCase, run: number, metri
       else result = await contextPrecision(deps.judge, { question, reference: c.reference!, contexts: c.contexts! }, judgeOptions);
     } catch (err) {
       if (!(err instanceof JudgeFailureError)) throw err;
-      out.judgeFailures.push({ metric, message: err.message });
+      out.judgeFailures.push({ metric, message: err.message.slice(0, 400) });
       continue;
     }
     out.scores[metric] = result.score;
@@ -319,11 +331,20 @@ export async function evaluatePrompt(args: PromptEvalArgs, deps: PromptEvalDeps)
   };
   const embedder = deps.embedder instanceof BatchingEmbedder ? deps.embedder : new BatchingEmbedder(deps.embedder);
   let done = 0;
-  await mapWithConcurrency(tasks, config.concurrency, async (t) => {
+  for (const rec of deps.resume ?? []) {
+    if (rec.version !== 'candidate' && rec.version !== 'production') continue;
+    const slot = results[rec.version].runs[rec.run];
+    if (!slot || cases[rec.case]?.id !== rec.id || slot[rec.case] || (rec.version === 'production' && !production)) continue;
+    slot[rec.case] = rec.result;
+    done++;
+  }
+  const todo = tasks.filter((t) => !results[t.version].runs[t.run]![t.ci]);
+  await mapWithConcurrency(todo, config.concurrency, async (t) => {
     deps.signal?.throwIfAborted();
     const r = await scoreCase(t.spec, t.c, t.run, metrics, config, { ...deps, embedder });
     results[t.version].runs[t.run]![t.ci] = r;
-    deps.onProgress?.({ done: ++done, total: tasks.length, version: t.version, run: t.run, caseId: t.c.id });
+    const record: CaseRunRecord = { version: t.version, run: t.run, case: t.ci, id: t.c.id, result: r };
+    deps.onProgress?.({ done: ++done, total: tasks.length, version: t.version, run: t.run, caseId: t.c.id, record });
   });
 
   // Judge failures: reported per case; too many fails the evaluation.

@@ -11,7 +11,7 @@ import { ErrorType } from '../../src/contracts/errors';
 import { parsePromptSpec, type PromptSpecInput } from '../../src/contracts/prompt';
 import { parsePromptEvalConfig, parsePromptTestSet, type PromptEvalConfigInput, type PromptEvalInput, type PromptEvalResult, type PromptTestCaseInput } from '../../src/contracts/prompt-eval';
 import { fromRows } from '../../src/drift/embeddings';
-import { BatchingEmbedder, checkExpectations, evaluatePrompt, PromptJudgeFailedError, promptMessages, type PromptEvalDeps, type PromptEvalModels, type PromptGeneration } from '../../src/evaluation/prompt-eval';
+import { BatchingEmbedder, checkExpectations, evaluatePrompt, PromptJudgeFailedError, promptMessages, type CaseRunRecord, type PromptEvalDeps, type PromptEvalModels, type PromptGeneration } from '../../src/evaluation/prompt-eval';
 import { meanConfidenceInterval, type Judge, type JudgeFormat } from '../../src/evaluation/ragas';
 import type { Embedder } from '../../src/ports/embedder';
 import { ForgelineError } from '../../src/ports/errors';
@@ -417,6 +417,29 @@ describe('prompt evaluation', function () {
       const prod = JSON.stringify(lines(promptEvalRunId('prompt-release/geo-answer/abc123', 'bbbbbbbbbbbb')));
       assert.match(prod, /"role":"production"/);
       assert.doesNotMatch(prod, /prompt_eval_gates/);
+    });
+
+    it('a retried attempt resumes from the last heartbeat: finished cases are not generated or judged again', async function () {
+      const first = new MockActivityEnvironment({}, { logger: new DefaultLogger('ERROR') });
+      const beats: Array<{ done: number; completed: CaseRunRecord[] }> = [];
+      first.on('heartbeat', (d: { done: number; completed: CaseRunRecord[] }) => beats.push(d));
+      const deps = { tracker: new LocalTracker({ home: dir }), trackerProject: 'forgeline', embedder: new TableEmbedder({}), promptModels: models([]) };
+      const full = (await first.run(createPromptEvalActivities(deps).evaluatePromptVersion, input())) as PromptEvalResult;
+      // The attempt died after 5 of 12 tasks: its last heartbeat then.
+      const at5 = beats.find((b) => b.done === 5)!;
+      assert.equal(at5.completed.length, 5);
+      let generated = 0;
+      const counting: PromptEvalModels = {
+        connect(url) {
+          const m = models([]).connect(url);
+          return { generate: (r) => (generated++, m.generate(r)), judge: m.judge };
+        },
+      };
+      const retry = new MockActivityEnvironment({ heartbeatDetails: JSON.parse(JSON.stringify(at5)), attempt: 2 }, { logger: new DefaultLogger('ERROR') });
+      const resumed = (await retry.run(createPromptEvalActivities({ ...deps, promptModels: counting }).evaluatePromptVersion, input())) as PromptEvalResult;
+      assert.equal(generated, 12 - 5);
+      assert.deepEqual(resumed.metrics, full.metrics);
+      assert.deepEqual(resumed.gates, full.gates);
     });
 
     it('bad input is a non-retryable InvalidSpec naming the field; a tracker outage leaves the result standing', async function () {
