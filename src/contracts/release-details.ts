@@ -17,6 +17,7 @@ export function renderReleaseDetails(s: ReleaseStatus, releaseId: string): strin
     const t = s.training;
     out.push(`**Training:** ${t.step}/${t.totalSteps} steps${t.loss !== undefined ? `, final loss ${round(t.loss)}` : ''}`, '');
   }
+  if (s.gpuLease || s.preemptions) out.push(`**GPUs:** ${gpuLine(s)}`, '');
   if (s.gates?.length) {
     out.push('### Gates', '', '| gate | passed | result |', '|---|---|---|');
     for (const g of s.gates) out.push(`| \`${g.gate}\` | ${g.passed ? 'yes' : '**no**'} | ${g.reason} |`);
@@ -33,6 +34,19 @@ export function renderReleaseDetails(s: ReleaseStatus, releaseId: string): strin
   }
   if (s.trackerRunUrl) out.push(`Tracker run: [${s.trackerRunUrl}](${s.trackerRunUrl})`, '');
   return out.join('\n').trimEnd() + '\n';
+}
+
+/** The GPU lease (quota file only) and the preemptions: `waiting for 1 GPU (lease …); preempted once, resumed from its checkpoint`. */
+function gpuLine(s: ReleaseStatus): string {
+  const parts: string[] = [];
+  const l = s.gpuLease;
+  if (l) {
+    const doing = l.state === 'waiting' ? 'waiting for' : l.state === 'yielding' ? 'giving back' : 'holding';
+    parts.push(`${doing} ${l.gpus} GPU${l.gpus === 1 ? '' : 's'} for ${l.stage} (lease \`${l.leaseId}\`)`);
+  }
+  const n = s.preemptions ?? 0;
+  if (n) parts.push(`preempted ${n === 1 ? 'once' : `${n} times`} by a team under its quota; each time the stage checkpointed, gave its GPUs back and queued again (no retry spent)`);
+  return parts.join('; ');
 }
 
 function headline(s: ReleaseStatus): string {

@@ -9,6 +9,8 @@ import { ErrorType } from '../../src/contracts/errors';
 import type { ReembedSpec } from '../../src/contracts/reembed-spec';
 import type { ReleaseSpec } from '../../src/contracts/release-spec';
 import { gpuLeaseId } from '../../src/contracts/gpu-admission';
+import { renderReleaseDetails } from '../../src/contracts/release-details';
+import { ReleaseOutcome, ReleaseStage, type ReleaseStatus } from '../../src/contracts/release-lifecycle';
 import { ReleaseSpecSchema } from '../../src/contracts/specs/release-spec';
 import { ForgelineError } from '../../src/ports/errors';
 import { quotaYaml, writeQuotaFile } from '../helpers/quotas';
@@ -69,6 +71,14 @@ describe('GPU admission at validation (activities/admission/plan.ts)', function 
     const { validateReembedSpec } = createPrepareActivities({ quotaFile } as ActivityDeps);
     const reembed: ReembedSpec = await env.run(validateReembedSpec, { corpus: { name: 'docs', source: { folder: '/tmp/docs' } }, team: 'a', store: { index: 'docs' } });
     assert.equal(reembed.admission?.team, 'a');
+  });
+
+  it("Current Details show the lease a release waits for or holds, and its preemptions", function () {
+    const base: ReleaseStatus = { model: 'demo', stage: ReleaseStage.Train, outcome: ReleaseOutcome.Running, awaitingApproval: false, versions: {} };
+    const waiting = renderReleaseDetails({ ...base, gpuLease: { leaseId: 'release/demo/abc/train/2', stage: 'train', gpus: 1, state: 'waiting' }, preemptions: 1 }, 'release/demo/abc');
+    assert.match(waiting, /\*\*GPUs:\*\* waiting for 1 GPU for train \(lease `release\/demo\/abc\/train\/2`\); preempted once by a team under its quota; each time the stage checkpointed, gave its GPUs back and queued again \(no retry spent\)/);
+    assert.match(renderReleaseDetails({ ...base, gpuLease: { leaseId: 'x/train/1', stage: 'train', gpus: 4, state: 'held' } }, 'x'), /\*\*GPUs:\*\* holding 4 GPUs for train \(lease `x\/train\/1`\)\n/);
+    assert.doesNotMatch(renderReleaseDetails(base, 'x'), /GPUs:/, 'nothing without a quota file');
   });
 
   it('lease IDs are deterministic: <workflowId>/<stage>/<n>', function () {
