@@ -38,6 +38,8 @@ export const DEV_ALIAS = 'tiny-demo';
 export const DEV_BASE_MODEL = 'tiny-llama-base';
 /** The upstream the dev stack registers (release specs' serving.upstream default). */
 export const VLLM_UPSTREAM = 'vllm';
+/** vLLM `--chat-template` (single-line form) for the tiny model: the messages' contents, one per line. */
+export const TINY_CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% if not loop.last %}\n{% endif %}{% endfor %}";
 /** Adapters one batch may mix: stable + candidate + one spare (vLLM --max-loras). */
 const MAX_LORAS = 3;
 const BY = 'forgeline dev stack';
@@ -211,6 +213,9 @@ export class ServingStack {
         dtype: 'float32', // the tiny model's own dtype; `auto` picks bfloat16 on CPU, 7x slower here
         maxLoras: MAX_LORAS,
         maxLoraRank: DEMO_LORA_RANK,
+        // The tiny model has no chat template; this one passes the messages' text through, so
+        // /v1/chat/completions works (prompt evaluation generates through it).
+        extraArgs: ['--chat-template', TINY_CHAT_TEMPLATE],
         log: (l) => this.vllmLog?.write(`${l}\n`),
       });
       if (this.stopping) {

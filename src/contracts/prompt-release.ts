@@ -327,7 +327,10 @@ export interface PromptReleaseResult {
   version: string;
   /** The version production pointed at before (absent for a first release). */
   replaced?: string;
-  evaluation: PromptEvalSummary;
+  /** Absent when the prompt was production already (nothing was evaluated or routed). */
+  evaluation?: PromptEvalSummary;
+  /** Why the release ended early, e.g. the prompt is production already. */
+  note?: string;
   decision?: RecordedDecision;
 }
 

@@ -2,28 +2,13 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { forgeline, freePort, processesMentioning, tempHome, type CliProcess } from '../helpers/processes';
+import { devStackEnv, forgeline, processesMentioning, tempHome, type CliProcess } from '../helpers/processes';
 import { venvBin } from '../helpers/temporal';
 
-/**
- * Environment for a stack of our own: its own home, ports and therefore its own processes. Unless
- * `vllm`, the stack is pointed at a vLLM "of the user's" (FORGELINE_VLLM_URLS, a port nobody
- * listens on) and starts none: those tests are about Temporal and the workers, and a real vLLM
- * costs 3 GB and most of a minute of CPU each; the serving tests below start the real one.
- */
+/** A stack of our own (see devStackEnv): its own home, ports and processes. */
 async function stackEnv(label: string, opts: { vllm?: boolean } = {}) {
   const home = tempHome(label);
-  const env = {
-    FORGELINE_HOME: home.dir,
-    FORGELINE_DEV_PORT: String(await freePort()),
-    FORGELINE_UI_PORT: String(await freePort()),
-    FORGELINE_GATEWAY_PORT: String(await freePort()),
-    FORGELINE_GATEWAY_ADMIN_TOKEN: '',
-    FORGELINE_VLLM_URLS: opts.vllm ? '' : `http://127.0.0.1:${await freePort()}`,
-    FORGELINE_LOG_LEVEL: 'warn',
-    TEMPORAL_ADDRESS: '',
-  };
-  return { home, env };
+  return { home, env: await devStackEnv(home.dir, opts) };
 }
 
 /** A completion through the gateway with the dev key. */

@@ -5,12 +5,33 @@ import path from 'node:path';
 import { REPO_ROOT } from '../../src/config/load';
 import { pipeLines, stopProcessGroup } from '../../src/temporal/dev-server';
 
+import { freePort } from '../../src/cli/serving-stack';
+
 /** A TCP port that was free a moment ago. */
-export { freePort } from '../../src/cli/serving-stack';
+export { freePort };
 
 export function tempHome(label: string): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), `forgeline-${label}-`));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Environment for a `forgeline dev` stack of a test's own: its own home (`home`), ports and
+ * therefore its own processes. Unless `vllm`, the stack is pointed at a vLLM "of the user's"
+ * (FORGELINE_VLLM_URLS, a port nobody listens on) and starts none; with `vllm` it starts the real
+ * one (3 GB and most of a minute of CPU).
+ */
+export async function devStackEnv(home: string, opts: { vllm?: boolean } = {}) {
+  return {
+    FORGELINE_HOME: home,
+    FORGELINE_DEV_PORT: String(await freePort()),
+    FORGELINE_UI_PORT: String(await freePort()),
+    FORGELINE_GATEWAY_PORT: String(await freePort()),
+    FORGELINE_GATEWAY_ADMIN_TOKEN: '',
+    FORGELINE_VLLM_URLS: opts.vllm ? '' : `http://127.0.0.1:${await freePort()}`,
+    FORGELINE_LOG_LEVEL: 'warn',
+    TEMPORAL_ADDRESS: '',
+  };
 }
 
 /** PIDs of live processes whose command line or environment mentions `needle`. */

@@ -243,6 +243,18 @@ describe('promptReleaseWorkflow (time-skipping test server; real registry, valid
     });
   });
 
+  it('releasing the production prompt again changes nothing: Promoted at once, nothing evaluated or routed', async function () {
+    await withPromptWorld(this, { seed: seedProduction(NEW) }, async (w, _env, start) => {
+      const result = await (await start(releaseRequest())).result();
+      assert.equal(result.outcome, PromptReleaseOutcome.Promoted);
+      assert.ok('note' in result);
+      assert.equal(result.note, `support-answer@${version(NEW)} is production already`);
+      assert.equal(w.evaluations.length, 0);
+      assert.equal(w.router.history.length, 0);
+      assert.deepEqual(w.moves, []);
+    });
+  });
+
   it('gate failure: ends GateFailed, candidate stays on the evaluated version, nothing is routed, production untouched', async function () {
     await withPromptWorld(this, { seed: seedProduction(OLD), evalPasses: () => false }, async (w, _env, start) => {
       const handle = await start(releaseRequest());

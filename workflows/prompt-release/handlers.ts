@@ -43,6 +43,7 @@ export function installPromptHandlers(state: PromptReleaseState, work: Cancellat
       validator: (d) => {
         requireWhoAndWhy(d);
         if (ended()) refuse(`release already ended (${status.outcome}); nothing to abort`);
+        if (canary.closed) refuse('the release is promoting: production is moving to the candidate; roll the prompt back with a new release once it has ended');
         notDecided();
       },
     },

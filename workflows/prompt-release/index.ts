@@ -56,6 +56,13 @@ async function releasePrompt(raw: unknown): Promise<PromptReleaseResult> {
     const result = await work.run(async (): Promise<PromptReleaseResult> => {
       const v = await validate(state, raw);
       ctx = await publish({ releaseId, spec: v.spec, prompt: v.prompt, testSet: v.testSet, version: v.version, state, ...(v.git ? { git: v.git } : {}) });
+      if (ctx.production?.version === ctx.version) {
+        // Same content as production: nothing to evaluate, route or move.
+        state.setStage(PromptReleaseStage.Done);
+        state.setOutcome(PromptReleaseOutcome.Promoted);
+        await logOutcome(ctx);
+        return { releaseId, prompt: ctx.prompt.name, outcome: PromptReleaseOutcome.Promoted, version: ctx.version, note: `${ctx.prompt.name}@${ctx.version} is production already` };
+      }
       const evaluation = await evaluate(ctx);
       if (v.spec.approval.required) await awaitApproval(ctx);
       routed = true;

@@ -31,7 +31,6 @@ export async function releasePush(push: PromptReleasePush): Promise<PromptReleas
   setHandler(promptStatusQuery, () => status, { description: PROMPT_MESSAGE_DESCRIPTIONS.status });
   try {
     const { releases } = await asStage('resolve', () => control.resolvePromptReleases(push));
-    state.setStage(PromptReleaseStage.Canary);
     status.children = releases.map((r) => ({ prompt: r.prompt, workflowId: promptChildWorkflowId(releaseId, r.prompt), outcome: PromptReleaseOutcome.Running }));
     state.publish();
     const handles = await Promise.all(
