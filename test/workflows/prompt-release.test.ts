@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +21,8 @@ import {
   type PromptReleaseStatus,
 } from '../../src/contracts/prompt-release';
 import type { PromptRouteTargets, RoutingTable, VersionMetrics } from '../../src/contracts/routing';
+import { trackerRunId } from '../../src/contracts/release-lifecycle';
+import { ForgelineLifecycle, ForgelineModel, ForgelineOutcome, ForgelineStage, Lifecycle } from '../../src/contracts/search-attributes';
 import type { RepoReader } from '../../src/ports/repo-reader';
 import type { TrafficRouter } from '../../src/ports/traffic-router';
 import { PromptRegistry, promptDigest } from '../../src/registry/prompt-registry';
@@ -230,6 +232,21 @@ describe('promptReleaseWorkflow (time-skipping test server; real registry, valid
       assert.ok(status.canary?.analyses.every((a) => a.verdict === 'Pass'));
       assert.equal(status.evaluation?.passed, true);
       assert.deepEqual(status.versions, { candidate: version(NEW), production: version(OLD), previousCandidate: version(OLD) });
+      const desc = await handle.describe();
+      assert.equal(desc.typedSearchAttributes.get(ForgelineLifecycle), Lifecycle.PromptRelease);
+      assert.equal(desc.typedSearchAttributes.get(ForgelineModel), 'support-answer');
+      assert.equal(desc.typedSearchAttributes.get(ForgelineOutcome), PromptReleaseOutcome.Promoted);
+      assert.equal(desc.typedSearchAttributes.get(ForgelineStage), PromptReleaseStage.Done);
+      // The tracker run: versions, evaluation, one row per canary analysis, the outcome.
+      const run = readFileSync(path.join(w.dir, 'runs', 'forgeline', `${trackerRunId(handle.workflowId)}.jsonl`), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const text = JSON.stringify(run);
+      assert.ok(text.includes(`"candidate":"${version(NEW)}"`) && text.includes(`"production":"${version(OLD)}"`), text);
+      assert.ok(text.includes('prompt_eval_gates'), 'the evaluation gates are logged');
+      assert.equal(run.filter((r) => r.type === 'log').length, 3, 'one row per canary analysis');
+      assert.ok(text.includes('"outcome":"Promoted"'), 'the outcome is in the summary');
     });
   });
 
