@@ -7,9 +7,14 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config/load';
 import { ErrorType } from '../../src/contracts/errors';
 import { SpotNoticeWatcher, spotShutdownGraceMs, WorkerPreemption, type SpotNotice, type SpotProvider } from '../../src/fleet/spot';
 import { freePort } from '../helpers/processes';
+import { configError } from '../helpers/failures';
 import { type FakeMetadataServer, startFakeMetadataServer } from '../helpers/fake-imds';
 
 describe('spot notice watcher (fake AWS, GCP and Azure metadata services)', function () {
@@ -192,5 +197,29 @@ describe('WorkerPreemption: which failures become WorkerPreempted', function () 
     const aborted = new CancelledFailure('CANCELLED');
     assert.equal(await run(p, aborted, aborted), aborted);
     assert.deepEqual(p.runningAttempts(), []);
+  });
+});
+
+describe('config: worker.spot (FORGELINE_SPOT_*)', function () {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(path.join(os.tmpdir(), 'forgeline-cfg-spot-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('off unless a provider is set; then polls every 5 s at the provider\'s own endpoint unless told otherwise', function () {
+    assert.equal(loadConfig({ env: {}, cwd: dir }).worker.spot, undefined);
+    assert.deepEqual(loadConfig({ env: { FORGELINE_SPOT_PROVIDER: 'gcp' }, cwd: dir }).worker.spot, { provider: 'gcp', pollSeconds: 5 });
+    assert.deepEqual(loadConfig({ env: { FORGELINE_SPOT_PROVIDER: 'aws', FORGELINE_SPOT_METADATA_URL: 'http://127.0.0.1:9999', FORGELINE_SPOT_POLL_SECONDS: '0.5' }, cwd: dir }).worker.spot, {
+      provider: 'aws',
+      metadataUrl: 'http://127.0.0.1:9999',
+      pollSeconds: 0.5,
+    });
+  });
+
+  it('names each bad value and what it expects', function () {
+    const msg = configError(() => loadConfig({ env: { FORGELINE_SPOT_PROVIDER: 'oracle', FORGELINE_SPOT_METADATA_URL: 'ftp://x', FORGELINE_SPOT_POLL_SECONDS: '600' }, cwd: dir }));
+    assert.match(msg, /FORGELINE_SPOT_PROVIDER="oracle": expected aws, gcp or azure/);
+    assert.match(msg, /FORGELINE_SPOT_METADATA_URL="ftp:\/\/x": expected an http\(s\) base URL/);
+    assert.match(msg, /FORGELINE_SPOT_POLL_SECONDS="600": expected at most 60 seconds/);
+    assert.match(configError(() => loadConfig({ env: { FORGELINE_SPOT_METADATA_URL: 'http://127.0.0.1:9' }, cwd: dir })), /FORGELINE_SPOT_PROVIDER=undefined: expected aws, gcp or azure \(set FORGELINE_SPOT_PROVIDER with FORGELINE_SPOT_METADATA_URL\)/);
   });
 });
