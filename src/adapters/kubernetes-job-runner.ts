@@ -25,8 +25,10 @@
  *   container), on the worker pool's nodes (`pools.<pool>`: nodeSelector, tolerations,
  *   runtimeClassName, priorityClassName). With `kueueQueue` the Job carries
  *   `kueue.x-k8s.io/queue-name` and is created suspended, for Kueue to admit.
- * - **Labels** `app.kubernetes.io/managed-by: forgeline`, `forgeline.dev/workflow-id`, `stage`,
- *   `pool`, `recipe` (label-safe forms; the full workflow ID is an annotation).
+ * - **Labels** `app.kubernetes.io/managed-by: forgeline`, `forgeline.dev/workflow-id`, `stage`
+ *   (the activity type), `pool`, `recipe` and `team` (the activity's fairness key, which GPU
+ *   admission sets to the lifecycle's team), in label-safe forms; the full workflow ID and the
+ *   attempt are annotations.
  *
  * Following it: pods of the Job are watched; once the container runs, its log is followed line by
  * line through RecipeOutput (the API merges stdout and stderr: lines that are protocol events are
@@ -131,6 +133,7 @@ interface JobIdentity {
   workflowId?: string;
   stage: string;
   attempt?: number;
+  team?: string;
 }
 
 /** The Temporal activity running this job, where there is one. */
@@ -138,7 +141,9 @@ function jobIdentity(job: JobSpec): JobIdentity {
   try {
     const info = Context.current().info;
     const workflowId = info.workflowExecution?.workflowId ?? info.activityId;
-    return { key: JSON.stringify([workflowId, info.workflowExecution?.runId, info.activityId, info.attempt, job.recipe]), workflowId, stage: info.activityType, attempt: info.attempt };
+    // A lifecycle's team is its GPU stages' fairness key (src/contracts/quota.ts, temporalPriority).
+    const team = info.priority?.fairnessKey;
+    return { key: JSON.stringify([workflowId, info.workflowExecution?.runId, info.activityId, info.attempt, job.recipe]), workflowId, stage: info.activityType, attempt: info.attempt, ...(team ? { team } : {}) };
   } catch {
     return { key: JSON.stringify([job.recipe, job.outDir, job.input]), stage: job.recipe };
   }
@@ -380,6 +385,7 @@ class KubeJobRun {
       'forgeline.dev/stage': labelValue(this.identity.stage),
       'forgeline.dev/pool': labelValue(this.options.pool),
       ...(this.identity.workflowId ? { 'forgeline.dev/workflow-id': labelValue(this.identity.workflowId) } : {}),
+      ...(this.identity.team ? { 'forgeline.dev/team': labelValue(this.identity.team) } : {}),
     };
   }
 

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { ErrorType } from '../../src/contracts/errors';
 import { KubernetesJobConfigError, KubernetesJobRunner, type KubernetesJobRunnerOptions } from '../../src/adapters/kubernetes-job-runner';
 import { KubernetesJobRunnerConfigSchema } from '../../src/config/kubernetes';
@@ -87,6 +88,22 @@ describe('KubernetesJobRunner (Kubernetes API wire endpoint, not a real cluster)
     assert.deepEqual(JSON.parse(stringData['spec.json']!), { device: 'cuda', steps: 2, run: 'job-1' });
     assert.equal(stringData['env.WANDB_API_KEY'], 'secret-key');
     assert.equal((secret.metadata.ownerReferences![0] as unknown as { kind: string }).kind, 'Job', 'the Secret goes with its Job');
+  });
+
+  it('in a Temporal activity: named after the attempt, labelled with workflow, stage and team (the fairness key)', async () => {
+    const info = { workflowExecution: { workflowId: 'release/tiny-demo/0123abc', runId: 'run-1' }, activityId: '7', activityType: 'trainAdapter', attempt: 2, priority: { fairnessKey: 'team-a' } };
+    const spec = job({ lines: [RESULT] });
+    await new MockActivityEnvironment(info).run(() => runner().run(spec));
+    const created = createdFor(`job-${n}`) as ReturnType<typeof createdFor> & { metadata: { annotations: Record<string, string> } };
+    assert.equal(created.metadata.labels['forgeline.dev/stage'], 'trainAdapter');
+    assert.equal(created.metadata.labels['forgeline.dev/team'], 'team-a');
+    assert.match(created.metadata.labels['forgeline.dev/workflow-id']!, /^release\.tiny-demo\.0123abc-[0-9a-f]{10}$/);
+    assert.equal(created.metadata.annotations['forgeline.dev/workflow-id'], 'release/tiny-demo/0123abc');
+    assert.equal(created.metadata.annotations['forgeline.dev/attempt'], '2');
+    // The next attempt is a Job of its own.
+    scripts.set(`job-${n}`, { lines: [RESULT] });
+    await new MockActivityEnvironment({ ...info, attempt: 3 }).run(() => runner().run(spec));
+    assert.equal([...server.created.values()].filter((j) => JSON.stringify(j).includes(`/work/job-${n}"`)).length, 2);
   });
 
   it('follows the log again when its stream breaks mid-run: every event once, in order', async () => {
