@@ -35,7 +35,7 @@ function plan(pool: string): GpuAdmissionPlan {
  * Stand-ins for the pool admission's lease activities: each acquire waits until the test grants
  * it (or grants at once with `autoGrant`), each release is recorded.
  */
-function leaseMocks(opts: { autoGrant: boolean }) {
+function leaseMocks(opts: { autoGrant: boolean; order: string[] }) {
   const requested: LeaseRequest[] = [];
   const released: string[] = [];
   const grants = new Map<string, () => void>();
@@ -59,6 +59,7 @@ function leaseMocks(opts: { autoGrant: boolean }) {
     },
     async releaseGpuLease(req: { pool: string; leaseId: string }): Promise<{ leaseId: string; was: 'held' | 'waiting' | 'none' }> {
       released.push(req.leaseId);
+      opts.order.push(`released ${req.leaseId.split('/').slice(-2).join('/')}`);
       return { leaseId: req.leaseId, was: 'held' };
     },
   } satisfies GpuLeaseActivities;
@@ -75,7 +76,7 @@ function leaseMocks(opts: { autoGrant: boolean }) {
  * A training stand-in: with `blockFirst`, run 1 heartbeats until it is cancelled (as the real
  * activity, whose recipe checkpoints and stops); other runs finish. Records each call's run and attempt.
  */
-function preemptibleTrain(blockFirst: boolean) {
+function preemptibleTrain(order: string[], blockFirst: boolean, checkpointMs = 0) {
   const calls: Array<{ run: number; attempt: number; cancelled?: boolean }> = [];
   async function trainAdapter(input: StageInput): Promise<TrainResult> {
     const ctx = Context.current();
@@ -86,7 +87,13 @@ function preemptibleTrain(blockFirst: boolean) {
         ctx.heartbeat({ stage: 'train', step: 3 });
         await sleep(100);
       }
+      // Saving the checkpoint takes longer than the heartbeat timeout (10 s); heartbeats keep the attempt alive meanwhile.
+      for (const end = Date.now() + checkpointMs; Date.now() < end; ) {
+        ctx.heartbeat({ stage: 'train', step: 3, message: 'saving a checkpoint' });
+        await sleep(200);
+      }
       call.cancelled = true;
+      order.push('train run 1 stopped');
       throw ctx.cancellationSignal.reason;
     }
     return { adapter: { prefix: 'releases/x/adapter/', uri: 'file:///store/releases/x/adapter', digest: '0'.repeat(64) }, totalSteps: 40, stepsThisRun: 37, resumedFromStep: 3, finalLoss: 0.8, recipeResult: {} };
@@ -101,7 +108,7 @@ async function statusOf(handle: WorkflowHandle): Promise<ReleaseStatus | undefin
 describe('GPU leases around release stages (real Temporal dev server, typed mock activities)', function () {
   this.timeout(90_000);
 
-  function setup(pool: string, autoGrant: boolean, blockFirst = autoGrant) {
+  function setup(pool: string, autoGrant: boolean, blockFirst = autoGrant, checkpointMs = 0) {
     const { calls, mocks } = releaseMocks();
     // A short heartbeat timeout: the SDK sends heartbeats (and learns of a cancellation) at most every 0.8 × of it.
     const spec: ReleaseSpec = { ...releaseSpec({ gpu: { pool, heartbeatTimeout: '10s' }, team: 'research' }), admission: plan(pool) };
@@ -109,17 +116,19 @@ describe('GPU leases around release stages (real Temporal dev server, typed mock
       calls.push('validateReleaseSpec');
       return spec;
     };
-    const leases = leaseMocks({ autoGrant });
-    const train = preemptibleTrain(blockFirst);
+    const order: string[] = [];
+    const leases = leaseMocks({ autoGrant, order });
+    const train = preemptibleTrain(order, blockFirst, checkpointMs);
     const { control, gpu } = split({ ...mocks, trainAdapter: train.trainAdapter });
-    return { calls, spec, leases, train, control: { ...control, ...leases.mocks }, gpu };
+    return { calls, spec, leases, train, order, control: { ...control, ...leases.mocks }, gpu };
   }
 
-  it('yield during training: the activity is cancelled, the lease released, the stage queued again as a new activity (attempt 1) and counted as a preemption', async function () {
+  it('yield during training: the activity is cancelled (and may take longer than its heartbeat timeout to checkpoint), the lease released, the stage queued again as a new activity (attempt 1) and counted as a preemption', async function () {
     const env = await getLocalEnv();
     const { taskQueue, workflowId } = isolate(this, 'release');
     const pool = uniquePool();
-    const { leases, train, control, gpu } = setup(pool, true);
+    // The cancelled training takes 15 s to save its checkpoint, longer than the heartbeat timeout (10 s).
+    const { leases, train, order, control, gpu } = setup(pool, true, true, 15_000);
     await withWorkers(env, { taskQueue, pool, control, gpu }, async () => {
       const handle = await env.client.workflow.start(modelReleaseWorkflow, { taskQueue, workflowId, args: [{}] });
       await until('train run 1 to start', () => train.calls.length === 1);
@@ -146,6 +155,8 @@ describe('GPU leases around release stages (real Temporal dev server, typed mock
         ],
       );
       assert.deepEqual(leases.released, [`${workflowId}/train/1`, `${workflowId}/train/2`]);
+      // The GPUs went back only once the stopped training had finished (checkpoint saved).
+      assert.deepEqual(order, ['train run 1 stopped', 'released train/1', 'released train/2']);
       // GPU tasks carry the team's fairness key, weight and priority key; the cancelled one was cancelled, not failed.
       const events = (await handle.fetchHistory()).events ?? [];
       const scheduled = events.filter((e) => ['trainAdapter', 'quantizeModel', 'runEvalSuite'].includes(e.activityTaskScheduledEventAttributes?.activityType?.name ?? ''));
