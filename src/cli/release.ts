@@ -318,6 +318,9 @@ export async function rollbackRelease(client: Client, cfg: ForgelineConfig, id: 
   const result = (await handle.result().catch(() => undefined)) as { outcome?: string; serving?: ServingPlan } | undefined;
   if (!result?.serving) {
     const status = await releaseStatus(handle, desc).catch(() => undefined);
+    if ((status as { kind?: string } | undefined)?.kind === 'prompt-release') {
+      throw new CliError(`prompt release ${id} ended ${status?.outcome ?? desc.status.name}: a prompt rolls back while its release runs; once promoted, release the previous version again (forgeline prompt release)`, ExitCode.Usage);
+    }
     throw new CliError(`release ${id} ended ${status?.outcome ?? desc.status.name} without serving traffic; there is nothing to roll back`, ExitCode.Usage);
   }
   const workflowId = rollbackWorkflowId(id);

@@ -9,6 +9,10 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { createPromptReleaseControlActivities } from '../../activities/prompt-release';
 import type { ActivityDeps } from '../../activities';
 import { LocalArtifactStore } from '../../src/adapters/local-artifact-store';
+import { CliError } from '../../src/cli/errors';
+import { Output, type Stream } from '../../src/cli/output';
+import { decide, rollbackRelease } from '../../src/cli/release';
+import { loadConfig } from '../../src/config/load';
 import { LocalTracker } from '../../src/adapters/local-tracker';
 import { ErrorType } from '../../src/contracts/errors';
 import type { PromptSpecInput } from '../../src/contracts/prompt';
@@ -35,6 +39,14 @@ import { getTimeSkippingEnv, isolate } from '../helpers/temporal';
 import { withWorkers } from '../helpers/workers';
 
 const who = { by: 'oncall@example.com', reason: 'prompt release test' };
+
+class Capture implements Stream {
+  text = '';
+  write(s: string): boolean {
+    this.text += s;
+    return true;
+  }
+}
 
 const promptSpec = (over: Partial<PromptSpecInput> = {}): PromptSpecInput => ({
   name: 'support-answer',
@@ -342,6 +354,21 @@ describe('promptReleaseWorkflow (time-skipping test server; real registry, valid
       const result = await handle.result();
       assert.equal(result.outcome, PromptReleaseOutcome.Promoted);
       assert.ok('decision' in result && result.decision?.by === who.by);
+    });
+  });
+
+  it('the release CLI steers a prompt release by its workflow ID: approve through `decide`; rollback after promotion is refused with what to do', async function () {
+    await withPromptWorld(this, { seed: seedProduction(OLD) }, async (_w, env, start) => {
+      const handle = await start(releaseRequest({ approval: { required: true, timeout: '1h' } }));
+      await advanceUntil(env, handle, (s) => s.awaitingApproval, '1s');
+      const stdout = new Capture();
+      assert.equal(await decide(handle, 'approve', who, new Output(stdout, new Capture())), 0);
+      assert.match(stdout.text, new RegExp(`release ${handle.workflowId} is now approved by oncall@example.com / Running \\(stage canary\\)`));
+      assert.equal((await handle.result()).outcome, PromptReleaseOutcome.Promoted);
+      const cfg = loadConfig({ env: { FORGELINE_CONFIG: '' } });
+      const refused = await rollbackRelease(env.client, cfg, handle.workflowId, who, new Output(new Capture(), new Capture())).catch((e: unknown) => e);
+      assert.ok(refused instanceof CliError);
+      assert.match(refused.message, /prompt release .* ended Promoted: a prompt rolls back while its release runs; once promoted, release the previous version again/);
     });
   });
 
