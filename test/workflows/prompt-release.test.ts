@@ -32,7 +32,7 @@ import type { TrafficRouter } from '../../src/ports/traffic-router';
 import { PromptRegistry, promptDigest } from '../../src/registry/prompt-registry';
 import { parsePromptSpec } from '../../src/contracts/prompt';
 import { promptReleaseWorkflow, promptStatusQuery } from '../../workflows';
-import { approveUpdate, rejectUpdate, rollbackUpdate } from '../../workflows';
+import { approveUpdate, pauseUpdate, promoteNowUpdate, rejectUpdate, resumeUpdate, rollbackUpdate } from '../../workflows';
 import { versionMetrics } from '../fixtures/serving';
 import { failureOfType } from '../helpers/failures';
 import { getTimeSkippingEnv, isolate } from '../helpers/temporal';
@@ -325,6 +325,30 @@ describe('promptReleaseWorkflow (time-skipping test server; real registry, valid
       assert.equal(w.router.routes.has('support-answer'), false);
       assert.deepEqual(w.router.history.at(-1), { name: 'support-answer', weights: null });
       assert.equal(await w.registry.getAlias('support-answer', 'production'), undefined);
+    });
+  });
+
+  it('pause holds the canary step (no analysis however long), resume serves the step again, promote-now skips the remaining steps', async function () {
+    await withPromptWorld(this, { seed: seedProduction(OLD) }, async (w, env, start) => {
+      const handle = await start(releaseRequest());
+      await advanceUntil(env, handle, (s) => s.canary?.step === 1 && Object.keys(s.canary.weights).length > 0, '10s');
+      const paused = await handle.executeUpdate(pauseUpdate, { args: [who] });
+      assert.equal(paused.canary?.paused, true);
+      await env.sleep('3h');
+      let s = await handle.query(promptStatusQuery);
+      assert.equal(s.canary?.step, 1);
+      assert.equal(s.canary?.analyses.length, 0, 'a paused step is not analyzed');
+      const again = await handle.executeUpdate(pauseUpdate, { args: [who] }).catch((e: unknown) => e);
+      assert.ok(again instanceof WorkflowUpdateFailedError, 'a second pause is refused');
+      await handle.executeUpdate(resumeUpdate, { args: [who] });
+      s = await advanceUntil(env, handle, (x) => (x.canary?.analyses.length ?? 0) >= 1, '1m');
+      assert.equal(s.canary?.analyses[0]?.step, 1);
+      await handle.executeUpdate(promoteNowUpdate, { args: [who] });
+      const result = await handle.result();
+      assert.equal(result.outcome, PromptReleaseOutcome.Promoted);
+      assert.deepEqual(w.router.history.at(-1)?.weights, { [NEW_LABEL]: 100 });
+      const history = await w.registry.aliasHistory('support-answer', 'production');
+      assert.equal(history.at(-1)?.by, who.by, 'production moved by the operator who promoted');
     });
   });
 
