@@ -123,3 +123,15 @@ export interface AdmissionCarriedState {
   preemptions: number;
   revocations: number;
 }
+
+/** The admission workflow's "current details" in the Temporal UI: the pool and a row per team (markdown). */
+export function renderAdmissionDetails(s: Pick<AdmissionStatus, 'pool' | 'gpus' | 'inUse' | 'teams' | 'preemptions' | 'revocations'>): string {
+  const rows = s.teams.map((t) => `| ${t.team} | ${t.priority} | ${t.nominal} | ${t.inUse} | ${t.borrowed} | ${t.lent} | ${t.waiting} (${t.waitingLeases}) | ${t.yielding} |`);
+  return [
+    `**GPU pool ${s.pool}**: ${s.inUse} of ${s.gpus} GPUs leased; ${s.preemptions} preemption(s), ${s.revocations} revocation(s). Query \`quotaStatus\` for the leases.`,
+    '',
+    '| team | priority | nominal | in use | borrowed | lent | waiting (requests) | yielding |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}

@@ -71,13 +71,16 @@ describe('gpuAdmissionWorkflow (real Temporal dev server, real lease activities)
   this.timeout(120_000);
 
   it('acquire with Update-with-Start, idempotent by leaseId; release idempotent; refused requests name the fix', async function () {
-    await withAdmission(this, (p) => quotaYaml(p, 4, 2, 2), {}, async ({ admission, pool, status }) => {
+    await withAdmission(this, (p) => quotaYaml(p, 4, 2, 2), {}, async ({ env, admission, pool, status }) => {
       const g = await admission.acquire(req(pool, 'l1', 'a', 2));
       assert.deepEqual({ ...g, grantedAt: 0 }, { leaseId: 'l1', pool, team: 'a', gpus: 2, borrowed: 0, grantedAt: 0 });
       assert.deepEqual(await admission.acquire(req(pool, 'l1', 'a', 2)), g, 'a repeated acquire gets the same grant');
       let s = await status();
       assert.deepEqual([s.inUse, row(s, 'a').inUse, s.leases.length], [2, 2, 1]);
       assert.match(s.source!, /quotas\.yaml$/);
+      const meta = await env.client.workflow.getHandle(admissionWorkflowId(pool)).query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+      assert.match(meta.currentDetails ?? '', new RegExp(`^\\*\\*GPU pool ${pool}\\*\\*: 2 of 4 GPUs leased`));
+      assert.match(meta.currentDetails ?? '', /\| a \| 10 \| 2 \| 2 \| 0 \| 0 \| 0 \(0\) \| 0 \|/);
 
       assert.deepEqual(await admission.release(pool, 'l1', 'done'), { leaseId: 'l1', was: 'held' });
       assert.deepEqual(await admission.release(pool, 'l1'), { leaseId: 'l1', was: 'none' });

@@ -22,19 +22,22 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
+  getCurrentDetails,
   getExternalWorkflowHandle,
   log,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { AdmissionActivities } from '../../activities/admission/leases';
-import type {
-  AdmissionCarriedState,
-  AdmissionStatus,
-  EndedLease,
-  GpuAdmissionInput,
-  ReleaseLeaseReply,
+import {
+  renderAdmissionDetails,
+  type AdmissionCarriedState,
+  type AdmissionStatus,
+  type EndedLease,
+  type GpuAdmissionInput,
+  type ReleaseLeaseReply,
 } from '../../src/contracts/admission';
 import { ErrorType } from '../../src/contracts/errors';
 import { decide, overdueYields, status, unsatisfiable, type AdmissionState } from '../../src/contracts/fair-share';
@@ -256,6 +259,9 @@ export async function gpuAdmissionWorkflow(input: GpuAdmissionInput): Promise<ne
         askToYield(p.leaseId, g.request.holder.workflowId, p.reason);
       }
     }
+
+    const details = renderAdmissionDetails(view());
+    if (details !== getCurrentDetails()) setCurrentDetails(details);
 
     const info = workflowInfo();
     if (info.continueAsNewSuggested || info.historyLength >= maxHistory) break;
