@@ -1,6 +1,8 @@
 import type { ArtifactStore } from '../src/ports/artifact-store';
 import type { Embedder } from '../src/ports/embedder';
+import type { RepoReader } from '../src/ports/repo-reader';
 import type { GpuAllocator } from '../src/ports/gpu-allocator';
+import type { GpuAdmission } from '../src/ports/gpu-admission';
 import type { JobRunner } from '../src/ports/job-runner';
 import type { ModelLauncher } from '../src/ports/model-launcher';
 import type { ServingBackend } from '../src/ports/serving-backend';
@@ -8,6 +10,7 @@ import type { TrafficRouter } from '../src/ports/traffic-router';
 import type { Tracker } from '../src/ports/tracker';
 import type { VectorStore } from '../src/ports/vector-store';
 import type { EmbeddingTokenizer } from '../src/embeddings/tokenizer';
+import type { PromptEvalModels } from '../src/evaluation/prompt-eval';
 import type { ModelRegistry } from '../src/registry/model-registry';
 
 /** What activities may touch: ports and a few facts about the worker. Built by worker entries. */
@@ -40,6 +43,14 @@ export interface ActivityDeps {
   embedder?: Embedder;
   /** The vector store re-embeds write (control worker only: the embedded PGlite store is one process's). */
   vectors?: VectorStore;
+  /**
+   * Reads repository files at a commit (the webhook receiver's configured reader,
+   * FORGELINE_WEBHOOK_REPOS): prompt releases started by a push read their prompt, release and
+   * test set files through it (control worker). Absent: such releases fail saying so.
+   */
+  repos?: RepoReader;
+  /** Prompt evaluation's generation and judge calls, through the gateway (control worker); absent: prompt releases cannot be evaluated. */
+  promptModels?: PromptEvalModels;
   /** The embedding model's tokenizer, for token-aware chunking (control worker). */
   tokenizer?: EmbeddingTokenizer;
   /**
@@ -49,9 +60,11 @@ export interface ActivityDeps {
   servingDir?: string;
   /**
    * The GPU quota file (FORGELINE_QUOTAS), on the control worker: when set, validated lifecycle
-   * specs carry their team's admission plan and GPU stages take leases (activities/admission.ts).
+   * specs carry their team's admission plan and GPU stages take leases (activities/admission/plan.ts).
    */
   quotaFile?: string;
+  /** The pools' admission workflows (control worker, with a quota file): GPU leases (activities/admission/leases.ts). */
+  admission?: GpuAdmission;
   /**
    * Set when recipes log their own W&B runs (FORGELINE_TRACKER=wandb): where and how, and the
    * environment (API key, base URL) the recipe process gets for it, and nothing else of the worker's.

@@ -4,16 +4,18 @@ import type { ActivityDeps } from './deps';
 import { createEmbeddingDriftActivities } from './embeddings-drift';
 import { createScheduledRetrainActivities } from './schedules/retrain';
 import { createMonitorActivities } from './monitor/drift';
+import { createPromptReleaseControlActivities } from './prompt-release';
 import { createReembedControlActivities, createReembedGpuActivities } from './reembed';
 import { createReleaseControlActivities, createReleaseGpuActivities } from './release';
 import { createStackCheckActivities } from './stack-check';
+import { createAdmissionActivities } from './admission/leases';
 
 export type { ActivityDeps } from './deps';
 
 /** Light activities: the control worker (workflows' own queue) runs them. */
 export function createControlActivities(deps: ActivityDeps) {
   const { validateStackCheckSpec } = createStackCheckActivities(deps);
-  return { validateStackCheckSpec, ...createReleaseControlActivities(deps), ...createMonitorActivities(deps), ...createReembedControlActivities(deps), ...createEmbeddingDriftActivities(deps), ...createScheduledRetrainActivities(deps) };
+  return { validateStackCheckSpec, ...createReleaseControlActivities(deps), ...createMonitorActivities(deps), ...createReembedControlActivities(deps), ...createEmbeddingDriftActivities(deps), ...createScheduledRetrainActivities(deps), ...createAdmissionActivities(deps), ...createPromptReleaseControlActivities(deps) };
 }
 
 /** Heavy activities: a `gpu-<pool>` worker runs them, as many at once as it has GPUs. */

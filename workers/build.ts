@@ -3,14 +3,18 @@ import path from 'node:path';
 import { DefaultLogger, type NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions, type WorkerTuner } from '@temporalio/worker';
 import { activitiesFor, type ActivityDeps } from '../activities';
 import { GatewayTrafficRouter } from '../src/adapters/gateway-router';
+import { gatewayModels } from '../src/adapters/openai-judge';
 import { VllmServingBackend } from '../src/adapters/vllm-backend';
 import { createArtifactStore } from '../src/adapters/artifact-store';
 import { createTracker } from '../src/adapters/tracker';
 import { LocalGpuAllocator } from '../src/adapters/gpu-allocator';
 import { LocalJobRunner } from '../src/adapters/local-job-runner';
+import { KubernetesJobRunner } from '../src/adapters/kubernetes-job-runner';
+import type { JobRunner } from '../src/ports/job-runner';
 import { SentenceTransformersEmbedder } from '../src/adapters/sentence-transformers-embedder';
 import { PersistentSentenceTransformersEmbedder } from '../src/adapters/sentence-transformers-server';
 import { createVectorStore } from '../src/adapters/vector-store';
+import { repoReaderFor } from '../src/adapters/repo-reader';
 import { LazyVectorStore } from '../src/adapters/lazy-vector-store';
 import { loadMiniLmTokenizer } from '../src/embeddings/tokenizer';
 import type { VectorStore } from '../src/ports/vector-store';
@@ -18,10 +22,14 @@ import { REPO_ROOT } from '../src/config/load';
 import { ModelRegistry } from '../src/registry/model-registry';
 import type { ForgelineConfig } from '../src/config/schema';
 import { launchStateDir, LocalModelLauncher } from '../src/adapters/local-model-launcher';
-import { GPU_HEARTBEAT_THROTTLE_MS } from '../src/contracts/specs/release-spec';
+import { durationMs, GPU_HEARTBEAT_THROTTLE_MS } from '../src/contracts/specs/release-spec';
+import { secondsLeft, spotShutdownGraceMs, WorkerPreemption, type SpotNotice } from '../src/fleet/spot';
 import { gpuTaskQueue } from '../src/contracts/task-queues';
 import { instrumentEmbedder, instrumentJobRunner, WorkerMetrics } from '../src/observability/metrics';
 import { tracingFromConfig, type Tracing } from '../src/observability/tracing';
+import { Client } from '@temporalio/client';
+import { createAdmissionClient } from '../src/fleet/admission-client';
+import type { GpuAdmission } from '../src/ports/gpu-admission';
 
 export type WorkerKind = 'control' | 'gpu';
 
@@ -56,20 +64,32 @@ export function taskQueueFor(kind: WorkerKind, cfg: ForgelineConfig): string {
 
 /** What a worker runs recipes with: the job runner and the GPUs it owns (none on pool cpu and on the control worker). */
 export interface WorkerResources {
-  jobs: LocalJobRunner;
+  /** Recipes: local processes, or Kubernetes Jobs on a GPU worker with FORGELINE_JOB_RUNNER=kubernetes. */
+  jobs: JobRunner & { preempt(): void };
   gpus: LocalGpuAllocator;
   /** Re-embeds: the pool's long-lived embedding process (GPU workers; started on the first batch). */
   embedder?: PersistentSentenceTransformersEmbedder;
   /** Re-embeds: the vector store (control worker; the embedded PGlite store belongs to one process). */
   vectors?: VectorStore;
+  /** GPU leases: the pools' admission workflows (control worker). */
+  admission?: GpuAdmission;
 }
 
 export function workerResources(kind: WorkerKind, cfg: ForgelineConfig): WorkerResources {
   return {
-    jobs: new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') }),
+    jobs: jobRunner(kind, cfg),
     gpus: kind === 'gpu' ? LocalGpuAllocator.forPool(cfg.gpu.pool, cfg.gpu.count, cfg.gpu.visibleDevices) : LocalGpuAllocator.forPool('cpu', 1),
     ...(kind === 'gpu' ? { embedder: new PersistentSentenceTransformersEmbedder({ python: path.join(cfg.venv, 'bin', 'python'), device: cfg.gpu.pool === 'cpu' ? 'cpu' : 'cuda' }) } : {}),
   };
+}
+
+/** A GPU worker's recipes run as Kubernetes Jobs with FORGELINE_JOB_RUNNER=kubernetes; every other worker runs them itself. */
+function jobRunner(kind: WorkerKind, cfg: ForgelineConfig): JobRunner & { preempt(): void } {
+  const { kind: runner, kubernetes, podName, podUid } = cfg.jobRunner;
+  if (kind === 'gpu' && runner === 'kubernetes' && kubernetes) {
+    return new KubernetesJobRunner({ ...kubernetes, pool: cfg.gpu.pool, ...(podName && podUid ? { ownerPod: { name: podName, uid: podUid } } : {}) });
+  }
+  return new LocalJobRunner({ python: path.join(cfg.venv, 'bin', 'python'), recipesDir: path.join(REPO_ROOT, 'workers', 'recipes') });
 }
 
 /** The embedding model's tokenizer for chunking, or none (re-embeds then fail saying so) when the venv lacks the model. */
@@ -112,11 +132,16 @@ export function buildActivities(kind: WorkerKind, cfg: ForgelineConfig, resource
     ...(resources.embedder ? { embedder: metrics ? instrumentEmbedder(resources.embedder, metrics) : resources.embedder } : {}),
     // Serving (releases with spec.serving): vLLM replicas and the gateway's admin API.
     ...(kind === 'control' ? servingDeps(cfg) : {}),
+    // Prompt releases from pushes read prompts/<name>/ at the commit, as the webhook receiver reads forgeline.yaml.
+    ...(kind === 'control' ? { repos: repoReaderFor(cfg).reader } : {}),
+    // Teams' GPU quotas (FORGELINE_QUOTAS): specs get admission plans, GPU stages take leases.
+    ...(kind === 'control' && cfg.fleet.quotas ? { quotaFile: cfg.fleet.quotas } : {}),
+    ...(resources.admission ? { admission: resources.admission } : {}),
   });
 }
 
 /** The control worker's serving ports, where configured (a release that needs a missing one fails with ServingNotConfigured). */
-function servingDeps(cfg: ForgelineConfig): Pick<ActivityDeps, 'serving' | 'router' | 'servingDir' | 'launcher'> {
+function servingDeps(cfg: ForgelineConfig): Pick<ActivityDeps, 'serving' | 'router' | 'servingDir' | 'launcher' | 'promptModels'> {
   const gatewayUrl = cfg.gateway.url ?? `http://${cfg.gateway.host === '0.0.0.0' ? '127.0.0.1' : cfg.gateway.host}:${cfg.gateway.port}`;
   return {
     servingDir: cfg.serving.dir,
@@ -124,6 +149,8 @@ function servingDeps(cfg: ForgelineConfig): Pick<ActivityDeps, 'serving' | 'rout
     launcher: new LocalModelLauncher({ stateDir: launchStateDir(cfg.serving.dir), ...(cfg.worker.parentPid ? { ownerPid: cfg.worker.parentPid } : {}), vllm: { extraArgs: cfg.serving.launchArgs } }),
     ...(cfg.serving.vllmUrls ? { serving: new VllmServingBackend({ urls: cfg.serving.vllmUrls }) } : {}),
     ...(cfg.gateway.adminToken ? { router: new GatewayTrafficRouter({ url: gatewayUrl, adminToken: cfg.gateway.adminToken }) } : {}),
+    // Prompt evaluation: generation and judging through the gateway's OpenAI-compatible API.
+    promptModels: gatewayModels({ baseUrl: gatewayUrl, apiKey: cfg.gateway.clientKey ?? cfg.gateway.devKey }),
   };
 }
 
@@ -173,9 +200,12 @@ export interface ForgelineWorker {
   /**
    * Stop gracefully (SIGTERM, SIGINT, the parent gone). The worker stops polling; on a GPU worker
    * running recipes are asked to save a checkpoint and exit, and get FORGELINE_SHUTDOWN_GRACE to
-   * do so before they are cancelled. `worker.run()` returns once every task has ended.
+   * do so before they are cancelled. `worker.run()` returns once every task has ended. With a spot
+   * `notice`, the attempts this stops fail as `WorkerPreempted`, naming it.
    */
-  stop(): void;
+  stop(notice?: SpotNotice): void;
+  /** The shutdown grace in force (ms): FORGELINE_SHUTDOWN_GRACE, capped on a spot worker to fit the provider's notice. */
+  shutdownGraceMs: number;
   /** Release what the worker holds (the vector store, the embedding process) once `worker.run()` has returned. */
   close(): Promise<void>;
 }
@@ -190,6 +220,11 @@ export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts:
   // Opened on the first re-embed: a store that cannot be opened fails those, not the worker's start.
   if (kind === 'control') resources.vectors = new LazyVectorStore(cfg.vectors.store, () => createVectorStore(cfg.vectors));
   const taskQueue = opts.taskQueue ?? taskQueueFor(kind, cfg);
+  // GPU leases and the admission workflows' holder checks, over the worker's own connection.
+  if (kind === 'control') {
+    const client = new Client({ connection: opts.connection, namespace: cfg.temporal.namespace });
+    resources.admission = createAdmissionClient({ client, taskQueue, ...(cfg.fleet.quotas ? { quotaFile: cfg.fleet.quotas } : {}) });
+  }
   // On the runtime's meter: exported with the SDK's metrics when FORGELINE_METRICS_PORT is set, dropped otherwise.
   const metrics = new WorkerMetrics(Runtime.instance().metricMeter.withTags({ worker_kind: kind, task_queue: taskQueue }));
   const stopGpuWatch = metrics.watchGpus(resources.gpus);
@@ -213,28 +248,45 @@ export async function createWorker(kind: WorkerKind, cfg: ForgelineConfig, opts:
   if (kind === 'control') {
     const workflows = opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
     const worker = await Worker.create({ ...common, ...workflows });
-    return { worker, stop: once(() => worker.shutdown()), close };
+    return { worker, stop: once(() => worker.shutdown()), shutdownGraceMs: 0, close };
   }
+  // Spot: the attempts a preemption stops fail as WorkerPreempted, and the grace fits the notice.
+  const preemption = new WorkerPreemption();
+  const spot = cfg.worker.spot;
+  const shutdownGraceMs = spot ? spotShutdownGraceMs(durationMs(cfg.worker.shutdownGrace), spot.provider, spot.pollSeconds * 1000) : durationMs(cfg.worker.shutdownGrace);
   const worker = await Worker.create({
     ...common,
+    interceptors: { ...common.interceptors, activity: [...(common.interceptors?.activity ?? []), preemption.interceptor] },
     tuner: gpuWorkerTuner(resources.gpus, cfg.gpu.count),
     // Heartbeats carry training progress (step, loss, latest checkpoint) to operators and to the
     // next attempt: send them every few seconds rather than the SDK's default of up to 60 s.
     maxHeartbeatThrottleInterval: GPU_HEARTBEAT_THROTTLE_MS,
     // Without a grace time the SDK would cancel running training at once on shutdown.
-    shutdownGraceTime: cfg.worker.shutdownGrace,
+    shutdownGraceTime: shutdownGraceMs,
+  });
+  const shutdown = once(() => {
+    resources.jobs.preempt();
+    worker.shutdown();
   });
   return {
     worker,
-    stop: once(() => {
-      resources.jobs.preempt();
-      worker.shutdown();
-    }),
+    // A notice seen after a SIGTERM (the cloud's own, at shutdown) still names the attempts' failures.
+    stop: (notice?: SpotNotice) => {
+      if (notice && !preemption.notice) {
+        preemption.notice = notice;
+        const running = preemption.runningAttempts();
+        console.log(
+          `forgeline gpu worker: ${notice.detail}, ${secondsLeft(notice)} s from now: no new tasks; ${running.length ? `asking ${running.length} running attempt(s) to checkpoint and stop (${running.join('; ')}), grace ${shutdownGraceMs / 1000} s` : 'nothing running'}`,
+        );
+      }
+      shutdown();
+    },
+    shutdownGraceMs,
     close,
   };
 }
 
-/** `fn` on the first call only: a signal and the parent watch may both ask a worker to stop (a second shutdown() throws). */
+/** `fn` on the first call only: a signal, the parent watch and a spot notice may all ask a worker to stop (a second shutdown() throws). */
 function once(fn: () => void): () => void {
   let done = false;
   return () => {

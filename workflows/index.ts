@@ -16,3 +16,5 @@ export { driftMonitorWorkflow, driftStatusQuery, stopMonitorUpdate } from './dri
 export { reembedCorpusWorkflow, progressQuery as reembedProgressQuery } from './reembed';
 export { embeddingDriftWorkflow } from './embedding-drift';
 export { scheduledRetrainWorkflow } from './scheduled-retrain';
+export { promptReleaseWorkflow, promptStatusQuery } from './prompt-release';
+export { gpuAdmissionWorkflow } from './admission';

@@ -39,16 +39,41 @@
  * supervisor.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorType } from '../contracts/errors';
-import { checkRecipeEvent } from '../contracts/recipes';
-import type { Validated } from '../contracts/validate';
-import { ForgelineError } from '../ports/errors';
-import type { JobRunner, JobSpec, RecipeEvent } from '../ports/job-runner';
+import type { JobRunner, JobSpec } from '../ports/job-runner';
+import {
+  abortReason,
+  DEFAULT_STDERR_TAIL_LINES,
+  EXIT_PREEMPTED,
+  readLines,
+  RECIPE_NAME,
+  recipeOutcome,
+  RecipeOutput,
+  RecipeFailedError,
+  RecipePreemptedError,
+  type RecipeRunDetails,
+} from './recipe-run';
+
+// The protocol's pieces every runner shares live in recipe-run.ts; re-exported for existing importers.
+export {
+  DEFAULT_STDERR_TAIL_LINES,
+  EXIT_PREEMPTED,
+  parseEventLine,
+  pathOutside,
+  RecipeCrashedError,
+  recipeErrorType,
+  RecipeFailedError,
+  RecipeOutput,
+  recipeOutcome,
+  RecipePreemptedError,
+  type RecipeEnding,
+  type RecipeRunDetails,
+} from './recipe-run';
 
 export interface LocalJobRunnerOptions {
   /** Python interpreter, normally the venv's (`<venv>/bin/python`). */
@@ -66,62 +91,6 @@ export interface LocalJobRunnerOptions {
 }
 
 export const DEFAULT_KILL_GRACE_MS = 10_000;
-export const DEFAULT_STDERR_TAIL_LINES = 50;
-/** A stdout/stderr "line" longer than this is cut and passed on as a log line. */
-const MAX_LINE_CHARS = 16 * 1024 * 1024;
-/** Exit code of a recipe that saved a checkpoint and stopped because its worker asked it to (PROTOCOL.md). */
-export const EXIT_PREEMPTED = 75;
-/** Recipe names map to file names: no separators, no dots, nothing hidden. */
-const RECIPE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------
-
-export interface RecipeRunDetails {
-  recipe: string;
-  /** Exit code, or null when the process was ended by a signal (or never started). */
-  exitCode: number | null;
-  signal: NodeJS.Signals | null;
-  /** The last stderr lines, oldest first. */
-  stderrTail: string[];
-}
-
-/** Retrying cannot help: exit 2 (bad spec, bad data), or a recipe that broke the protocol. */
-export class RecipeFailedError extends ForgelineError {
-  readonly details: RecipeRunDetails;
-  constructor(type: ErrorType, message: string, details: RecipeRunDetails) {
-    super(type, message, true);
-    this.details = details;
-  }
-}
-
-/**
- * The recipe crashed, ran out of memory, was killed, or could not start: a retry may succeed
- * (and resumes from the last checkpoint). Its name is deliberately not an ErrorType, so that a
- * workflow's `nonRetryableErrorTypes: ['RecipeFailed']` never stops the retry.
- */
-export class RecipeCrashedError extends ForgelineError {
-  readonly details: RecipeRunDetails;
-  constructor(message: string, details: RecipeRunDetails, options?: { cause?: unknown }) {
-    super(ErrorType.RecipeFailed, message, false, options);
-    this.name = 'RecipeCrashedError';
-    this.details = details;
-  }
-}
-
-/**
- * The recipe stopped because its worker is shutting down (SIGTERM: spot notice, rolling deploy),
- * after saving a checkpoint where it could: a retry on another worker resumes from it.
- */
-export class RecipePreemptedError extends ForgelineError {
-  readonly details: RecipeRunDetails;
-  constructor(message: string, details: RecipeRunDetails) {
-    super(ErrorType.RecipeFailed, message, false);
-    this.name = 'RecipePreemptedError';
-    this.details = details;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Environment
@@ -156,49 +125,6 @@ export function recipeEnvironment(base: NodeJS.ProcessEnv, extra: Record<string,
     FORGELINE_EXIT_WITH_PARENT: '1',
     CUDA_VISIBLE_DEVICES: gpuIndices.join(','),
   };
-}
-
-/**
- * Why `reported` (a path a recipe named, relative to its output directory) is not a path inside
- * `outDir`, or undefined when it is. Symbolic links are followed where the path exists.
- */
-export function pathOutside(outDir: string, reported: string): string | undefined {
-  const inside = (root: string, p: string) => {
-    const rel = path.relative(root, p);
-    return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
-  };
-  if (path.isAbsolute(reported) || !inside(outDir, path.resolve(outDir, reported))) {
-    return `path ${JSON.stringify(reported)} is not inside the output directory`;
-  }
-  let real: string;
-  try {
-    real = realpathSync(path.resolve(outDir, reported));
-  } catch {
-    return undefined; // not there (yet): nothing to follow; publishing it will say it is missing
-  }
-  if (!inside(realpathSync(outDir), real)) return `path ${JSON.stringify(reported)} leads out of the output directory (to ${real})`;
-  return undefined;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Event parsing
-// ---------------------------------------------------------------------------------------------
-
-/**
- * The event a stdout line carries (checked against src/contracts/recipes/events.ts), problems
- * naming its bad fields, or undefined for a log line (plain text, bad JSON, JSON that is not an
- * event: no `event` kind the protocol knows).
- */
-export function parseEventLine(line: string): Validated<RecipeEvent> | undefined {
-  const trimmed = line.trim();
-  if (!trimmed.startsWith('{')) return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(trimmed);
-  } catch {
-    return undefined;
-  }
-  return checkRecipeEvent(json);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,38 +166,6 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): void {
   } catch {
     /* the group is gone already */
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Lines
-// ---------------------------------------------------------------------------------------------
-
-/** Calls `onLine` for every line of `stream` (a last unterminated line included); resolves at its end. */
-function readLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): Promise<void> {
-  return new Promise((resolve) => {
-    let pending = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      pending += chunk;
-      let newline: number;
-      while ((newline = pending.indexOf('\n')) >= 0) {
-        onLine(pending.slice(0, newline).replace(/\r$/, ''));
-        pending = pending.slice(newline + 1);
-      }
-      if (pending.length > MAX_LINE_CHARS) {
-        onLine(pending);
-        pending = '';
-      }
-    });
-    const finish = () => {
-      if (pending) onLine(pending.replace(/\r$/, ''));
-      pending = '';
-      resolve();
-    };
-    stream.once('end', finish);
-    stream.once('close', finish);
-    stream.once('error', finish);
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -362,6 +256,16 @@ export class LocalJobRunner implements JobRunner {
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted) terminate(); // aborted while we were preparing: no event will come
     if (pgid !== undefined) this.running.add(pgid);
+    // The job's own "checkpoint and stop" (a preempted stage): SIGUSR1 now and every second, as
+    // preempt() does, since a recipe ignores it until it is ready to act on it.
+    let askTimer: NodeJS.Timeout | undefined;
+    const askToCheckpoint = () => {
+      if (pgid === undefined || askTimer) return;
+      signalGroup(pgid, 'SIGUSR1');
+      askTimer = setInterval(() => signalGroup(pgid, 'SIGUSR1'), 1_000);
+    };
+    job.checkpointSignal?.addEventListener('abort', askToCheckpoint, { once: true });
+    if (job.checkpointSignal?.aborted) askToCheckpoint();
 
     // ---- hung recipes --------------------------------------------------------------------------
     let hung = false;
@@ -378,57 +282,9 @@ export class LocalJobRunner implements JobRunner {
     progressed();
 
     // ---- output ------------------------------------------------------------------------------
-    const stderrTail: string[] = [];
-    let result: Record<string, unknown> | undefined;
-    let recipeError: Extract<RecipeEvent, { event: 'error' }> | undefined;
-    let handlerError: { error: unknown } | undefined;
-    let protocolError: string | undefined;
-    // Handlers run strictly in event order, each awaited before the next starts.
-    let handlers: Promise<void> = Promise.resolve();
-
-    const log = (line: string, stream: 'stdout' | 'stderr') => {
-      try {
-        job.onLog?.(line, stream);
-      } catch {
-        /* a logging callback must not break the job */
-      }
-    };
-    const stdoutDone = readLines(child.stdout!, (line) => {
-      const parsed = parseEventLine(line);
-      if (!parsed) return log(line, 'stdout');
-      if (!parsed.ok) {
-        // A malformed event is a bug on one side of the contract: stop the recipe, fail terminally.
-        protocolError ??= parsed.problems.join('; ');
-        return terminate();
-      }
-      if (protocolError) return;
-      const event = parsed.value;
-      progressed();
-      if (event.event === 'checkpoint') {
-        const outside = pathOutside(job.outDir, event.path);
-        if (outside) {
-          protocolError ??= `checkpoint event: ${outside}`;
-          return terminate();
-        }
-      }
-      if (event.event === 'result') result = event.result;
-      if (event.event === 'error') recipeError = event;
-      handlers = handlers.then(async () => {
-        if (handlerError || !job.onEvent) return;
-        try {
-          await job.onEvent(event);
-        } catch (error) {
-          // The caller could not take the event (e.g. a checkpoint it failed to publish): stop.
-          handlerError = { error };
-          terminate();
-        }
-      });
-    });
-    const stderrDone = readLines(child.stderr!, (line) => {
-      stderrTail.push(line);
-      if (stderrTail.length > this.stderrTailLines) stderrTail.shift();
-      log(line, 'stderr');
-    });
+    const output = new RecipeOutput(job, { progressed, stop: terminate }, this.stderrTailLines);
+    const stdoutDone = readLines(child.stdout!, (line) => output.stdout(line));
+    const stderrDone = readLines(child.stderr!, (line) => output.stderr(line));
 
     let exit: Awaited<typeof exited>;
     try {
@@ -440,46 +296,28 @@ export class LocalJobRunner implements JobRunner {
       await Promise.race([Promise.all([stdoutDone, stderrDone]), sleep(2_000)]);
       child.stdout?.destroy();
       child.stderr?.destroy();
-      await handlers;
+      await output.drained();
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      job.checkpointSignal?.removeEventListener('abort', askToCheckpoint);
+      clearInterval(askTimer);
       clearTimeout(killTimer);
       clearTimeout(progressTimer);
       if (pgid !== undefined) this.running.delete(pgid);
     }
 
     // ---- outcome -----------------------------------------------------------------------------
-    const details: RecipeRunDetails = { recipe, exitCode: exit.code, signal: exit.signal, stderrTail: [...stderrTail] };
-    if (signal?.aborted) throw abortReason(signal);
-    if (handlerError) throw handlerError.error;
-    if (hung) {
-      throw new RecipeCrashedError(`recipe ${recipe} printed no progress for ${job.progressTimeoutMs! / 1000} s (its progress timeout) and was stopped as hung${tailText(stderrTail)}`, details);
-    }
-    if (protocolError) {
-      throw new RecipeFailedError(ErrorType.RecipeContract, `recipe ${recipe} broke the protocol (workers/recipes/PROTOCOL.md): ${protocolError}${tailText(stderrTail)}`, details);
-    }
-    if (exit.error) {
-      throw new RecipeCrashedError(`recipe ${recipe} could not start: ${this.options.python}: ${exit.error.message}`, details, { cause: exit.error });
-    }
-    if (exit.code === EXIT_PREEMPTED || (this.preempting && exit.signal === 'SIGUSR1')) {
-      throw new RecipePreemptedError(`recipe ${recipe} stopped because this worker is shutting down; a retry resumes from its last checkpoint`, details);
-    }
-    if (exit.code === 0) {
-      if (result) return result;
-      throw new RecipeFailedError(
-        ErrorType.RecipeFailed,
-        `recipe ${recipe} exited 0 without a result event (protocol violation: see workers/recipes/PROTOCOL.md)${tailText(stderrTail)}`,
-        details,
-      );
-    }
-    if (exit.code === 2) {
-      const type = recipeErrorType(recipeError?.type);
-      const said = recipeError?.message ?? `no error event was printed${tailText(stderrTail)}`;
-      const named = recipeError?.type !== undefined && recipeError.type !== type ? ` [${recipeError.type}]` : '';
-      throw new RecipeFailedError(type, `recipe ${recipe} failed${named}: ${said}`, details);
-    }
-    const how = exit.signal ? `was killed by ${exit.signal}${exit.signal === 'SIGKILL' ? ' (out of memory?)' : ''}` : `exited with code ${exit.code}`;
-    throw new RecipeCrashedError(`recipe ${recipe} ${how}${recipeError ? `: ${recipeError.message}` : ''}${tailText(stderrTail)}`, details);
+    return recipeOutcome({
+      recipe,
+      output,
+      exitCode: exit.code,
+      signal: exit.signal,
+      aborted: signal,
+      hungAfterMs: hung ? job.progressTimeoutMs : undefined,
+      startError: exit.error ? { message: `${this.options.python}: ${exit.error.message}`, cause: exit.error } : undefined,
+      preempted: exit.code === EXIT_PREEMPTED || ((this.preempting || job.checkpointSignal?.aborted === true) && exit.signal === 'SIGUSR1'),
+      preemptedBecause: this.preempting ? 'this worker is shutting down' : 'it was asked to checkpoint and stop',
+    });
   }
 
   /**
@@ -499,21 +337,4 @@ export class LocalJobRunner implements JobRunner {
       await sleep(25);
     }
   }
-}
-
-/** The ErrorType a recipe named in its error event, or RecipeFailed for a name Forgeline does not know. */
-export function recipeErrorType(name: string | undefined): ErrorType {
-  return name !== undefined && (Object.values(ErrorType) as string[]).includes(name) ? (name as ErrorType) : ErrorType.RecipeFailed;
-}
-
-function abortReason(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  if (reason instanceof Error) return reason;
-  const error = new Error(`job aborted${reason === undefined ? '' : `: ${String(reason)}`}`);
-  error.name = 'AbortError';
-  return error;
-}
-
-function tailText(lines: string[]): string {
-  return lines.length ? `\n--- last ${lines.length} line(s) of stderr ---\n${lines.join('\n')}` : '';
 }

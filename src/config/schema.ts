@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { KubernetesJobRunnerConfigSchema } from './kubernetes';
 
 /** Accepts true/false/1/0/yes/no (any case) from env strings, or real booleans from a file. */
 const bool = z.preprocess((v) => {
@@ -136,6 +137,15 @@ export const ConfigSchema = z.object({
     shutdownGrace: z.string().regex(/^\d{1,6}(ms|s|m|h)$/, 'expected a duration such as 30s, 2m or 0s'),
     /** Stop (gracefully) when this process goes away: set by `forgeline dev` for the workers it starts. */
     parentPid: z.coerce.number({ error: 'expected a process id' }).int('expected a process id').positive('expected a process id').optional(),
+    /** A GPU worker on a spot / preemptible machine watches its cloud's metadata endpoint for the preemption notice (src/fleet/spot.ts). */
+    spot: z
+      .object({
+        provider: z.enum(['aws', 'gcp', 'azure'], { error: 'expected aws, gcp or azure (set FORGELINE_SPOT_PROVIDER with FORGELINE_SPOT_METADATA_URL)' }),
+        /** The metadata service's base URL; default the provider's own (http://169.254.169.254, http://metadata.google.internal). */
+        metadataUrl: z.url({ protocol: /^https?$/, error: 'expected an http(s) base URL such as http://169.254.169.254' }).optional(),
+        pollSeconds: z.coerce.number({ error: 'expected a number of seconds' }).min(0.05, 'expected at least 0.05 seconds').max(60, 'expected at most 60 seconds (AWS recommends 5)').default(5),
+      })
+      .optional(),
   }),
   /** Prometheus metrics and OpenTelemetry tracing of workers (src/observability). */
   observability: z.object({
@@ -170,11 +180,18 @@ export const ConfigSchema = z.object({
       .optional(),
     keysFile: z.string().min(1).optional(),
     devKey: z.string().min(8, 'expected at least 8 characters'),
+    /** Client key workers send with their own gateway calls (prompt evaluation); default: devKey. */
+    clientKey: z.string().min(8, 'expected at least 8 characters').optional(),
     redisUrl: z.string().regex(/^rediss?:\/\/\S+$/, 'expected redis://host:port[/db] or rediss://...').optional(),
     stateDir: z.string().min(1),
     /** Where workers reach the gateway's admin API; default http://<host>:<port> of the settings above. */
     url: z.url({ error: 'expected a URL such as http://127.0.0.1:8300' }).optional(),
   }),
+  /** Teams' GPU quotas and admission (src/contracts/quota.ts, workflows/admission). */
+  fleet: z.object({
+    /** The quota file (YAML); unset: no quotas, GPU stages take no leases. */
+    quotas: z.string().min(1).optional(),
+  }).default({}),
   /** The Git push webhook receiver (`forgeline webhook serve`, src/webhooks/server.ts). */
   webhook: z.object({
     port,
@@ -190,6 +207,25 @@ export const ConfigSchema = z.object({
   }),
   /** `forgeline dev`'s autoscaler of local GPU worker processes (src/fleet/autoscaler.ts); unset: one GPU worker for gpu.pool. */
   autoscale: autoscale.optional(),
+  /** What GPU workers run recipes with: processes of their own (`local`) or Kubernetes Jobs (src/adapters/kubernetes-job-runner.ts). */
+  jobRunner: z
+    .object({
+      kind: z.enum(['local', 'kubernetes'], { error: 'expected local or kubernetes' }),
+      kubernetes: z
+        .preprocess((v) => {
+          if (typeof v !== 'string') return v;
+          try {
+            return JSON.parse(v) as unknown;
+          } catch {
+            return v;
+          }
+        }, KubernetesJobRunnerConfigSchema)
+        .optional(),
+      /** The worker's own pod (downward API), owner of the Jobs it starts. */
+      podName: z.string().min(1).optional(),
+      podUid: z.string().min(1).optional(),
+    })
+    .refine((r) => r.kind !== 'kubernetes' || r.kubernetes !== undefined, { message: 'FORGELINE_JOB_RUNNER=kubernetes needs FORGELINE_KUBERNETES (JSON: image, sharedVolume, pools, ...) or jobRunner.kubernetes in the config file', path: ['kubernetes'] }),
   /** The vector store re-embedding writes to and retrieval queries (src/adapters/vector-store.ts). */
   vectors: z.object({
     store: z.enum(['pglite', 'postgres', 'pinecone', 'qdrant', 'weaviate', 'milvus'], {
@@ -284,7 +320,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GPU_POOL', path: ['gpu', 'pool'], default: 'cpu', doc: 'Pool served by this GPU worker; it polls task queue `gpu-<pool>`.' },
   { env: 'FORGELINE_GPU_COUNT', path: ['gpu', 'count'], default: '1', doc: 'GPUs this GPU worker owns. It takes a task only when one of them is free and every task it holds has its GPUs, so a job using all of them leaves the next task to another worker.' },
   { env: 'CUDA_VISIBLE_DEVICES', path: ['gpu', 'visibleDevices'], doc: 'Physical GPUs (indices) this GPU worker may lease, the first `FORGELINE_GPU_COUNT` of them; each recipe sees only its own. Default: 0..count-1.' },
-  { env: 'FORGELINE_SHUTDOWN_GRACE', path: ['worker', 'shutdownGrace'], default: '30s', doc: 'After SIGTERM (spot notice, rolling deploy) a GPU worker stops polling and asks running recipes to checkpoint and exit; this long they get before they are cancelled. The retry resumes from that checkpoint on another worker. `0s`: cancel at once.' },
+  { env: 'FORGELINE_SHUTDOWN_GRACE', path: ['worker', 'shutdownGrace'], default: '30s', doc: 'After SIGTERM (spot notice, rolling deploy) a GPU worker stops polling and asks running recipes to checkpoint and exit; this long they get before they are cancelled. The retry resumes from that checkpoint on another worker. `0s`: cancel at once. On a spot worker it is capped to fit the provider\'s notice (see "Spot instances").' },
   { env: 'FORGELINE_VLLM_URLS', path: ['serving', 'vllmUrls'], doc: 'vLLM replica base URLs, comma-separated (or one Kubernetes Service / KServe InferenceService URL): the control worker loads and unloads release adapters on every one. Unset: `forgeline dev` and `demo` start a vLLM on CPU and pass its URL to their control worker; a worker started otherwise fails releases with `serving` (ServingNotConfigured).' },
   { env: 'FORGELINE_SERVING_DIR', path: ['serving', 'dir'], default: ({ home }) => `${home}/serving`, doc: 'Where the control worker unpacks adapters for the vLLM replicas to read (a volume every replica mounts); each stays until it is unloaded.' },
   { env: 'FORGELINE_SERVING_LAUNCH_ARGS', path: ['serving', 'launchArgs'], default: '--dtype bfloat16', doc: 'vLLM flags for the servers the control worker launches for quantized candidates (`serving.candidate: quantized`), one per version, recorded under FORGELINE_SERVING_DIR/launches. The default suits vLLM on CPU (its int4 kernel takes bf16 activations); on GPUs e.g. `--dtype float16 --gpu-memory-utilization 0.4 --max-model-len 4096`.' },
@@ -294,6 +330,7 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GATEWAY_KEYS', path: ['gateway', 'keys'], secret: true, doc: 'Client API keys: `key=tenant:tokensPerMinute`, comma-separated. The token limit is per tenant, shared by its keys and, with Redis, by every replica.' },
   { env: 'FORGELINE_GATEWAY_KEYS_FILE', path: ['gateway', 'keysFile'], doc: 'A JSON file of client keys, `{"keys": [{"key", "tenant", "tokensPerMinute"}]}`, in addition to FORGELINE_GATEWAY_KEYS.' },
   { env: 'FORGELINE_GATEWAY_DEV_KEY', path: ['gateway', 'devKey'], default: 'forgeline-dev', doc: 'Client key the dev stack\'s gateway accepts with a generous limit (10M tokens/min, tenant `dev`).' },
+  { env: 'FORGELINE_GATEWAY_CLIENT_KEY', path: ['gateway', 'clientKey'], secret: true, doc: 'Client key (one of FORGELINE_GATEWAY_KEYS) the control worker sends with its own gateway calls: prompt evaluation\'s generation and judge requests. Unset: FORGELINE_GATEWAY_DEV_KEY (what the dev stack\'s gateway accepts).' },
   { env: 'FORGELINE_GATEWAY_REDIS_URL', path: ['gateway', 'redisUrl'], secret: true, doc: 'Redis for gateway replicas: shared token limits, metrics window, feedback, traffic samples and routing table (`redis://host:port`). Unset: one gateway, state in memory and the table in FORGELINE_GATEWAY_STATE_DIR.' },
   { env: 'FORGELINE_GATEWAY_STATE_DIR', path: ['gateway', 'stateDir'], default: ({ home }) => `${home}/gateway`, doc: 'Where a gateway without Redis keeps its routing table (`routes.json`, written atomically).' },
   { env: 'FORGELINE_GATEWAY_URL', path: ['gateway', 'url'], doc: 'Where workers reach the gateway\'s admin API (canary weights, metrics). Default: `http://FORGELINE_GATEWAY_HOST:FORGELINE_GATEWAY_PORT` (127.0.0.1 for 0.0.0.0).' },
@@ -310,6 +347,14 @@ export const ENV_BINDINGS: readonly EnvBinding[] = [
   { env: 'FORGELINE_GITHUB_API_URL', path: ['webhook', 'githubApiUrl'], doc: 'GitHub REST API base URL. Default: `https://api.github.com`; GitHub Enterprise Server: `https://<host>/api/v3`.' },
   { env: 'FORGELINE_WEBHOOK_BODY_LIMIT', path: ['webhook', 'bodyLimit'], default: '1048576', doc: 'Largest webhook body accepted, in bytes (default 1 MiB); a larger one is refused with 413, never buffered.' },
   { env: 'FORGELINE_AUTOSCALE', path: ['autoscale'], doc: '`forgeline dev` scales local GPU worker processes per pool from the `gpu-<pool>` backlog, as KEDA\'s Temporal scaler does in a cluster: JSON (or `autoscale` in the config file) like `{"pools": {"cpu": {"min": 0, "max": 2, "targetQueueSize": 1, "cooldownSeconds": 60}}}`; see "Autoscaling GPU workers". Unset: one GPU worker for FORGELINE_GPU_POOL.' },
+  { env: 'FORGELINE_SPOT_PROVIDER', path: ['worker', 'spot', 'provider'], doc: 'A GPU worker on a spot / preemptible machine: `aws`, `gcp` or `azure`. It polls that cloud\'s metadata endpoint for the preemption notice and, when it comes, stops taking tasks, has running recipes checkpoint, fails their attempts retryably (`WorkerPreempted`) and exits before the deadline; see "Spot instances". Unset: no polling (SIGTERM still stops gracefully).' },
+  { env: 'FORGELINE_SPOT_METADATA_URL', path: ['worker', 'spot', 'metadataUrl'], doc: 'Base URL of the metadata service the spot watch polls. Default: the provider\'s own, `http://169.254.169.254` (AWS IMDSv2, Azure Scheduled Events) or `http://metadata.google.internal` (GCP).' },
+  { env: 'FORGELINE_SPOT_POLL_SECONDS', path: ['worker', 'spot', 'pollSeconds'], doc: 'How often the spot watch polls, in seconds (default 5, as AWS recommends).' },
+  { env: 'FORGELINE_QUOTAS', path: ['fleet', 'quotas'], doc: 'Teams\' GPU quota file (YAML, see examples/quotas.yaml and "Teams, quotas and admission"), read by the control worker: lifecycle specs name a team, and every GPU stage takes a lease from its pool\'s admission workflow before it runs. Unset: no quotas; GPU stages run as before.' },
+  { env: 'FORGELINE_JOB_RUNNER', path: ['jobRunner', 'kind'], default: 'local', doc: 'How a GPU worker runs recipes: `local` (processes of its own, on the GPUs it owns) or `kubernetes` (one Kubernetes Job per stage, see "Running on Kubernetes").' },
+  { env: 'FORGELINE_KUBERNETES', path: ['jobRunner', 'kubernetes'], doc: 'The Kubernetes JobRunner\'s settings as JSON (or `jobRunner.kubernetes` in the config file): `{"image": "<recipes image:tag>", "sharedVolume": {"claimName", "mountPath"}, "pools": {"<pool>": {"nodeSelector", "tolerations", "runtimeClassName?", "memory?"}}, "kueueQueue?", "ttlSecondsAfterFinished?": 600, "namespace?", "kubeconfig?", "serviceAccount?"}`; see "Running on Kubernetes".' },
+  { env: 'FORGELINE_POD_NAME', path: ['jobRunner', 'podName'], doc: 'The GPU worker\'s pod name (downward API `metadata.name`): its Kubernetes Jobs are owned by it and deleted with it.' },
+  { env: 'FORGELINE_POD_UID', path: ['jobRunner', 'podUid'], doc: 'The GPU worker\'s pod UID (downward API `metadata.uid`), with FORGELINE_POD_NAME.' },
   { env: 'FORGELINE_PARENT_PID', path: ['worker', 'parentPid'], doc: 'Set by `forgeline dev` for the workers it starts: a worker stops (as on SIGTERM) when that process is gone.' },
   { env: 'FORGELINE_VECTOR_STORE', path: ['vectors', 'store'], default: 'pglite', doc: 'Vector store for embeddings: `pglite` (embedded pgvector under FORGELINE_VECTOR_DIR), `postgres` (pgvector on FORGELINE_PG_URL), `pinecone`, `qdrant`, `weaviate` or `milvus`.' },
   { env: 'FORGELINE_VECTOR_DIR', path: ['vectors', 'dir'], default: ({ home }) => `${home}/vectors`, doc: 'PGlite data directory of the `pglite` vector store (one process at a time opens it).' },

@@ -161,6 +161,27 @@ describe('LocalJobRunner (integration, runs Python)', function () {
     await assert.rejects(runner.run(job('runner_events')), (err: unknown) => err instanceof RecipePreemptedError && /not started: this worker is shutting down/.test(err.message));
   });
 
+  it('checkpointSignal (a preempted stage): the recipe checkpoints the current step and exits 75, this job only; the runner takes new jobs', async function () {
+    let checkpointed: { step: number; path: string } | undefined;
+    const stop = new AbortController();
+    const j = job('runner_preempt', { steps: 400 }, {
+      checkpointSignal: stop.signal,
+      onEvent: (e) => {
+        if (e.event === 'progress' && e.step === 3) stop.abort();
+        if (e.event === 'checkpoint') checkpointed = e;
+      },
+    });
+    await assert.rejects(runner.run(j), (err: unknown) => {
+      assert.ok(err instanceof RecipePreemptedError, String(err));
+      assert.equal(err.details.exitCode, 75);
+      assert.match(err.message, /^recipe runner_preempt stopped because it was asked to checkpoint and stop; a retry resumes from its last checkpoint/);
+      return true;
+    });
+    assert.ok(checkpointed && checkpointed.step >= 3 && checkpointed.step < 400, `checkpoint event before the exit: ${JSON.stringify(checkpointed)}`);
+    assert.ok(existsSync(path.join(j.outDir, checkpointed.path, 'state.json')));
+    await runner.run(job('runner_events'));
+  });
+
   it('gives the job its GPUs through CUDA_VISIBLE_DEVICES and tells the recipe device cuda', async function () {
     const result = (await runner.run(job('runner_events', {}, { gpuIndices: [2, 3] }))) as any;
     assert.equal(result.env.CUDA_VISIBLE_DEVICES, '2,3');

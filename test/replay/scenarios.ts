@@ -13,6 +13,9 @@ import { ErrorType } from '../../src/contracts/errors';
 import type { StackProbeInput } from '../../src/contracts/stack-check';
 import { fakeProbe } from '../fixtures/stack-probe';
 import { badCandidateTraffic, quantizedWorld, servingWorld } from '../fixtures/serving';
+import type { AcquireLeaseReply, AdmissionStatus } from '../../src/contracts/admission';
+import { parseQuotaFile } from '../../src/fleet/quota-file';
+import { quotaYaml } from '../helpers/quotas';
 
 /**
  * Lifecycles recorded into test/replay/histories by scripts/record-history.ts. Each runs the real
@@ -300,5 +303,32 @@ export const SCENARIOS: ReplayScenario[] = [
     },
     start: (client, { taskQueue, workflowId }) =>
       client.workflow.execute('stackCheckWorkflow', { taskQueue, workflowId, args: [{ pool: 'replay-fail' }] }).catch(() => undefined),
+  },
+  {
+    // A pool's admission: a borrower whose holder is gone is preempted (the yield signal cannot be
+    // delivered, the lease is freed) for a team within its nominal quota; release; new quotas;
+    // the holder check frees the lease of a closed holder. The workflow stays running.
+    name: 'gpu-admission-preempt-release-holder-closed',
+    workflowType: 'gpuAdmissionWorkflow',
+    control: {
+      async describeLeaseHolders({ workflowIds }: { workflowIds: string[] }) {
+        return { closed: workflowIds.filter((id) => id === 'holder-closed').map((workflowId) => ({ workflowId, status: 'COMPLETED' })) };
+      },
+    },
+    async start(client, { taskQueue, workflowId }) {
+      const quotas = parseQuotaFile(quotaYaml('replay', 4, 2, 2), 'replay.yaml');
+      const h = await client.workflow.start('gpuAdmissionWorkflow', { taskQueue, workflowId, args: [{ pool: 'replay', quotas, source: 'replay.yaml', holderCheckEvery: '2s' }] });
+      const acquire = (leaseId: string, team: string, gpus: number, holder: string) =>
+        h.executeUpdate<AcquireLeaseReply, [unknown]>('acquireLease', { args: [{ leaseId, team, pool: 'replay', gpus, holder: { workflowId: holder, stage: 'train' } }] });
+      await acquire('b1', 'b', 4, 'holder-gone');
+      await acquire('a1', 'a', 2, 'holder-a');
+      await h.executeUpdate('releaseLease', { args: [{ leaseId: 'a1', reason: 'done' }] });
+      await h.executeUpdate('setQuotas', { args: [{ quotas: parseQuotaFile(quotaYaml('replay', 4, 3, 1), 'next.yaml'), source: 'next.yaml' }] });
+      await acquire('b2', 'b', 1, 'holder-closed');
+      for (let i = 0; (await h.query<AdmissionStatus>('quotaStatus')).inUse > 0; i++) {
+        if (i > 100) throw new Error('the holder check did not free b2');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    },
   },
 ];

@@ -32,4 +32,18 @@ describe('config: GPU worker settings (visible devices, shutdown grace, parent w
       /FORGELINE_GPU_COUNT=4, but CUDA_VISIBLE_DEVICES=0,1 names only 2 GPU\(s\): lower the count or list more devices/,
     );
   });
+
+  it('FORGELINE_JOB_RUNNER=kubernetes: FORGELINE_KUBERNETES as JSON, pod identity from the downward API; errors name the field', function () {
+    const kubernetes = JSON.stringify({ image: 'ghcr.io/acme/forgeline:1.0.0', sharedVolume: { claimName: 'home', mountPath: '/forgeline-home' }, pools: { h200: { nodeSelector: { 'nvidia.com/gpu.product': 'NVIDIA-H200' } } } });
+    const cfg = loadConfig({ env: { FORGELINE_JOB_RUNNER: 'kubernetes', FORGELINE_KUBERNETES: kubernetes, FORGELINE_POD_NAME: 'gpu-worker-h200-0', FORGELINE_POD_UID: 'u-1' }, cwd: dir });
+    assert.equal(cfg.jobRunner.kind, 'kubernetes');
+    assert.equal(cfg.jobRunner.kubernetes?.ttlSecondsAfterFinished, 600);
+    assert.deepEqual(cfg.jobRunner.kubernetes?.pools.h200?.tolerations, []);
+    assert.equal(cfg.jobRunner.podUid, 'u-1');
+    assert.equal(loadConfig({ env: {}, cwd: dir }).jobRunner.kind, 'local');
+    assert.match(configError(() => loadConfig({ env: { FORGELINE_JOB_RUNNER: 'kubernetes' }, cwd: dir })), /FORGELINE_JOB_RUNNER=kubernetes needs FORGELINE_KUBERNETES/);
+    assert.match(configError(() => loadConfig({ env: { FORGELINE_JOB_RUNNER: 'slurm' }, cwd: dir })), /FORGELINE_JOB_RUNNER="slurm": expected local or kubernetes/);
+    const latest = JSON.stringify({ image: 'ghcr.io/acme/forgeline:latest', sharedVolume: { claimName: 'home', mountPath: '/h' } });
+    assert.match(configError(() => loadConfig({ env: { FORGELINE_JOB_RUNNER: 'kubernetes', FORGELINE_KUBERNETES: latest }, cwd: dir })), /image.*pinned by a tag other than latest/);
+  });
 });
