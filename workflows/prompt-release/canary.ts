@@ -1,9 +1,10 @@
-import { condition, log } from '@temporalio/workflow';
+import { log } from '@temporalio/workflow';
 import { analyzeCanary } from '../../src/contracts/canary-analysis';
 import { analyzeFirstRelease, PromptReleaseStage, promptVersionLabel } from '../../src/contracts/prompt-release';
 import type { CanaryStepAnalysis } from '../../src/contracts/release-lifecycle';
 import type { CanaryControl, CanaryEnd } from '../../workflows/release/canary';
 import { asStage } from '../../workflows/release/failures';
+import { runCanarySteps } from '../../workflows/canary-steps';
 import { tracked, traffic } from './activities';
 import { actor, type PromptReleaseContext } from './context';
 
@@ -40,51 +41,24 @@ export async function runPromptCanary(ctx: PromptReleaseContext, control: Canary
     analyses: [],
     actions: [],
   };
-  const c = state.status.canary;
   state.publish();
-  const decided = (): CanaryEnd | undefined =>
-    control.rollback ? { promote: false, why: `rolled back by ${control.rollback.by}: ${control.rollback.reason}` }
-    : control.promoteNow ? { promote: true, why: `promoted by ${control.promoteNow.by}: ${control.promoteNow.reason}` }
-    : undefined;
-
-  let canaryStart: number | undefined;
-  for (let i = 0; i < cfg.steps.length; i++) {
-    const { weight, durationSeconds } = cfg.steps[i]!;
-    c.step = i + 1;
-    if (decided()) return decided()!;
-    await setPromptWeight(ctx, weight, `prompt canary step ${i + 1}/${cfg.steps.length}: ${weight}%`);
-    const stepStart = Date.now();
-    canaryStart ??= stepStart;
+  return runCanarySteps({
+    steps: cfg.steps.map(({ weight, durationSeconds }, i) => ({
+      weight,
+      bake: durationSeconds * 1000,
+      bakeSummary: `prompt canary step ${i + 1}: ${durationSeconds}s at ${weight}%`,
+      reason: `prompt canary step ${i + 1}/${cfg.steps.length}: ${weight}%`,
+    })),
+    maxExtensions: cfg.maxExtensions,
+    control,
+    status: state.status.canary,
+    publish: () => state.publish(),
+    setWeight: (weight, reason) => setPromptWeight(ctx, weight, reason),
     // At 100% production serves nothing in the step's own window: compare over the whole canary.
-    const windowStart = weight >= 100 && ctx.production ? canaryStart : stepStart;
-    let bakes = 0;
-    let extensions = 0;
-    for (;;) {
-      const held = await condition(() => control.paused || decided() !== undefined, durationSeconds * 1000, { summary: `prompt canary step ${i + 1}: ${durationSeconds}s at ${weight}%` });
-      if (decided()) return decided()!;
-      if (held) {
-        await condition(() => !control.paused || decided() !== undefined);
-        if (decided()) return decided()!;
-        continue; // resumed: the step serves its whole duration again
-      }
-      bakes++;
-      const analysis = await analyze(ctx, { step: i + 1, weight, from: windowStart, bake: bakes });
-      if (analysis.verdict === 'Pass') break;
-      if (analysis.verdict === 'Fail') return { promote: false, why: `canary failed at step ${i + 1} (${weight}%): ${analysis.summary}` };
-      if (extensions < cfg.maxExtensions) {
-        extensions++;
-        continue;
-      }
-      control.paused = true;
-      c.paused = true;
-      c.pausedReason = `undecided after ${bakes} window(s) at step ${i + 1} (${weight}%): resume to serve again, promote now, or roll back`;
-      state.publish();
-      await condition(() => !control.paused || decided() !== undefined);
-      if (decided()) return decided()!;
-      extensions = 0;
-    }
-  }
-  return { promote: true, why: `canary passed ${cfg.steps.length} step(s)` };
+    windowStart: ({ weight, stepStart, canaryStart }) => (weight >= 100 && ctx.production ? canaryStart : stepStart),
+    analyze: (at) => analyze(ctx, at),
+    undecided: ({ step, weight, bakes }) => `undecided after ${bakes} window(s) at step ${step} (${weight}%): resume to serve again, promote now, or roll back`,
+  });
 }
 
 /** Fetch the window's per-version metrics, judge them in the workflow (pure; the figures land in the history), record the verdict. */

@@ -1,4 +1,4 @@
-import { ApplicationFailure, condition, log } from '@temporalio/workflow';
+import { ApplicationFailure, log } from '@temporalio/workflow';
 import { analyzeCanary } from '../../src/contracts/canary-analysis';
 import { ErrorType } from '../../src/contracts/errors';
 import {
@@ -14,6 +14,7 @@ import {
 import type { RouteTargets } from '../../src/contracts/routing';
 import { launching, serving, tracked } from './activities';
 import { workflowNow, type ReleaseContext } from './context';
+import { runCanarySteps, type CanaryEnd } from '../../workflows/canary-steps';
 import { asStage } from './failures';
 
 /** What operators asked of a running canary (set by the Update handlers, read by the stage). */
@@ -26,7 +27,7 @@ export interface CanaryControl {
 }
 
 /** How a canary ended: promote the candidate, or roll back (and why). */
-export type CanaryEnd = { promote: true; why: string } | { promote: false; why: string };
+export type { CanaryEnd } from '../../workflows/canary-steps';
 
 const stableOf = (alias: string, baseModel: string, upstream: string, targets: RouteTargets | undefined): ServedVersion => {
   const heaviest = targets?.reduce((a, b) => (b.weight > a.weight ? b : a));
@@ -91,54 +92,25 @@ export async function setCanaryWeight(ctx: ReleaseContext, plan: ServingPlan, pe
 export async function runCanary(ctx: ReleaseContext, plan: ServingPlan, control: CanaryControl): Promise<CanaryEnd> {
   const { spec, state } = ctx;
   const { canary: cfg } = spec.serving!;
-  const c = state.status.canary!;
   state.setStage(ReleaseStage.Canary);
-  const decided = (): CanaryEnd | undefined =>
-    control.rollback ? { promote: false, why: `rolled back by ${control.rollback.by}: ${control.rollback.reason}` }
-    : control.promoteNow ? { promote: true, why: `promoted by ${control.promoteNow.by}: ${control.promoteNow.reason}` }
-    : undefined;
-
-  let canaryStart: number | undefined;
-  for (let i = 0; i < cfg.steps.length; i++) {
-    const weight = cfg.steps[i]!;
-    c.step = i + 1;
-    if (decided()) return decided()!;
-    await setCanaryWeight(ctx, plan, weight, `canary step ${i + 1}/${cfg.steps.length}: ${weight}%`);
-    const stepStart = Date.now();
-    canaryStart ??= stepStart;
+  return runCanarySteps({
+    steps: cfg.steps.map((weight, i) => ({
+      weight,
+      bake: cfg.bake,
+      bakeSummary: `canary step ${i + 1} bake (${cfg.bake} at ${weight}%)`,
+      reason: `canary step ${i + 1}/${cfg.steps.length}: ${weight}%`,
+    })),
+    maxExtensions: cfg.maxExtensions,
+    control,
+    status: state.status.canary!,
+    publish: () => state.publish(),
+    setWeight: (weight, reason) => setCanaryWeight(ctx, plan, weight, reason),
     // At 100% stable gets no traffic in the step's own window (every analysis would be
     // Inconclusive for lack of stable samples): compare over the whole canary instead.
-    const windowStart = weight >= 100 ? canaryStart : stepStart;
-    let bakes = 0;
-    let extensions = 0;
-    for (;;) {
-      // Bake: the clock stops while paused; an operator's promote-now or rollback ends it at once.
-      const baked = await condition(() => control.paused || decided() !== undefined, cfg.bake, { summary: `canary step ${i + 1} bake (${cfg.bake} at ${weight}%)` });
-      if (decided()) return decided()!;
-      if (baked) {
-        await condition(() => !control.paused || decided() !== undefined);
-        if (decided()) return decided()!;
-        continue; // resumed: bake again from the start
-      }
-      bakes++;
-      const analysis = await analyze(ctx, plan, { step: i + 1, weight, from: windowStart, bake: bakes });
-      if (analysis.verdict === 'Pass') break;
-      if (analysis.verdict === 'Fail') return { promote: false, why: `canary failed at step ${i + 1} (${weight}%): ${analysis.summary}` };
-      if (extensions < cfg.maxExtensions) {
-        extensions++;
-        continue;
-      }
-      // Still inconclusive: an operator decides (resume bakes again; promote now; roll back).
-      control.paused = true;
-      c.paused = true;
-      c.pausedReason = `inconclusive after ${bakes} bake(s) at step ${i + 1} (${weight}%): resume to bake again, promote now, or roll back`;
-      state.publish();
-      await condition(() => !control.paused || decided() !== undefined);
-      if (decided()) return decided()!;
-      extensions = 0;
-    }
-  }
-  return { promote: true, why: `canary passed ${cfg.steps.length} step(s)` };
+    windowStart: ({ weight, stepStart, canaryStart }) => (weight >= 100 ? canaryStart : stepStart),
+    analyze: (at) => analyze(ctx, plan, at),
+    undecided: ({ step, weight, bakes }) => `inconclusive after ${bakes} bake(s) at step ${step} (${weight}%): resume to bake again, promote now, or roll back`,
+  });
 }
 
 /** Fetch the step's window, analyze it in the workflow (pure; its figures land in the history), record it. */
