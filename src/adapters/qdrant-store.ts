@@ -185,7 +185,7 @@ export class QdrantVectorStore implements VectorStore {
         }
       });
       if (created) {
-        this.specs.set(name, spec);
+        this.specs.set(name, { dimensions: spec.dimensions, metric: spec.metric });
         return;
       }
     }
@@ -499,7 +499,7 @@ export class QdrantVectorStore implements VectorStore {
       throw new VectorStoreRejectedError(this.label, `collection ${name} does not hold one unnamed dense vector of a known distance; it was not created by Forgeline`);
     }
     const spec = { dimensions: vectors.size, metric };
-    this.specs.set(name, spec);
+    this.specs.set(name, { dimensions: spec.dimensions, metric: spec.metric });
     return spec;
   }
 

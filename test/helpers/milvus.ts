@@ -114,6 +114,23 @@ async function distinctFreePorts(n: number): Promise<number[]> {
   return [...ports];
 }
 
+/**
+ * The proxy answers a health check. A client per probe, its connection awaited here: a client
+ * connects as it is constructed, and one made before the proxy listens would reject that
+ * connection with nobody awaiting it (an unhandled rejection, fatal under a Temporal worker).
+ */
+async function proxyHealthy(address: string): Promise<boolean> {
+  const client = new MilvusClient({ address, timeout: 5_000 });
+  try {
+    await client.connectPromise;
+    return (await client.checkHealth()).isHealthy;
+  } catch {
+    return false;
+  } finally {
+    await client.closeConnection().catch(() => undefined);
+  }
+}
+
 function tail(file: string, lines = 40): string {
   try {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
@@ -186,7 +203,6 @@ export async function startMilvus(options: { startTimeoutMs?: number } = {}): Pr
   };
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 120_000);
-  const client = new MilvusClient({ address, timeout: 5_000 });
   try {
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
@@ -194,10 +210,7 @@ export async function startMilvus(options: { startTimeoutMs?: number } = {}): Pr
       }
       try {
         const health = await fetch(`http://127.0.0.1:${metrics}/healthz`, { signal: AbortSignal.timeout(2_000) });
-        if (health.ok && (await health.text()).includes('OK')) {
-          const res = await client.checkHealth();
-          if (res.isHealthy) break;
-        }
+        if (health.ok && (await health.text()).includes('OK') && (await proxyHealthy(address))) break;
       } catch {
         /* not listening yet */
       }
@@ -205,11 +218,9 @@ export async function startMilvus(options: { startTimeoutMs?: number } = {}): Pr
       await sleep(250);
     }
   } catch (err) {
-    await client.closeConnection().catch(() => undefined);
     await stop();
     throw err;
   }
-  await client.closeConnection();
   return { address, version, dir, child, stop };
 }
 
