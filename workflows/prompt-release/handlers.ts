@@ -1,7 +1,7 @@
 import { type CancellationScope, condition, setHandler } from '@temporalio/workflow';
 import { PromptReleaseOutcome, PromptReleaseStage } from '../../src/contracts/prompt-release';
 import type { OperatorDecision, RecordedDecision } from '../../src/contracts/release-lifecycle';
-import { canaryAction, type CanaryControl } from '../../workflows/release/canary';
+import { canarySteering, type CanaryControl } from '../../workflows/release/canary';
 import { workflowNow } from '../../workflows/release/context';
 import { refuse, requireWhoAndWhy } from '../../workflows/operator-messages';
 import {
@@ -80,10 +80,7 @@ export function installPromptHandlers(state: PromptReleaseState, work: Cancellat
     if (canary.rollback) refuse(`already rolled back by ${canary.rollback.by} at ${canary.rollback.at}`);
     if (canary.promoteNow) refuse(`already promoted by ${canary.promoteNow.by} at ${canary.promoteNow.at}`);
   };
-  const act = (a: ReturnType<typeof canaryAction>) => {
-    status.canary?.actions.push(a);
-    state.publish();
-  };
+  const steer = canarySteering(canary, status, () => state.publish());
   const options = (description: string, check: () => void) => ({
     description,
     validator: (d: OperatorDecision) => {
@@ -97,10 +94,7 @@ export function installPromptHandlers(state: PromptReleaseState, work: Cancellat
   setHandler(
     promptPauseUpdate,
     (d) => {
-      canary.paused = true;
-      status.canary!.paused = true;
-      status.canary!.pausedReason = `paused by ${d.by.trim()}: ${d.reason.trim()}`;
-      act(canaryAction('paused', d));
+      steer.pause(d);
       return status;
     },
     options(D.pause, () => {
@@ -110,10 +104,7 @@ export function installPromptHandlers(state: PromptReleaseState, work: Cancellat
   setHandler(
     promptResumeUpdate,
     (d) => {
-      canary.paused = false;
-      status.canary!.paused = false;
-      delete status.canary!.pausedReason;
-      act(canaryAction('resumed', d));
+      steer.resume(d);
       return status;
     },
     options(D.resume, () => {
@@ -123,8 +114,7 @@ export function installPromptHandlers(state: PromptReleaseState, work: Cancellat
   setHandler(
     promptPromoteNowUpdate,
     async (d) => {
-      canary.promoteNow = canaryAction('promotedNow', d);
-      act(canary.promoteNow);
+      steer.promoteNow(d);
       await condition(ended);
       return status;
     },
@@ -133,8 +123,7 @@ export function installPromptHandlers(state: PromptReleaseState, work: Cancellat
   setHandler(
     promptRollbackUpdate,
     async (d) => {
-      canary.rollback = canaryAction('rolledBack', d);
-      act(canary.rollback);
+      steer.rollback(d);
       await condition(ended);
       return status;
     },

@@ -144,3 +144,37 @@ export function canaryAction(kind: CanaryAction['kind'], d: { by: string; reason
   return { kind, by: d.by.trim(), reason: d.reason.trim(), at: workflowNow() };
 }
 
+/**
+ * What an operator's steering does to a running canary, for the model and the prompt release
+ * alike: the control the canary stepper reads, and the status operators see (paused, why, and
+ * every action). Each release keeps its own validators and decides what its Update waits for.
+ */
+export function canarySteering(control: CanaryControl, view: { canary?: { paused: boolean; pausedReason?: string; actions: CanaryAction[] } }, publish: () => void) {
+  const act = (a: CanaryAction) => {
+    view.canary?.actions.push(a);
+    publish();
+  };
+  return {
+    pause(d: { by: string; reason: string }): void {
+      control.paused = true;
+      view.canary!.paused = true;
+      view.canary!.pausedReason = `paused by ${d.by.trim()}: ${d.reason.trim()}`;
+      act(canaryAction('paused', d));
+    },
+    resume(d: { by: string; reason: string }): void {
+      control.paused = false;
+      view.canary!.paused = false;
+      delete view.canary!.pausedReason;
+      act(canaryAction('resumed', d));
+    },
+    promoteNow(d: { by: string; reason: string }): void {
+      control.promoteNow = canaryAction('promotedNow', d);
+      act(control.promoteNow);
+    },
+    rollback(d: { by: string; reason: string }): void {
+      control.rollback = canaryAction('rolledBack', d);
+      act(control.rollback);
+    },
+  };
+}
+

@@ -24,7 +24,7 @@ import type { ReleaseSpec } from '../../src/contracts/release-spec';
 import { GpuLeases } from '../../workflows/gpu-lease';
 import { tracked } from './activities';
 import { awaitApproval } from './approval';
-import { canaryAction, deploy, runCanary, type CanaryControl } from './canary';
+import { canarySteering, deploy, runCanary, type CanaryControl } from './canary';
 import { workflowNow, type ReleaseContext } from './context';
 import { evaluate } from './evaluate';
 import {
@@ -266,10 +266,7 @@ function installCanaryHandlers(state: ReleaseState, canary: CanaryControl): void
     if (canary.rollback) refuse(`already rolled back by ${canary.rollback.by} at ${canary.rollback.at}`);
     if (canary.promoteNow) refuse(`already promoted by ${canary.promoteNow.by} at ${canary.promoteNow.at}`);
   };
-  const act = (a: ReturnType<typeof canaryAction>) => {
-    status.canary?.actions.push(a);
-    state.publish();
-  };
+  const steer = canarySteering(canary, status, () => state.publish());
   const options = (description: string, check: (d: OperatorDecision) => void) => ({
     description,
     validator: (d: OperatorDecision) => {
@@ -282,10 +279,7 @@ function installCanaryHandlers(state: ReleaseState, canary: CanaryControl): void
   setHandler(
     pauseUpdate,
     (d) => {
-      canary.paused = true;
-      status.canary!.paused = true;
-      status.canary!.pausedReason = `paused by ${d.by.trim()}: ${d.reason.trim()}`;
-      act(canaryAction('paused', d));
+      steer.pause(d);
       return status;
     },
     options(MESSAGE_DESCRIPTIONS.pause, () => {
@@ -297,10 +291,7 @@ function installCanaryHandlers(state: ReleaseState, canary: CanaryControl): void
   setHandler(
     resumeUpdate,
     (d) => {
-      canary.paused = false;
-      status.canary!.paused = false;
-      delete status.canary!.pausedReason;
-      act(canaryAction('resumed', d));
+      steer.resume(d);
       return status;
     },
     options(MESSAGE_DESCRIPTIONS.resume, () => {
@@ -311,8 +302,7 @@ function installCanaryHandlers(state: ReleaseState, canary: CanaryControl): void
   setHandler(
     promoteNowUpdate,
     async (d) => {
-      canary.promoteNow = canaryAction('promotedNow', d);
-      act(canary.promoteNow);
+      steer.promoteNow(d);
       await condition(() => status.stage === ReleaseStage.Production || status.stage === ReleaseStage.Done || status.outcome !== ReleaseOutcome.Running);
       return status;
     },
@@ -324,8 +314,7 @@ function installCanaryHandlers(state: ReleaseState, canary: CanaryControl): void
   setHandler(
     rollbackUpdate,
     async (d) => {
-      canary.rollback = canaryAction('rolledBack', d);
-      act(canary.rollback);
+      steer.rollback(d);
       await condition(() => status.outcome !== ReleaseOutcome.Running);
       return status;
     },
